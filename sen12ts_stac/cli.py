@@ -1,0 +1,91 @@
+"""The ``sen12ts-stac`` command line: a thin layer over functions the tests call directly.
+
+Every error a user can cause is printed as one line, ``sen12ts-stac: error: ...``, with exit
+code 2 (bad input) or 1 (a check failed); never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sen12ts_stac import __version__
+from sen12ts_stac.errors import UserError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="sen12ts-stac")
+def cli() -> None:
+    """Make, check, distribute and train on SEN12TS-style Sentinel-1/2 + land-cover triplets."""
+
+
+@cli.command()
+@click.option("--aoi", required=True, help="california, iowa, catalonia, ethiopia, uganda or sumatra.")
+@click.option("--source", default="synthetic", show_default=True, help="Where pixels come from (synthetic works offline).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("catalogs"), show_default=True, help="Catalog root folder.")
+@click.option("--max-tiles", type=int, default=16, show_default=True, help="Tiles to collect (a seeded, spread-out sample).")
+@click.option("--bbox", default=None, help="Restrict the AOI: minlon,minlat,maxlon,maxlat.")
+@click.option("--seasons", default=None, help="Comma-separated subset of spring,summer,fall,winter.")
+@click.option("--max-per-season", type=int, default=4, show_default=True, help="Triplets per tile and season.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for pixels (synthetic), candidate order and splits.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--overwrite", is_flag=True, help="Delete this AOI's folder first instead of resuming.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def create(aoi, source, out, max_tiles, bbox, seasons, max_per_season, seed, workers, overwrite, quiet) -> None:
+    """Collect triplets over an AOI into COGs and a STAC catalog (resumes an interrupted run)."""
+    from sen12ts_stac.collect.run import CreateConfig, create as run_create
+    from sen12ts_stac.spec.aois import parse_bbox
+    from sen12ts_stac.spec.seasons import PairingRules, parse_seasons
+
+    if max_per_season < 1:
+        raise UserError(f"--max-per-season must be at least 1, got {max_per_season}")
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    config = CreateConfig(
+        aoi=aoi.strip().lower(), out=out, source=source, seed=seed, max_tiles=max_tiles,
+        bbox=parse_bbox(bbox) if bbox else None, seasons=tuple(s.name for s in parse_seasons(seasons)),
+        workers=workers, rules=PairingRules(max_triplets_per_tile_season=max_per_season),
+    )
+    summary = run_create(config, overwrite=overwrite, progress=not quiet)
+    click.echo(f"wrote {out / config.aoi}")
+    for line in summary.lines():
+        click.echo("  " + line)
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def info(path: Path) -> None:
+    """Summarise a catalog: collections, item counts, splits, tiles, dates, bytes."""
+    from sen12ts_stac.inspect import summarise
+
+    for line in summarise(path):
+        click.echo(line)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the click group, turning every user error into one line."""
+    try:
+        rv = cli.main(args=argv, prog_name="sen12ts-stac", standalone_mode=False)
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+    except click.exceptions.Abort:
+        click.echo("sen12ts-stac: aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        click.echo(f"sen12ts-stac: error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except UserError as e:
+        click.echo(f"sen12ts-stac: error: {e}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("sen12ts-stac: interrupted; run the same command again to resume", err=True)
+        sys.exit(130)
+    except OSError as e:
+        click.echo(f"sen12ts-stac: error: {e.filename or ''}: {e.strerror or e}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

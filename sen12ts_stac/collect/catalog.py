@@ -1,0 +1,230 @@
+"""Write the catalog tree (root, AOI, collections, block catalogs) from per-tile records.
+
+Items are written by the tile workers; this module only writes the nodes above them, from the
+small records each tile left in the run state. Nothing is read back through pystac and no tree is
+resolved, so the cost is one pass over the records: linear in the number of items.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sen12ts_stac.collect.items import COG, EXT, PNG, STAC_JSON, STAC_VERSION, band_metadata
+from sen12ts_stac.collect.layout import KINDS, ROOT_ID, Layout, collection_id
+from sen12ts_stac.fsio import write_json
+from sen12ts_stac.spec import bands
+from sen12ts_stac.spec.aois import AOI, AOIS
+from sen12ts_stac.spec.classes import class_table
+
+KIND_INFO = {
+    "s1": ("Sentinel-1 source imagery", "Sentinel-1 RTC backscatter (VH, VV), 12-day InSAR coherence and phase at four dates 12 days apart (newest first), local incidence angle, slope and a validity mask, on 256 x 256 px tiles at 10 m."),
+    "s2": ("Sentinel-2 source imagery", "Sentinel-2 L2A surface reflectance (12 bands x 10000), scene classification and a cloud mask, within 3 days of the newest radar date, on the same tiles."),
+    "labels": ("Land-cover labels", "One land-cover raster per tile for 2020, linked to every S1 and S2 item it labels (rel=source)."),
+    "triplets": ("Training triplets", "One record per S1/S2/label triplet (ml-aoi): links its label and both features and carries a spatially grouped, seeded train/validate/test split."),
+}
+ASSET_PRODUCT = {"s1": bands.S1, "s2": bands.S2, "labels": bands.LABEL}
+
+
+@dataclass
+class ItemRecord:
+    """What the tree needs to know of one written item."""
+
+    kind: str
+    id: str
+    href: str  # relative to the AOI folder
+    block: str
+    bbox: list[float]
+    start: str  # ISO datetime
+    end: str
+    props: dict  # summary-worthy properties (split, orbit state, cloud cover, ...)
+
+    def to_json(self) -> dict:
+        return self.__dict__
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ItemRecord":
+        return cls(**d)
+
+
+class BandStats:
+    """Exact streaming per-band statistics (count, mean, M2, min, max), mergeable across tiles
+    (Chan et al.), ignoring no-data. Used for the normalisation statistics in the collections."""
+
+    def __init__(self, n_bands: int):
+        self.n = np.zeros(n_bands)
+        self.mean = np.zeros(n_bands)
+        self.m2 = np.zeros(n_bands)
+        self.min = np.full(n_bands, np.inf)
+        self.max = np.full(n_bands, -np.inf)
+
+    def update(self, data: np.ndarray, product: bands.Product) -> None:
+        for i in range(data.shape[0]):
+            x = data[i].astype(np.float64)
+            x = x[~product.is_nodata(data[i])]
+            if x.size:
+                other = BandStats(1)
+                other.n[0], other.mean[0] = x.size, x.mean()
+                other.m2[0] = ((x - other.mean[0]) ** 2).sum()
+                other.min[0], other.max[0] = x.min(), x.max()
+                self._merge_band(i, other, 0)
+
+    def _merge_band(self, i: int, o: "BandStats", j: int) -> None:
+        n = self.n[i] + o.n[j]
+        if n == 0:
+            return
+        delta = o.mean[j] - self.mean[i]
+        self.mean[i] += delta * o.n[j] / n
+        self.m2[i] += o.m2[j] + delta**2 * self.n[i] * o.n[j] / n
+        self.n[i] = n
+        self.min[i] = min(self.min[i], o.min[j])
+        self.max[i] = max(self.max[i], o.max[j])
+
+    def merge(self, other: "BandStats") -> None:
+        for i in range(len(self.n)):
+            self._merge_band(i, other, i)
+
+    def to_json(self) -> dict:
+        return {k: [float(v) for v in getattr(self, k)] for k in ("n", "mean", "m2", "min", "max")}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "BandStats":
+        s = cls(len(d["n"]))
+        for k in ("n", "mean", "m2", "min", "max"):
+            setattr(s, k, np.array(d[k], dtype=np.float64))
+        return s
+
+    def stac(self) -> list[dict]:
+        """raster:bands ``statistics`` objects (stddev is the population std of all pixels)."""
+        out = []
+        for i in range(len(self.n)):
+            if self.n[i] == 0:
+                out.append({})
+                continue
+            out.append({"mean": round(float(self.mean[i]), 6), "stddev": round(float(np.sqrt(self.m2[i] / self.n[i])), 6),
+                        "minimum": float(self.min[i]), "maximum": float(self.max[i])})
+        return out
+
+
+def _extent(records: list[ItemRecord]) -> dict:
+    if not records:
+        return {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [["2020-01-01T00:00:00Z", "2020-12-31T23:59:59Z"]]}}
+    b = np.array([r.bbox for r in records])
+    return {
+        "spatial": {"bbox": [[float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]]},
+        "temporal": {"interval": [[min(r.start for r in records), max(r.end for r in records)]]},
+    }
+
+
+def _summaries(kind: str, records: list[ItemRecord], aoi: AOI) -> dict:
+    s: dict = {}
+    if kind == "s1":
+        s = {"constellation": ["sentinel-1"], "sar:instrument_mode": ["IW"], "sar:frequency_band": ["C"],
+             "sar:polarizations": ["VV", "VH"], "sar:product_type": ["RTC"],
+             "sat:orbit_state": sorted({r.props["sat:orbit_state"] for r in records})}
+    elif kind == "s2":
+        cc = [r.props["eo:cloud_cover"] for r in records] or [0.0]
+        s = {"constellation": ["sentinel-2"], "eo:cloud_cover": {"minimum": min(cc), "maximum": max(cc)}}
+    elif kind == "labels":
+        s = {"label:type": ["raster"], "label:tasks": ["segmentation", "classification"],
+             "label:classes": [{"name": None, "classes": list(class_table(aoi.label_table).values)}]}
+    elif kind == "triplets":
+        s = {"ml-aoi:split": sorted({r.props["ml-aoi:split"] for r in records})}
+    s["sen12ts:season"] = sorted({r.props["sen12ts:season"] for r in records if "sen12ts:season" in r.props})
+    if not s["sen12ts:season"]:
+        del s["sen12ts:season"]
+    return s
+
+
+def _item_assets(kind: str, stats: dict[str, BandStats]) -> dict:
+    if kind == "triplets":
+        out = {}
+        for key, product in ASSET_PRODUCT.items():
+            meta = band_metadata(product)
+            out[key] = {"type": COG, "roles": ["labels"] if key == "labels" else ["data"], **meta,
+                        "ml-aoi:role": "label" if key == "labels" else "feature"}
+        return out
+    product = ASSET_PRODUCT[kind]
+    meta = band_metadata(product)
+    if kind in stats:
+        for rb, st in zip(meta["raster:bands"], stats[kind].stac()):
+            if st:
+                rb["statistics"] = st
+    roles = ["labels", "labels-raster"] if kind == "labels" else ["data"]
+    return {kind: {"type": COG, "title": KIND_INFO[kind][0], "roles": roles, **meta},
+            "thumbnail": {"type": PNG, "roles": ["thumbnail"]}}
+
+
+def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[str, BandStats], source_license: str,
+               providers: list[dict]) -> int:
+    """Write block catalogs, collections, the AOI catalog and the root catalog. Returns the number
+    of JSON files written."""
+    by_kind: dict[str, list[ItemRecord]] = defaultdict(list)
+    for r in records:
+        by_kind[r.kind].append(r)
+    written = 0
+    for kind in KINDS:
+        recs = sorted(by_kind.get(kind, []), key=lambda r: (r.block, r.id))
+        cid = collection_id(aoi.name, kind)
+        blocks: dict[str, list[ItemRecord]] = defaultdict(list)
+        for r in recs:
+            blocks[r.block].append(r)
+        for block, items in blocks.items():
+            write_json(layout.block_dir(kind, block) / "catalog.json", {
+                "type": "Catalog", "stac_version": STAC_VERSION, "id": f"{cid}_{block}",
+                "title": f"{KIND_INFO[kind][0]}, {aoi.title}, block {block}",
+                "description": f"Items of tiles in the 8 x 8-tile block {block} (zone_path//8_row//8).",
+                "links": [
+                    {"rel": "root", "href": "../../../catalog.json", "type": STAC_JSON},
+                    {"rel": "parent", "href": "../collection.json", "type": STAC_JSON},
+                    *({"rel": "item", "href": "./" + r.href.split("/", 2)[2], "type": "application/geo+json"} for r in items),
+                ],
+            })
+            written += 1
+        exts = {"s1": ["sar", "sat", "raster"], "s2": ["eo", "raster"], "labels": ["label", "raster", "classification"],
+                "triplets": ["ml-aoi", "raster"]}[kind]
+        write_json(layout.collection_dir(kind) / "collection.json", {
+            "type": "Collection", "stac_version": STAC_VERSION, "stac_extensions": [EXT[e] for e in exts],
+            "id": cid, "title": f"SEN12TS {aoi.title}: {KIND_INFO[kind][0]}",
+            "description": KIND_INFO[kind][1] + (f" Labels: {aoi.label_source}." if kind == "labels" else ""),
+            "keywords": ["SEN12TS", "Sentinel-1", "Sentinel-2", "land cover", "machine learning", aoi.name],
+            "license": source_license,
+            "providers": providers,
+            "extent": _extent(recs),
+            "summaries": _summaries(kind, recs, aoi),
+            "item_assets": _item_assets(kind, stats),
+            "links": [
+                {"rel": "root", "href": "../../catalog.json", "type": STAC_JSON},
+                {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
+                *({"rel": "child", "href": f"./{b}/catalog.json", "type": STAC_JSON} for b in sorted(blocks)),
+            ],
+        })
+        written += 1
+    write_json(layout.aoi_dir / "catalog.json", {
+        "type": "Catalog", "stac_version": STAC_VERSION, "id": f"{ROOT_ID}_{aoi.name}", "title": f"SEN12TS: {aoi.title}",
+        "description": f"SEN12TS-style Sentinel-1, Sentinel-2 and land-cover triplets over {aoi.title}, 2020.",
+        "links": [
+            {"rel": "root", "href": "../catalog.json", "type": STAC_JSON},
+            {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
+            *({"rel": "child", "href": f"./{k}/collection.json", "type": STAC_JSON, "title": KIND_INFO[k][0]} for k in KINDS),
+        ],
+    })
+    write_root(layout.root)
+    return written + 2
+
+
+def write_root(root: Path) -> None:
+    """The root catalog links every AOI folder that holds a catalog, so AOIs can be added one by one."""
+    aois = sorted(p.parent.name for p in root.glob("*/catalog.json") if p.parent.name in AOIS)
+    write_json(root / "catalog.json", {
+        "type": "Catalog", "stac_version": STAC_VERSION, "id": ROOT_ID, "title": "SEN12TS (sen12ts-stac)",
+        "description": "Sentinel-1 / Sentinel-2 / land-cover triplets, 256 x 256 px at 10 m, 2020, as COGs and STAC.",
+        "links": [
+            {"rel": "root", "href": "./catalog.json", "type": STAC_JSON},
+            *({"rel": "child", "href": f"./{a}/catalog.json", "type": STAC_JSON, "title": AOIS[a].title} for a in aois),
+        ],
+    })
+

@@ -1,0 +1,83 @@
+"""``info``: a quick summary of a catalog written by ``create`` (or any static STAC catalog)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from sen12ts_stac.errors import UserError
+
+
+def _load(path: Path) -> dict:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not readable JSON ({e})") from None
+
+
+def walk(entry: Path):
+    """Yield (path, object) for every catalog, collection and item below ``entry`` (depth first),
+    following child and item links; each file is read once, loops are not followed."""
+    seen: set[Path] = set()
+    stack = [entry.resolve()]
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        obj = _load(p)
+        yield p, obj
+        for link in reversed(obj.get("links", [])):
+            if link.get("rel") in ("child", "item") and "://" not in link.get("href", ""):
+                stack.append((p.parent / link["href"]).resolve())
+
+
+def summarise(path: Path) -> list[str]:
+    entry = path / "catalog.json" if path.is_dir() else path
+    if not entry.exists():
+        raise UserError(f"{path}: no catalog.json here (give a catalog folder or a catalog/collection JSON file)")
+    items: Counter = Counter()
+    splits: Counter = Counter()
+    seasons: Counter = Counter()
+    tiles: set[str] = set()
+    collections: list[tuple[str, str]] = []
+    dates: list[str] = []
+    nbytes = 0
+    assets_seen: set[str] = set()
+    for p, obj in walk(entry):
+        t = obj.get("type")
+        if t == "Collection":
+            collections.append((obj["id"], obj.get("title", "")))
+        elif t == "Feature":
+            items[obj.get("collection", "?")] += 1
+            props = obj.get("properties", {})
+            if "ml-aoi:split" in props:
+                splits[props["ml-aoi:split"]] += 1
+                seasons[props.get("sen12ts:season", "?")] += 1
+            if "sen12ts:tile" in props:
+                tiles.add(props["sen12ts:tile"])
+            if props.get("datetime"):
+                dates.append(props["datetime"])
+            for a in obj.get("assets", {}).values():  # triplet records repeat their features' assets
+                href = a.get("href", "")
+                target = href if "://" in href else str((p.parent / href).resolve())
+                if target not in assets_seen:
+                    assets_seen.add(target)
+                    nbytes += a.get("file:size", 0)
+    root = _load(entry)
+    out = [f"{root.get('id')}: {root.get('title', root.get('description', ''))}", f"  {entry}"]
+    out.append(f"collections: {len(collections)}")
+    for cid, title in collections:
+        out.append(f"  {cid:<36} {items.get(cid, 0):>7} items  {title}")
+    out.append(f"items: {sum(items.values())}  tiles: {len(tiles)}  triplets: {sum(splits.values())}")
+    if splits:
+        out.append("splits: " + ", ".join(f"{k} {v}" for k, v in sorted(splits.items())))
+        out.append("seasons: " + ", ".join(f"{k} {v}" for k, v in sorted(seasons.items())))
+    if dates:
+        out.append(f"dates: {min(dates)[:10]} .. {max(dates)[:10]}")
+    out.append(f"asset bytes (file:size): {nbytes:,}" + (f"  ({nbytes / max(1, sum(splits.values())) / 1e6:.2f} MB per triplet)" if splits else ""))
+    return out

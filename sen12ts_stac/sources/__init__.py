@@ -1,0 +1,5 @@
+"""Where pixels come from: one module per source behind the protocol in ``base``."""
+
+from sen12ts_stac.sources.base import Reading, Source, make_source, register, source_names
+
+__all__ = ["Reading", "Source", "make_source", "register", "source_names"]
