@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
+
+import orjson
 
 
 @contextlib.contextmanager
@@ -32,8 +33,11 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
 
 
-def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 2) -> None:
-    write_bytes(path, (json.dumps(obj, indent=indent, ensure_ascii=False) + "\n").encode())
+def write_json(path: str | os.PathLike, obj: Any, indent: bool = True) -> None:
+    """Write JSON (2-space indented unless ``indent=False``) with orjson: ~10x faster than the
+    standard library's indenting encoder, which matters at hundreds of thousands of items."""
+    opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
+    write_bytes(path, orjson.dumps(obj, option=opts))
 
 
 def sha256_multihash(path: str | os.PathLike) -> str:

@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sen12ts_stac.collect.items import COG, EXT, PNG, STAC_JSON, STAC_VERSION, band_metadata
+from sen12ts_stac.collect.items import COG, EXT, PNG, STAC_JSON, STAC_VERSION, FileInfo, ItemBuilder, TripletMeta, band_metadata
 from sen12ts_stac.collect.layout import KINDS, ROOT_ID, Layout, collection_id
 from sen12ts_stac.fsio import write_json
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import AOI, AOIS
 from sen12ts_stac.spec.classes import class_table
+from sen12ts_stac.spec.grid import Tile
 
 KIND_INFO = {
     "s1": ("Sentinel-1 source imagery", "Sentinel-1 RTC backscatter (VH, VV), 12-day InSAR coherence and phase at four dates 12 days apart (newest first), local incidence angle, slope and a validity mask, on 256 x 256 px tiles at 10 m."),
@@ -107,6 +108,27 @@ class BandStats:
             out.append({"mean": round(float(self.mean[i]), 6), "stddev": round(float(np.sqrt(self.m2[i] / self.n[i])), 6),
                         "minimum": float(self.min[i]), "maximum": float(self.max[i])})
         return out
+
+
+def write_tile_items(layout: Layout, builder: ItemBuilder, tile: Tile, triplets: list[TripletMeta],
+                     label: FileInfo, label_derived_from: list[str] | None = None) -> tuple[list[Path], list[ItemRecord]]:
+    """Write every item JSON of one tile (its label item, then S1, S2 and triplet items per
+    triplet); return the paths written and the records the tree needs."""
+    items = [builder.label(tile, triplets, label, label_derived_from)]
+    for t in triplets:
+        items += [builder.s1(t), builder.s2(t), builder.triplet(t)]
+    paths, records = [], []
+    for item in items:
+        kind = {"s1": "s1", "s2": "s2", "label": "labels", "triplet": "triplets"}[item["id"].split("_", 1)[0]]
+        rel_path = layout.item_rel(kind, tile, item["id"])
+        path = layout.aoi_dir / rel_path
+        paths.append(path)
+        write_json(path, item)
+        p = item["properties"]
+        keep = ("ml-aoi:split", "sat:orbit_state", "eo:cloud_cover", "sen12ts:season")
+        records.append(ItemRecord(kind, item["id"], rel_path, tile.block, item["bbox"], p.get("start_datetime") or p["datetime"],
+                                  p.get("end_datetime") or p["datetime"], {k: p[k] for k in keep if k in p}))
+    return paths, records
 
 
 def _extent(records: list[ItemRecord]) -> dict:

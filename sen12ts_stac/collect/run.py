@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sen12ts_stac import __version__
 from sen12ts_stac.collect import quicklook
-from sen12ts_stac.collect.catalog import BandStats, ItemRecord, write_tree
+from sen12ts_stac.collect.catalog import BandStats, ItemRecord, write_tile_items, write_tree
 from sen12ts_stac.collect.cog import write_cog
 from sen12ts_stac.collect.items import FileInfo, ItemBuilder, TripletMeta
 from sen12ts_stac.collect.layout import Layout, item_id
@@ -162,39 +162,20 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
             dl = layout.item_path("labels", tile, item_id("labels", tile)).parent
             fl = put(dl / "labels.tif", (bands.LABEL, label.data))
             put(dl / "thumbnail.png", quicklook.label_png(label.data, class_table(aoi.label_table)))
-            items = [builder.label(tile, triplets, fl, label.derived_from)]
-            for t in triplets:
-                items += [builder.s1(t), builder.s2(t), builder.triplet(t)]
-            for item in items:
-                kind = _kind_of(item)
-                rel_path = layout.item_rel(kind, tile, item["id"])
-                path = layout.aoi_dir / rel_path
-                written.append(path)
-                write_json(path, item)
-                records.append(_record(kind, rel_path, tile, item))
+            paths, records = write_tile_items(layout, builder, tile, triplets, fl, label.derived_from)
+            written += paths
         sizes = sum(p.stat().st_size for p in written)
         state = {
             "tile": tile.id, "version": __version__, "triplets": len(triplets), "files": len(written), "bytes": sizes,
             "rejected": dict(rejected), "seconds": round(time.perf_counter() - t0, 3),
             "records": [r.to_json() for r in records], "stats": {k: v.to_json() for k, v in stats.items()},
         }
-        write_json(layout.tile_state(tile.id), state, indent=None)
+        write_json(layout.tile_state(tile.id), state, indent=False)
         return state
     except BaseException:
         for p in written:
             p.unlink(missing_ok=True)
         raise
-
-
-def _kind_of(item: dict) -> str:
-    return {"s1": "s1", "s2": "s2", "label": "labels", "triplet": "triplets"}[item["id"].split("_", 1)[0]]
-
-
-def _record(kind: str, rel_path: str, tile: Tile, item: dict) -> ItemRecord:
-    p = item["properties"]
-    keep = ("ml-aoi:split", "sat:orbit_state", "eo:cloud_cover", "sen12ts:season")
-    return ItemRecord(kind, item["id"], rel_path, tile.block, item["bbox"], p.get("start_datetime") or p["datetime"],
-                      p.get("end_datetime") or p["datetime"], {k: p[k] for k in keep if k in p})
 
 
 def _check_run_state(config: CreateConfig, layout: Layout, overwrite: bool) -> None:
