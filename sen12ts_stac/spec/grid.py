@@ -22,7 +22,6 @@ import shapely
 from affine import Affine
 from pyproj import Transformer
 from shapely.geometry import Polygon, box
-from shapely.ops import transform as shp_transform
 
 from sen12ts_stac.errors import UserError
 
@@ -149,7 +148,7 @@ def tiles_in(polygon: Polygon, *, seed: int = 7) -> list[Tile]:
         if part.is_empty:
             continue
         fwd = _to_utm(zone)
-        utm_part = shp_transform(lambda x, y, f=fwd: f.transform(x, y), part)
+        utm_part = shapely.transform(part, lambda xy, f=fwd: np.column_stack(f.transform(xy[:, 0], xy[:, 1])))
         xmin, ymin, xmax, ymax = utm_part.bounds
         paths = np.arange(math.floor((xmin - FALSE_EASTING) / TILE_M), math.floor((xmax - FALSE_EASTING) / TILE_M) + 1)
         rows = np.arange(math.floor(ymin / TILE_M), math.floor(ymax / TILE_M) + 1)
