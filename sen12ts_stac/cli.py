@@ -13,6 +13,7 @@ import click
 
 from sen12ts_stac import __version__
 from sen12ts_stac.errors import UserError
+from sen12ts_stac.validate.command import validate_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -62,6 +63,9 @@ def info(path: Path) -> None:
 
     for line in summarise(path):
         click.echo(line)
+
+
+cli.add_command(validate_command)
 
 
 def main(argv: list[str] | None = None) -> None:
