@@ -1,0 +1,1003 @@
+"""Where triplets come from: one flat, filtered list of :class:`TripletRecord` from a local
+catalog, a static catalog over http(s), a STAC API, an MLHub-style API (``radiant-mlhub``
+client) or a stac-geoparquet file.
+
+A record holds everything a reader needs and nothing it must look up again: absolute asset
+hrefs, band names, nodata, scale/offset and the per-band statistics of the catalog's
+collections. Records are small, picklable and sorted by id.
+
+Static catalogs are walked concurrently (a thread pool follows ``child``/``item`` links as
+documents arrive) and only below triplet collections: the S1/S2/label collections are read for
+their statistics but their items are not. Remote documents go through an on-disk HTTP cache
+(SQLite, keyed by URL, revalidated with ETag / Last-Modified after ``cache_ttl`` seconds), so a
+second start within the TTL costs no request at all, and after it one cheap ``304`` per
+document, still concurrent.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import json
+import math
+import os
+import posixpath
+import re
+import sqlite3
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
+from sen12ts_stac.errors import SourceError, UserError
+from sen12ts_stac.spec import bands as spec_bands
+from sen12ts_stac.spec.seasons import SEASONS, SPLITS
+
+ASSET_KEYS = ("s1", "s2", "labels")
+SPLIT_ALIASES = {"val": "validate", "valid": "validate", "validation": "validate", "training": "train", "testing": "test"}
+DEFAULT_CACHE_TTL = 3600.0
+DEFAULT_CONCURRENCY = 16
+
+
+# --------------------------------------------------------------------------------------------
+# The record
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=True)
+class TripletRecord:
+    """One S1/S2/label triplet, as the loader needs it.
+
+    ``hrefs``, ``bands``, ``nodata``, ``scale``, ``offset`` and ``stats`` are keyed by asset:
+    ``"s1"``, ``"s2"``, ``"labels"``. ``hrefs`` are absolute (a local path or an http(s) URL);
+    ``bands`` are the band names in file order; ``scale``/``offset`` are per band (physical =
+    stored * scale + offset; 1 and 0 when the catalog gives none); ``stats`` maps band name to
+    ``(mean, std)`` in *stored* units, from the ``raster:bands`` statistics in the collections'
+    ``item_assets`` (empty when the catalog has none). ``shape`` is the pixel grid shared by the
+    assets (``proj:shape``), when the item gives it.
+    """
+
+    id: str
+    aoi: str
+    tile: str
+    split: str
+    season: str
+    s2_date: dt.date
+    radar_dates: tuple[dt.date, ...]
+    bbox: tuple[float, float, float, float]
+    hrefs: Mapping[str, str]
+    bands: Mapping[str, tuple[str, ...]]
+    nodata: Mapping[str, float | int | None]
+    scale: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    offset: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
+    stats: Mapping[str, Mapping[str, tuple[float, float]]] = field(default_factory=dict)
+    collection: str | None = None
+    shape: tuple[int, int] | None = None  # (rows, cols) of the reference grid (proj:shape), if known
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+# --------------------------------------------------------------------------------------------
+# Filters
+# --------------------------------------------------------------------------------------------
+
+
+def _as_set(value, what: str, known: Iterable[str] | None = None, alias: Mapping[str, str] | None = None,
+            lower: bool = False) -> frozenset[str] | None:
+    """A comma-separated string or an iterable as a set, checked against ``known``."""
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",")] if isinstance(value, str) else [str(v).strip() for v in value]
+    if lower or known is not None:
+        items = [v.lower() for v in items]
+    items = [(alias or {}).get(v, v) for v in items if v]
+    if not items:
+        raise UserError(f"empty {what} filter")
+    if known is not None:
+        bad = sorted(set(items) - set(known))
+        if bad:
+            raise UserError(f"unknown {what} {', '.join(bad)}; known: {', '.join(known)}")
+    return frozenset(items)
+
+
+def _as_date(value, what: str) -> dt.date | None:
+    if value is None or value == "" or value == "..":
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value)[:10])
+    except ValueError:
+        raise UserError(f"bad {what} {value!r}: expected an ISO date YYYY-MM-DD") from None
+
+
+@dataclass(frozen=True)
+class Filter:
+    """The filters of :func:`load_index`, normalised. ``None`` means "no restriction"."""
+
+    aois: frozenset[str] | None = None
+    splits: frozenset[str] | None = None
+    seasons: frozenset[str] | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    tiles: frozenset[str] | None = None
+    start: dt.date | None = None
+    end: dt.date | None = None
+    collections: frozenset[str] | None = None
+
+    @classmethod
+    def make(cls, *, aoi=None, split=None, seasons=None, bbox=None, tiles=None, date_range=None, collections=None) -> "Filter":
+        if bbox is not None:
+            if isinstance(bbox, str):
+                from sen12ts_stac.spec.aois import parse_bbox
+
+                bbox = parse_bbox(bbox)
+            bbox = tuple(float(v) for v in bbox)
+            if len(bbox) != 4 or not (bbox[0] <= bbox[2] and bbox[1] <= bbox[3]):
+                raise UserError(f"bad bbox {bbox!r}: expected (minlon, minlat, maxlon, maxlat)")
+        start = end = None
+        if date_range is not None:
+            if isinstance(date_range, str):
+                if "/" not in date_range:
+                    raise UserError(f"bad date_range {date_range!r}: expected 'START/END' (either may be '..')")
+                date_range = date_range.split("/", 1)
+            if len(date_range) != 2:
+                raise UserError(f"bad date_range {date_range!r}: expected (start, end)")
+            start, end = _as_date(date_range[0], "date_range start"), _as_date(date_range[1], "date_range end")
+            if start and end and start > end:
+                raise UserError(f"bad date_range: start {start} is after end {end}")
+        return cls(
+            aois=_as_set(aoi, "AOI", lower=True),
+            splits=_as_set(split, "split", SPLITS, SPLIT_ALIASES),
+            seasons=_as_set(seasons, "season", tuple(SEASONS)),
+            bbox=bbox,
+            tiles=_as_set(tiles, "tile"),
+            start=start,
+            end=end,
+            collections=_as_set(collections, "collection"),
+        )
+
+    def match(self, r: TripletRecord) -> bool:
+        if self.aois is not None and r.aoi.lower() not in self.aois:
+            return False
+        if self.splits is not None and r.split not in self.splits:
+            return False
+        if self.seasons is not None and r.season not in self.seasons:
+            return False
+        if self.tiles is not None and r.tile not in self.tiles:
+            return False
+        if self.collections is not None and r.collection not in self.collections:
+            return False
+        if self.start is not None and r.s2_date < self.start:
+            return False
+        if self.end is not None and r.s2_date > self.end:
+            return False
+        if self.bbox is not None:
+            a, b = self.bbox, r.bbox
+            if b[0] > a[2] or b[2] < a[0] or b[1] > a[3] or b[3] < a[1]:
+                return False
+        return True
+
+    @property
+    def datetime(self) -> str | None:
+        """The date range as a STAC API ``datetime`` interval (the triplet's datetime is its S2 date)."""
+        if self.start is None and self.end is None:
+            return None
+        s = f"{self.start.isoformat()}T00:00:00Z" if self.start else ".."
+        e = f"{self.end.isoformat()}T23:59:59Z" if self.end else ".."
+        return f"{s}/{e}"
+
+    def wants_aoi(self, name: str) -> bool:
+        return self.aois is None or name.lower() in self.aois
+
+    def wants_collection(self, cid: str) -> bool:
+        return self.collections is None or cid in self.collections
+
+    def blocks(self) -> frozenset[str] | None:
+        """The catalog blocks that can hold the wanted tiles (block catalogs are pruned by name)."""
+        if self.tiles is None:
+            return None
+        from sen12ts_stac.spec.grid import Tile
+
+        out = set()
+        for t in self.tiles:
+            try:
+                out.add(Tile.from_id(t).block)
+            except (ValueError, KeyError):
+                return None  # not a sen12ts tile id: do not prune
+        return frozenset(out)
+
+
+# --------------------------------------------------------------------------------------------
+# Locations: local paths and URLs behind one tiny interface
+# --------------------------------------------------------------------------------------------
+
+
+def is_url(loc: str) -> bool:
+    return loc.startswith(("http://", "https://"))
+
+
+def resolve_href(base: str, href: str) -> str:
+    """``href`` made absolute against the document at ``base`` (a local path or a URL)."""
+    if "://" in href:
+        return href[len("file://"):] if href.startswith("file://") else href
+    if is_url(base):
+        return urllib.parse.urljoin(base, href)
+    if os.path.isabs(href):
+        return os.path.normpath(href)
+    return os.path.normpath(os.path.join(os.path.dirname(base), href))
+
+
+def _self_href(item: dict) -> str | None:
+    for link in item.get("links", []):
+        if link.get("rel") == "self" and link.get("href"):
+            return link["href"]
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# HTTP with a conditional-request cache
+# --------------------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$SEN12TS_CACHE_DIR``, else ``$XDG_CACHE_HOME/sen12ts-stac``, else ``~/.cache/sen12ts-stac``."""
+    if os.environ.get("SEN12TS_CACHE_DIR"):
+        return Path(os.environ["SEN12TS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "sen12ts-stac"
+
+
+class HttpCache:
+    """URL -> (ETag, Last-Modified, fetched-at, body) in one SQLite file, shared by threads (one
+    connection behind a lock) and by processes (SQLite's own locking, WAL journal)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.path = folder / "stac-http-cache.sqlite"
+            self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS docs (url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT, fetched REAL, body BLOB)"
+            )
+            self._db.commit()
+        except (OSError, sqlite3.Error) as e:
+            raise UserError(f"{folder}: cannot use as the STAC HTTP cache ({e})") from None
+        self._lock = threading.Lock()
+        self._pending = 0
+
+    def get(self, url: str) -> tuple[str | None, str | None, float, bytes] | None:
+        with self._lock:
+            row = self._db.execute("SELECT etag, last_modified, fetched, body FROM docs WHERE url = ?", (url,)).fetchone()
+        return None if row is None else (row[0], row[1], row[2], bytes(row[3]))
+
+    def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?)", (url, etag, last_modified, time.time(), body))
+            self._pending += 1
+            if self._pending >= 500:
+                self._db.commit()
+                self._pending = 0
+
+    def touch(self, url: str) -> None:
+        with self._lock:
+            self._db.execute("UPDATE docs SET fetched = ? WHERE url = ?", (time.time(), url))
+            self._pending += 1
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.commit()
+                self._db.close()
+            except sqlite3.Error:
+                pass
+
+
+@dataclass
+class FetchStats:
+    """What one index run cost: documents read, HTTP requests, answers served by the cache."""
+
+    documents: int = 0
+    requests: int = 0
+    not_modified: int = 0
+    cache_hits: int = 0
+
+    def add(self, **kw) -> None:
+        for k, v in kw.items():
+            setattr(self, k, getattr(self, k) + v)
+
+
+def http_session(retries: int = 5, pool: int = DEFAULT_CONCURRENCY) -> requests.Session:
+    """A requests session that retries 429/5xx and connection errors with exponential backoff
+    (honouring ``Retry-After``)."""
+    s = requests.Session()
+    retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=0.3, backoff_max=10,
+                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD", "POST"),
+                  respect_retry_after_header=True, raise_on_status=False)
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=max(pool, 4))
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    s.headers["User-Agent"] = "sen12ts-stac"
+    return s
+
+
+class Fetcher:
+    """Reads JSON documents from local paths or URLs; remembers every document for the life of
+    the object (so a document is read at most once per index run) and, for URLs, goes through
+    an :class:`HttpCache`."""
+
+    def __init__(self, cache: HttpCache | None = None, ttl: float = DEFAULT_CACHE_TTL, timeout: float = 30.0,
+                 retries: int = 5, pool: int = DEFAULT_CONCURRENCY):
+        self.cache, self.ttl, self.timeout, self.retries, self.pool = cache, ttl, timeout, retries, pool
+        self.stats = FetchStats()
+        self._memo: dict[str, dict] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        s = getattr(self._local, "session", None)
+        if s is None:
+            s = self._local.session = http_session(self.retries, self.pool)
+        return s
+
+    def get_json(self, loc: str) -> dict:
+        with self._lock:
+            if loc in self._memo:
+                return self._memo[loc]
+        obj = self._read(loc)
+        with self._lock:
+            self._memo[loc] = obj
+            self.stats.add(documents=1)
+        return obj
+
+    def _read(self, loc: str) -> dict:
+        if not is_url(loc):
+            try:
+                with open(loc, "rb") as f:
+                    return _parse(f.read(), loc)
+            except FileNotFoundError:
+                raise UserError(f"{loc}: no such file") from None
+            except OSError as e:
+                raise UserError(f"{loc}: cannot read ({e.strerror or e})") from None
+        cached = self.cache.get(loc) if self.cache is not None else None
+        headers = {"Accept": "application/json, application/geo+json;q=0.9, */*;q=0.5"}
+        if cached is not None:
+            etag, modified, fetched, body = cached
+            if time.time() - fetched < self.ttl:
+                with self._lock:
+                    self.stats.add(cache_hits=1)
+                return _parse(body, loc)
+            if etag:
+                headers["If-None-Match"] = etag
+            if modified:
+                headers["If-Modified-Since"] = modified
+        try:
+            r = self._session().get(loc, headers=headers, timeout=self.timeout)
+        except requests.RequestException as e:
+            raise SourceError(f"{loc}: request failed ({_short(e)})") from None
+        with self._lock:
+            self.stats.add(requests=1)
+        if r.status_code == 304 and cached is not None:
+            with self._lock:
+                self.stats.add(not_modified=1)
+            self.cache.touch(loc)
+            return _parse(cached[3], loc)
+        if r.status_code != 200:
+            raise SourceError(f"{loc}: HTTP {r.status_code} {r.reason}")
+        obj = _parse(r.content, loc)
+        if self.cache is not None:
+            self.cache.put(loc, r.headers.get("ETag"), r.headers.get("Last-Modified"), r.content)
+        return obj
+
+
+def _parse(body: bytes, loc: str) -> dict:
+    try:
+        obj = json.loads(body)
+    except ValueError as e:
+        raise UserError(f"{loc}: not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{loc}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def _short(e: BaseException) -> str:
+    text = str(e)
+    m = re.search(r"\(Caused by (.*)\)\)?$", text)
+    return (m.group(1) if m else text)[:200]
+
+
+# --------------------------------------------------------------------------------------------
+# Items -> records
+# --------------------------------------------------------------------------------------------
+
+
+class _Interner:
+    """Shares equal tuples/dicts between records (250k records, a handful of distinct values)."""
+
+    def __init__(self):
+        self._seen: dict = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, value):
+        key = json.dumps(value, sort_keys=True, default=str) if isinstance(value, dict) else value
+        with self._lock:
+            return self._seen.setdefault(key, value)
+
+
+def _nodata(value):
+    if isinstance(value, str) and value.lower() in ("nan", "+nan", "-nan"):
+        return float("nan")
+    if isinstance(value, str) and value.lower() in ("inf", "+inf", "-inf"):
+        return float(value)
+    return value
+
+
+def _band_names(key: str, asset: dict) -> tuple[str, ...]:
+    for field_name in ("bands", "eo:bands"):
+        names = [b.get("name") for b in asset.get(field_name) or []]
+        if names and all(names):
+            return tuple(names)
+    product = spec_bands.PRODUCTS.get(key)
+    n = len(asset.get("raster:bands") or [])
+    if product is not None and n in (0, len(product.bands)):
+        return product.names
+    return tuple(f"b{i + 1}" for i in range(n))
+
+
+def stats_from_item_assets(collection: dict) -> dict[str, dict[str, tuple[float, float]]]:
+    """``{asset key: {band name: (mean, std)}}`` from a collection's ``item_assets``
+    ``raster:bands[i].statistics`` (bands named by ``bands`` / ``eo:bands``)."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    for key, asset in (collection.get("item_assets") or {}).items():
+        if key not in ASSET_KEYS:
+            continue
+        names = _band_names(key, asset)
+        per = {}
+        for name, rb in zip(names, asset.get("raster:bands") or []):
+            st = (rb or {}).get("statistics") or {}
+            if "mean" in st and ("stddev" in st or "std" in st):
+                std = float(st.get("stddev", st.get("std")))
+                if math.isfinite(std) and std > 0:
+                    per[name] = (float(st["mean"]), std)
+        if per:
+            out[key] = per
+    return out
+
+
+def is_triplet_collection(c: dict) -> bool:
+    ia = c.get("item_assets") or {}
+    return (str(c.get("id", "")).endswith("_triplets") or "ml-aoi:split" in (c.get("summaries") or {})
+            or any("ml-aoi:role" in (a or {}) for a in ia.values()))
+
+
+def record_from_item(item: dict, base: str | None, stats: Mapping[str, Mapping] | None = None,
+                     intern: _Interner | None = None) -> TripletRecord | None:
+    """A record from a triplet item dict (``None`` if the item is not a triplet record).
+    Relative asset hrefs resolve against ``base`` (the item's own location), else its self link."""
+    intern = intern or _Interner()
+    props = item.get("properties") or {}
+    assets = item.get("assets") or {}
+    if "ml-aoi:split" not in props or not ({"s1", "s2"} & set(assets)):
+        return None
+    base = base or _self_href(item) or ""
+    iid = item.get("id")
+    try:
+        hrefs, names, nodata, scale, offset = {}, {}, {}, {}, {}
+        for key in ASSET_KEYS:
+            a = assets.get(key)
+            if not a or not a.get("href"):
+                continue
+            hrefs[key] = resolve_href(base, a["href"])
+            names[key] = intern(_band_names(key, a))
+            rbs = a.get("raster:bands") or []
+            nodata[key] = _nodata(rbs[0].get("nodata")) if rbs else None
+            n = len(names[key])
+            scale[key] = intern(tuple(float(rb.get("scale") if rb.get("scale") is not None else 1.0) for rb in rbs[:n])
+                                if len(rbs) >= n else (1.0,) * n)
+            offset[key] = intern(tuple(float(rb.get("offset") if rb.get("offset") is not None else 0.0) for rb in rbs[:n])
+                                 if len(rbs) >= n else (0.0,) * n)
+        s2_date = props.get("sen12ts:s2_date") or (props.get("datetime") or "")[:10]
+        collection = item.get("collection")
+        tile = props.get("sen12ts:tile") or iid
+        bbox = item.get("bbox") or [math.nan] * 4
+        return TripletRecord(
+            id=iid,
+            aoi=intern(props.get("sen12ts:aoi") or _aoi_from_collection(collection) or ""),
+            tile=tile,
+            split=intern(props["ml-aoi:split"]),
+            season=intern(props.get("sen12ts:season") or ""),
+            s2_date=dt.date.fromisoformat(s2_date),
+            radar_dates=tuple(dt.date.fromisoformat(d) for d in props.get("sen12ts:radar_dates") or []),
+            bbox=_bbox2d(bbox),
+            hrefs=hrefs,
+            bands=intern(names),
+            nodata=intern(nodata),
+            scale=intern(scale),
+            offset=intern(offset),
+            stats=(stats or {}).get(collection) or {},
+            collection=collection,
+            shape=tuple(int(v) for v in props["proj:shape"][:2]) if props.get("proj:shape") else None,
+        )
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise UserError(f"{base or iid}: malformed triplet item {iid!r} ({type(e).__name__}: {e})") from None
+
+
+def _bbox2d(bbox) -> tuple[float, float, float, float]:
+    b = [float(v) for v in bbox]
+    return (b[0], b[1], b[3], b[4]) if len(b) == 6 else (b[0], b[1], b[2], b[3])
+
+
+def _aoi_from_collection(cid: str | None) -> str | None:
+    m = re.match(r"^sen12ts_(.+)_(triplets|labels|s1_source|s2_source)$", cid or "")
+    return m.group(1) if m else None
+
+
+def _sibling_collection_ids(triplet_cid: str) -> list[str]:
+    aoi = _aoi_from_collection(triplet_cid)
+    return [f"sen12ts_{aoi}_s1_source", f"sen12ts_{aoi}_s2_source", f"sen12ts_{aoi}_labels"] if aoi else []
+
+
+def _merge_stats(collections: Iterable[dict]) -> dict:
+    out: dict = {}
+    for c in collections:
+        for key, per in stats_from_item_assets(c).items():
+            out.setdefault(key, per)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Progress
+# --------------------------------------------------------------------------------------------
+
+
+class _Progress:
+    def __init__(self, enabled: bool | None, what: str):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self._p = None
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                               console=Console(stderr=True), transient=True)
+            self._task = self._p.add_task(what)
+            self._p.start()
+        self.what = what
+
+    def update(self, docs: int, records: int) -> None:
+        if self._p is not None:
+            self._p.update(self._task, description=f"{self.what}: {docs} documents, {records} triplets")
+
+    def close(self) -> None:
+        if self._p is not None:
+            self._p.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class IndexOptions:
+    concurrency: int = DEFAULT_CONCURRENCY
+    cache: bool = True
+    cache_dir: str | os.PathLike | None = None
+    cache_ttl: float = DEFAULT_CACHE_TTL
+    timeout: float = 30.0
+    retries: int = 5
+    page_size: int = 500
+    api_key: str | None = None
+    progress: bool | None = None
+    base_href: str | None = None
+
+
+def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher) -> list[TripletRecord]:
+    """Follow child/item links from ``entry`` with a pool of threads, descending only into
+    triplet collections (and, with filters, only into wanted AOIs and blocks)."""
+    blocks = filt.blocks()
+    intern = _Interner()
+    items: list[tuple[dict, str]] = []
+    triplet_collections: dict[str, tuple[dict, str]] = {}
+    progress = _Progress(opts.progress, f"indexing {entry}")
+    seen: set[str] = set()
+
+    def children(obj: dict, loc: str) -> list[str]:
+        t = obj.get("type")
+        if t == "Feature":
+            return []
+        if t == "Catalog":
+            m = re.match(r"^sen12ts_([a-z]+)$", str(obj.get("id", "")))
+            if m and not filt.wants_aoi(m.group(1)):
+                return []
+        if t == "Collection":
+            cid = str(obj.get("id", ""))
+            if not is_triplet_collection(obj) or not filt.wants_collection(cid):
+                return []
+            aoi = _aoi_from_collection(cid)
+            if aoi and not filt.wants_aoi(aoi):
+                return []
+            triplet_collections[cid] = (obj, loc)
+        out = []
+        for link in obj.get("links", []):
+            if link.get("rel") not in ("child", "item") or not link.get("href"):
+                continue
+            href = link["href"]
+            if blocks is not None and link["rel"] == "child":
+                m = re.search(r"(block_[^/]+)/catalog\.json$", href)
+                if m and m.group(1) not in blocks:
+                    continue
+            out.append(resolve_href(loc, href))
+        return out
+
+    try:
+        with cf.ThreadPoolExecutor(max_workers=max(1, opts.concurrency), thread_name_prefix="sen12ts-index") as pool:
+            pending = {pool.submit(fetcher.get_json, entry): entry}
+            seen.add(entry)
+            while pending:
+                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    loc = pending.pop(fut)
+                    try:
+                        obj = fut.result()
+                    except UserError:
+                        for f in pending:
+                            f.cancel()
+                        raise
+                    if obj.get("type") == "Feature":
+                        items.append((obj, loc))
+                    for child in children(obj, loc):
+                        if child not in seen:
+                            seen.add(child)
+                            pending[pool.submit(fetcher.get_json, child)] = child
+                progress.update(fetcher.stats.documents, len(items))
+    finally:
+        progress.close()
+
+    # Statistics: the triplet collection's own item_assets, then its sibling collections
+    # (the S1/S2/label collections under the same parent catalog).
+    stats: dict[str, dict] = {}
+    for cid, (coll, loc) in triplet_collections.items():
+        sources = [coll]
+        parent = next((l["href"] for l in coll.get("links", []) if l.get("rel") == "parent" and l.get("href")), None)
+        if parent:
+            try:
+                pobj = fetcher.get_json(resolve_href(loc, parent))
+                for link in pobj.get("links", []):
+                    if link.get("rel") == "child" and link.get("href"):
+                        child_loc = resolve_href(resolve_href(loc, parent), link["href"])
+                        if child_loc != loc:
+                            c = fetcher.get_json(child_loc)
+                            if c.get("type") == "Collection":
+                                sources.append(c)
+            except UserError:
+                pass  # statistics are optional
+        stats[cid] = _merge_stats(sources)
+
+    records = []
+    for obj, loc in items:
+        r = record_from_item(obj, loc, stats, intern)
+        if r is not None and filt.match(r):
+            records.append(r)
+    return records
+
+
+def _api_collections(all_collections: list[dict], filt: Filter) -> list[str]:
+    if filt.collections is not None:
+        return sorted(filt.collections)
+    out = []
+    for c in all_collections:
+        cid = str(c.get("id", ""))
+        if not is_triplet_collection(c):
+            continue
+        aoi = _aoi_from_collection(cid)
+        if aoi is not None and not filt.wants_aoi(aoi):
+            continue
+        out.append(cid)
+    return sorted(out)
+
+
+def _records_from_item_stream(pages: Iterable[dict], cid: str, stats: dict, filt: Filter, intern: _Interner,
+                              base: str) -> list[TripletRecord]:
+    out = []
+    for item in pages:
+        item.setdefault("collection", cid)
+        r = record_from_item(item, _self_href(item) or base, stats, intern)
+        if r is not None and filt.match(r):
+            out.append(r)
+    return out
+
+
+def _from_stac_api(url: str, filt: Filter, opts: IndexOptions) -> list[TripletRecord]:
+    """Search a STAC API (pystac-client): collections, bbox and datetime on the server, the
+    other filters here; one search per collection, run concurrently."""
+    import pystac_client
+    from pystac_client.exceptions import APIError
+
+    try:
+        client = pystac_client.Client.open(url, timeout=opts.timeout)
+        if not client.conforms_to(pystac_client.ConformanceClasses.ITEM_SEARCH):
+            raise UserError(f"{url}: this STAC API does not implement item search")
+        all_colls = [c.to_dict(transform_hrefs=False) for c in client.get_collections()] if filt.collections is None else []
+    except APIError as e:
+        raise SourceError(f"{url}: STAC API error ({_short(e)})") from None
+    except (requests.RequestException, OSError) as e:
+        raise SourceError(f"{url}: cannot reach the STAC API ({_short(e)})") from None
+    cids = _api_collections(all_colls, filt)
+    if not cids:
+        return []
+    by_id = {c["id"]: c for c in all_colls}
+
+    def collection(cid: str) -> dict | None:
+        if cid in by_id:
+            return by_id[cid]
+        try:
+            c = client.get_collection(cid)
+            return c.to_dict(transform_hrefs=False) if c is not None else None
+        except Exception:  # noqa: BLE001 - a missing sibling collection only means no statistics
+            return None
+
+    intern = _Interner()
+
+    def one(cid: str) -> list[TripletRecord]:
+        stats = {cid: _merge_stats(c for c in map(collection, [cid, *_sibling_collection_ids(cid)]) if c)}
+        try:
+            search = client.search(collections=[cid], bbox=filt.bbox, datetime=filt.datetime, limit=opts.page_size)
+            return _records_from_item_stream(search.items_as_dicts(), cid, stats, filt, intern, url)
+        except APIError as e:
+            raise SourceError(f"{url}: search of {cid} failed ({_short(e)})") from None
+
+    with cf.ThreadPoolExecutor(max_workers=max(1, min(opts.concurrency, len(cids)))) as pool:
+        return [r for rs in pool.map(one, cids) for r in rs]
+
+
+def _drop_query(url: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    q = [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True) if k != name]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(q)))
+
+
+def _from_mlhub(root: str, filt: Filter, opts: IndexOptions) -> list[TripletRecord]:
+    """Through the radiant-mlhub client (its Session: API key as ``key`` parameter, retries,
+    ``next``-link paging) against any MLHub-style root: ``GET collections``,
+    ``GET collections/{id}/items``."""
+    try:
+        from radiant_mlhub.exceptions import APIKeyNotFound, MLHubException
+        from radiant_mlhub.session import Session, get_session
+    except ImportError:
+        raise UserError("mlhub+ catalogs need the radiant-mlhub client: pip install 'sen12ts-stac[collect-mlhub]'") from None
+    try:
+        session = get_session(api_key=opts.api_key)
+    except APIKeyNotFound:
+        session = Session(api_key=None)  # anonymous, e.g. a mirror or a loopback API
+    session.root_url = root.rstrip("/") + "/"
+
+    def get(path: str, **params) -> dict:
+        try:
+            return session.get(path, params=params or None, timeout=opts.timeout).json()
+        except (requests.RequestException, MLHubException, ValueError) as e:
+            raise SourceError(f"{session.root_url}{path}: MLHub request failed ({_short(e)})") from None
+
+    all_colls = get("collections").get("collections", []) if filt.collections is None else []
+    cids = _api_collections(all_colls, filt)
+    intern = _Interner()
+
+    def collection(cid: str) -> dict | None:
+        try:
+            return get(f"collections/{cid}")
+        except SourceError:
+            return None
+
+    def pages(cid: str):
+        # Our own ``next``-link loop rather than ``Session.paginate``: that one re-sends the
+        # first page's parameters with every next link, which already carries them (a strict
+        # API answers 400 to a doubled ``limit``). The session adds the key to every request.
+        path: str | None = f"collections/{cid}/items"
+        params: dict[str, Any] = {"limit": opts.page_size}
+        if filt.bbox is not None:
+            params["bbox"] = ",".join(str(v) for v in filt.bbox)
+        if filt.datetime is not None:
+            params["datetime"] = filt.datetime
+        while path:
+            page = get(path, **params)
+            yield from page.get("features", [])
+            nxt = next((l.get("href") for l in page.get("links", []) if l.get("rel") == "next"), None)
+            path, params = (_drop_query(nxt, "key") if nxt else None), {}
+
+    def one(cid: str) -> list[TripletRecord]:
+        stats = {cid: _merge_stats(c for c in map(collection, [cid, *_sibling_collection_ids(cid)]) if c)}
+        return _records_from_item_stream(pages(cid), cid, stats, filt, intern, session.root_url)
+
+    if not cids:
+        return []
+    with cf.ThreadPoolExecutor(max_workers=max(1, min(opts.concurrency, len(cids)))) as pool:
+        return [r for rs in pool.map(one, cids) for r in rs]
+
+
+def _parquet_filter(schema_names: Sequence[str], filt: Filter):
+    """Push the simple filters down into the parquet scan (row groups / pages are skipped)."""
+    import pyarrow.compute as pc
+
+    expr = None
+
+    def add(column: str, values):
+        nonlocal expr
+        if values is None or column not in schema_names:
+            return
+        e = pc.field(column).isin(sorted(values))
+        expr = e if expr is None else expr & e
+
+    add("ml-aoi:split", filt.splits)
+    add("sen12ts:season", filt.seasons)
+    add("sen12ts:tile", filt.tiles)
+    add("collection", filt.collections)
+    return expr
+
+
+def _from_parquet(loc: str, filt: Filter, opts: IndexOptions) -> list[TripletRecord]:
+    """A stac-geoparquet file (written by stac-geoparquet or rustac). Collections stored in the
+    file's ``stac-geoparquet`` metadata give the statistics. Relative asset hrefs resolve
+    against the item's ``self`` link, else ``base_href``, else the parquet file's folder."""
+    import pyarrow.parquet as pq
+    from stac_geoparquet.arrow import stac_table_to_items
+
+    try:
+        if is_url(loc):
+            import fsspec
+
+            fh = fsspec.open(loc, "rb", block_size=1 << 20).open()
+        else:
+            fh = open(loc, "rb")
+    except FileNotFoundError:
+        raise UserError(f"{loc}: no such file") from None
+    except Exception as e:  # noqa: BLE001 - fsspec/aiohttp raise many types
+        raise SourceError(f"{loc}: cannot open ({_short(e)})") from None
+    try:
+        pf = pq.ParquetFile(fh)
+        names = pf.schema_arrow.names
+        meta = json.loads((pf.schema_arrow.metadata or {}).get(b"stac-geoparquet", b"{}"))
+        expr = _parquet_filter(names, filt)
+        table = pq.read_table(fh, filters=expr)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+        raise UserError(f"{loc}: not a readable stac-geoparquet file ({_short(e)})") from None
+    finally:
+        fh.close()
+    colls = dict(meta.get("collections") or {})
+    if meta.get("collection"):
+        colls.setdefault(meta["collection"].get("id", ""), meta["collection"])
+    stats = {}
+    for cid in colls:
+        if is_triplet_collection(colls[cid]) or cid.endswith("_triplets"):
+            stats[cid] = _merge_stats(colls[s] for s in [cid, *_sibling_collection_ids(cid)] if s in colls)
+    base = opts.base_href or (loc.rsplit("/", 1)[0] + "/" if is_url(loc) else os.path.join(os.path.dirname(os.path.abspath(loc)), "x"))
+    intern = _Interner()
+    out = []
+    for item in stac_table_to_items(table):
+        r = record_from_item(item, _self_href(item) or base, stats, intern)
+        if r is not None and filt.match(r):
+            out.append(r)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The entry point
+# --------------------------------------------------------------------------------------------
+
+
+def detect(catalog: str | os.PathLike, fetcher: Fetcher | None = None) -> tuple[str, str]:
+    """``(kind, location)``: kind is ``local``, ``http``, ``api``, ``mlhub`` or ``parquet``.
+    Explicit prefixes ``stac-api+http(s)://`` and ``mlhub+http(s)://`` win; an http(s) URL is
+    an API when its landing page conforms to item search or has a ``search`` link."""
+    s = os.fspath(catalog)
+    if s.startswith("stac-api+"):
+        return "api", s[len("stac-api+"):]
+    if s.startswith("mlhub+"):
+        return "mlhub", s[len("mlhub+"):]
+    if s.startswith("file://"):
+        s = s[len("file://"):]
+    if is_url(s):
+        if urllib.parse.urlsplit(s).path.endswith((".parquet", ".geoparquet")):
+            return "parquet", s
+        if fetcher is not None:
+            obj = fetcher.get_json(s)
+            conforms = " ".join(obj.get("conformsTo") or [])
+            if "item-search" in conforms or any(l.get("rel") == "search" for l in obj.get("links", [])):
+                return "api", s
+        return "http", s
+    p = Path(s).expanduser()
+    if p.suffix in (".parquet", ".geoparquet"):
+        return "parquet", str(p.resolve())
+    if p.is_dir():
+        p = p / "catalog.json"
+        if not p.exists():
+            raise UserError(f"{catalog}: no catalog.json in this folder")
+    if not p.exists():
+        raise UserError(f"{catalog}: no such file or folder")
+    return "local", str(p.resolve())
+
+
+def load_index(catalog: str | os.PathLike, *, aoi=None, split=None, seasons=None, bbox=None, tiles=None,
+               date_range=None, collections=None, concurrency: int = DEFAULT_CONCURRENCY, cache: bool = True,
+               cache_dir: str | os.PathLike | None = None, cache_ttl: float = DEFAULT_CACHE_TTL, timeout: float = 30.0,
+               retries: int = 5, page_size: int = 500, api_key: str | None = None, base_href: str | None = None,
+               progress: bool | None = None, stats_out: FetchStats | None = None) -> list[TripletRecord]:
+    """Every triplet record of ``catalog`` that passes the filters, sorted by id.
+
+    ``catalog`` is one of:
+
+    * a local folder (holding ``catalog.json``) or a catalog/collection JSON file;
+    * the http(s) URL of a static ``catalog.json`` (walked with ``concurrency`` threads, through
+      the on-disk cache in ``cache_dir``: documents younger than ``cache_ttl`` seconds are not
+      re-requested, older ones are revalidated with ETag / Last-Modified);
+    * a STAC API root: ``stac-api+http(s)://...``, or any http(s) URL whose landing page conforms
+      to item search (pystac-client; ``page_size`` items per page, one search per collection);
+    * ``mlhub+http(s)://host/root``: an MLHub-style API through the ``radiant-mlhub`` client;
+      the key is ``api_key``, else ``MLHUB_API_KEY`` / ``~/.mlhub/profiles``, else anonymous;
+    * a stac-geoparquet file (``.parquet``, local or http(s)).
+
+    Filters (``None`` = all): ``aoi`` (name or list), ``split`` (train / validate / test; "val"
+    is accepted), ``seasons`` (spring / summer / fall / winter), ``bbox`` (minlon, minlat,
+    maxlon, maxlat; intersects), ``tiles`` (tile ids such as ``"10_85_1592"``), ``date_range``
+    (``(start, end)`` dates or ``"2020-03-01/2020-06-30"``, inclusive, on the S2 date; either
+    end may be ``None`` / ``..``) and ``collections`` (triplet collection ids).
+
+    Errors (missing file, HTTP failure after retries, malformed item) raise
+    :class:`~sen12ts_stac.errors.UserError` naming the file or URL.
+    """
+    filt = Filter.make(aoi=aoi, split=split, seasons=seasons, bbox=bbox, tiles=tiles, date_range=date_range,
+                       collections=collections)
+    opts = IndexOptions(concurrency=concurrency, cache=cache, cache_dir=cache_dir, cache_ttl=cache_ttl,
+                        timeout=timeout, retries=retries, page_size=page_size, api_key=api_key, progress=progress,
+                        base_href=base_href)
+    if concurrency < 1:
+        raise UserError(f"concurrency must be at least 1, got {concurrency}")
+    http_cache = None
+    s = os.fspath(catalog)
+    if cache and is_url(s.split("+", 1)[-1]):
+        http_cache = HttpCache(cache_dir or default_cache_dir())
+    fetcher = Fetcher(http_cache, ttl=cache_ttl if cache else 0.0, timeout=timeout, retries=retries, pool=concurrency)
+    try:
+        kind, loc = detect(catalog, fetcher)
+        if kind in ("local", "http"):
+            records = _walk_static(loc, filt, opts, fetcher)
+        elif kind == "api":
+            records = _from_stac_api(loc, filt, opts)
+        elif kind == "mlhub":
+            records = _from_mlhub(loc, filt, opts)
+        else:
+            records = _from_parquet(loc, filt, opts)
+    finally:
+        if http_cache is not None:
+            http_cache.close()
+    if stats_out is not None:
+        stats_out.add(**fetcher.stats.__dict__)
+    records.sort(key=lambda r: r.id)
+    dupes = [a.id for a, b in zip(records, records[1:]) if a.id == b.id]
+    if dupes:
+        records = list({r.id: r for r in records}.values())
+    return records
+
+
+def summarize(records: Sequence[TripletRecord]) -> dict:
+    """Counts by split, season and AOI, and the number of tiles (for logs and docs)."""
+    from collections import Counter
+
+    return {
+        "triplets": len(records),
+        "tiles": len({r.tile for r in records}),
+        "splits": dict(Counter(r.split for r in records)),
+        "seasons": dict(Counter(r.season for r in records)),
+        "aois": dict(Counter(r.aoi for r in records)),
+    }

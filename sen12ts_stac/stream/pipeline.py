@@ -1,0 +1,639 @@
+"""The loader: triplet records -> a ``torchdata.nodes`` graph -> batches of tensors on a device.
+
+::
+
+    SamplerWrapper(ShardSampler)      this rank's units for this epoch, seeded order (epoch, index)
+      -> ParallelMapper(SampleReader)  read + decode + normalise + augment, threads by default
+      -> DropFailed                    on_error="skip": drop and count; "raise": pass the failure on
+      -> Batcher(batch_size)
+      -> Mapper(collate)               dict of tensors (+ lists of ids, tiles, dates)
+      -> PinMemory                     only when the device is CUDA
+      -> Prefetcher(prefetch)
+      -> Loader                        state_dict() / load_state_dict(): resume mid-epoch
+
+A *unit* is one triplet, or with ``sequence="tile"`` one tile's time series. Sharding happens
+on units, before any read: every epoch all ranks draw the same seeded permutation and rank ``r``
+takes positions ``r, r + world_size, ...``, so shards are disjoint and cover the set (sizes
+differ by at most one unit unless ``even_shards=True``). Workers need no sharding of their own:
+they are threads (or processes) fed by the one sampler of their rank.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from rasterio.windows import Window
+from torch.utils.data import Sampler
+from torchdata.nodes import Batcher, Loader, Mapper, ParallelMapper, PinMemory, Prefetcher, SamplerWrapper
+from torchdata.nodes.base_node import BaseNode
+
+from sen12ts_stac.errors import UserError
+from sen12ts_stac.stream.index import TripletRecord, load_index
+from sen12ts_stac.stream.read import AssetReadError, ReadOptions, read_bands, to_physical
+
+# Bands holding codes or masks: never normalised.
+CATEGORICAL_BANDS = frozenset({"SCL", "cloud_mask", "valid", "class"})
+LABEL_IGNORE = -1
+STATE_VERSION = 1
+
+# --------------------------------------------------------------------------------------------
+# What to read
+# --------------------------------------------------------------------------------------------
+
+
+def _plan(assets: Mapping[str, Any] | None) -> dict[str, tuple[str, ...] | None]:
+    """``{"s1": names | None (all), "s2": ..., "labels": None}`` from the user's ``assets``."""
+    if assets is None:
+        assets = {"s1": True, "s2": True, "label": True}
+    plan: dict[str, tuple[str, ...] | None] = {}
+    for key, value in assets.items():
+        k = {"label": "labels"}.get(key, key)
+        if k not in ("s1", "s2", "labels"):
+            raise UserError(f"unknown asset {key!r} in assets; use s1, s2 and label")
+        if value is False or value is None:
+            continue
+        if value is True:
+            plan[k] = None
+        elif isinstance(value, str):
+            plan[k] = (value,)
+        else:
+            names = tuple(value)
+            if not names:
+                raise UserError(f"assets[{key!r}] is empty; give band names or True for all bands")
+            if len(set(names)) != len(names):
+                raise UserError(f"assets[{key!r}] names a band twice: {list(names)}")
+            plan[k] = names
+    if not plan:
+        raise UserError("assets selects nothing to read")
+    return plan
+
+
+def _check_bands(records: Sequence[TripletRecord], plan: dict, normalize: bool) -> None:
+    """Fail early, naming the band, when a requested band or its statistics are missing."""
+    seen = set()
+    for r in records:
+        for key, names in plan.items():
+            sig = (key, r.bands.get(key), id(r.stats.get(key)), r.hrefs.get(key) is None)
+            if sig in seen:
+                continue
+            seen.add(sig)
+            if key not in r.hrefs:
+                raise UserError(f"{r.id}: has no {key!r} asset")
+            have = r.bands[key]
+            missing = [n for n in (names or ()) if n not in have]
+            if missing:
+                raise UserError(f"{key}: unknown band(s) {missing}; the catalog lists {list(have)}")
+            if normalize and key != "labels":
+                want = [n for n in (names or have) if n not in CATEGORICAL_BANDS]
+                nostats = [n for n in want if n not in r.stats.get(key, {})]
+                if nostats:
+                    raise UserError(f"normalize=True but collection {r.collection} has no statistics for {key} band(s) {nostats}")
+
+
+# --------------------------------------------------------------------------------------------
+# Per-unit reading (runs in the worker threads / processes)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A unit that could not be read: travels down the pipeline instead of an exception."""
+
+    unit: str
+    href: str
+    reason: str
+    attempts: int = 1
+    retries: int = 0
+
+    @property
+    def error(self) -> AssetReadError:
+        return AssetReadError(self.href, self.reason, self.attempts)
+
+
+@dataclass(frozen=True)
+class Augment:
+    hflip: bool = False
+    vflip: bool = False
+    crop: int | None = None
+
+    @classmethod
+    def make(cls, augment: Mapping[str, Any] | None) -> "Augment | None":
+        if not augment:
+            return None
+        bad = set(augment) - {"hflip", "vflip", "crop"}
+        if bad:
+            raise UserError(f"unknown augmentation(s) {sorted(bad)}; use hflip, vflip, crop")
+        crop = augment.get("crop")
+        if crop is not None and (not isinstance(crop, int) or crop < 1):
+            raise UserError(f"augment crop must be a positive int (pixels), got {crop!r}")
+        return cls(bool(augment.get("hflip")), bool(augment.get("vflip")), crop)
+
+
+class SampleReader:
+    """``(epoch, index) -> sample dict | Failed``. Picklable (``method="process"``)."""
+
+    def __init__(self, units: Sequence[tuple[TripletRecord, ...]], plan: dict, *, sequence: bool, max_steps: int,
+                 normalize: bool, augment: Augment | None, seed: int, options: ReadOptions):
+        self.units, self.plan, self.sequence, self.max_steps = units, plan, sequence, max_steps
+        self.normalize, self.augment, self.seed, self.options = normalize, augment, seed, options
+        self._cache: dict = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _indexes(self, r: TripletRecord, key: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        ck = ("idx", key, r.bands[key])
+        hit = self._cache.get(ck)
+        if hit is None:
+            names = self.plan[key] or r.bands[key]
+            pos = {n: i for i, n in enumerate(r.bands[key])}
+            hit = self._cache[ck] = (tuple(pos[n] for n in names), tuple(names))
+        return hit
+
+    def _norm(self, r: TripletRecord, key: str, names: tuple[str, ...], idx: tuple[int, ...]):
+        """(mean, std) float32 arrays in physical units for ``names``; categorical bands get (0, 1)."""
+        ck = ("norm", key, names, id(r.stats.get(key)), r.scale.get(key), r.offset.get(key))
+        hit = self._cache.get(ck)
+        if hit is None:
+            st = r.stats.get(key, {})
+            mean = np.zeros(len(names), np.float32)
+            std = np.ones(len(names), np.float32)
+            for j, (n, i) in enumerate(zip(names, idx)):
+                if n in CATEGORICAL_BANDS or n not in st:
+                    continue
+                m, s = st[n]
+                mean[j] = m * r.scale[key][i] + r.offset[key][i]
+                std[j] = s * abs(r.scale[key][i])
+            hit = self._cache[ck] = (mean[:, None, None], std[:, None, None])
+        return hit
+
+    def _window(self, r: TripletRecord, rng) -> tuple[Window | None, tuple[int, int] | None]:
+        """The crop window (same for every asset of the unit) or None; and the crop offset when
+        the grid size is unknown (then the crop is done after the read)."""
+        if self.augment is None or self.augment.crop is None:
+            return None, None
+        c = self.augment.crop
+        if r.shape is None:
+            return None, (int(rng.integers(0, 1 << 30)), int(rng.integers(0, 1 << 30)))
+        h, w = r.shape
+        if c > h or c > w:
+            raise UserError(f"augment crop {c} is larger than the {h} x {w} grid of {r.id}")
+        return Window(int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1)), c, c), None
+
+    def _crop_after(self, a: np.ndarray, offsets) -> np.ndarray:
+        c = self.augment.crop
+        h, w = a.shape[-2:]
+        if c > h or c > w:
+            raise UserError(f"augment crop {c} is larger than the {h} x {w} asset")
+        r0, c0 = offsets[0] % (h - c + 1), offsets[1] % (w - c + 1)
+        return a[..., r0:r0 + c, c0:c0 + c]
+
+    def _read_asset(self, r: TripletRecord, key: str, window, late_crop) -> tuple[dict, int]:
+        idx, names = self._indexes(r, key)
+        raw, retries = read_bands(r.hrefs[key], [i + 1 for i in idx], window=window, options=self.options,
+                                  expect_count=len(r.bands[key]))
+        if late_crop is not None:
+            raw = self._crop_after(raw, late_crop)
+        if key == "labels":
+            lab = raw[0].astype(np.int64)
+            nd = r.nodata.get(key)
+            if nd is not None and not (isinstance(nd, float) and math.isnan(nd)):
+                lab[raw[0] == nd] = LABEL_IGNORE
+            return {"label": lab}, retries
+        scale = tuple(r.scale[key][i] for i in idx)
+        offset = tuple(r.offset[key][i] for i in idx)
+        dec = to_physical(raw, r.nodata.get(key), scale, offset)
+        data = dec.data
+        if self.normalize:
+            mean, std = self._norm(r, key, names, idx)
+            data -= mean
+            data /= std
+            if not dec.valid.all():
+                data[:, ~dec.valid] = 0
+        return {key: data, f"{key}_valid": dec.valid}, retries
+
+    def _flip(self, arrays: dict, rng) -> dict:
+        if self.augment is None:
+            return arrays
+        h = self.augment.hflip and rng.random() < 0.5
+        v = self.augment.vflip and rng.random() < 0.5
+        if not (h or v):
+            return arrays
+        out = {}
+        for k, a in arrays.items():
+            if isinstance(a, np.ndarray) and a.ndim >= 2 and k != "valid_steps":
+                if h:
+                    a = a[..., ::-1]
+                if v:
+                    a = a[..., ::-1, :]
+            out[k] = a
+        return out
+
+    # -- one unit -------------------------------------------------------------------------------
+
+    def __call__(self, job: tuple[int, int]):
+        epoch, index = job
+        unit = self.units[index]
+        rng = np.random.default_rng((self.seed, epoch, index)) if self.augment is not None else None
+        retries = 0
+        r = unit[0]
+        try:
+            window, late = self._window(r, rng)
+            if not self.sequence:
+                sample: dict[str, Any] = {}
+                for key in self.plan:
+                    part, n = self._read_asset(r, key, window, late)
+                    sample.update(part)
+                    retries += n
+                sample.update(id=r.id, tile=r.tile, s2_date=r.s2_date.isoformat())
+            else:
+                sample, retries = self._read_sequence(unit, window, late)
+        except AssetReadError as e:
+            return Failed(r.tile if self.sequence else r.id, e.href, e.reason, e.attempts, retries + e.attempts - 1)
+        sample = self._flip(sample, rng)
+        sample["_retries"] = retries
+        return sample
+
+    def _read_sequence(self, unit: tuple[TripletRecord, ...], window, late) -> tuple[dict, int]:
+        t_max = self.max_steps
+        retries = 0
+        steps: list[dict] = []
+        for r in unit[:t_max]:
+            part: dict = {}
+            for key in self.plan:
+                if key == "labels":
+                    continue
+                got, n = self._read_asset(r, key, window, late)
+                part.update(got)
+                retries += n
+            steps.append(part)
+        sample: dict[str, Any] = {}
+        for key in (k for k in self.plan if k != "labels"):
+            first = steps[0][key]
+            data = np.zeros((t_max, *first.shape), np.float32)
+            valid = np.zeros((t_max, *first.shape[1:]), bool)
+            for t, st in enumerate(steps):
+                data[t] = st[key]
+                valid[t] = st[f"{key}_valid"]
+            sample[key], sample[f"{key}_valid"] = data, valid
+        if "labels" in self.plan:
+            got, n = self._read_asset(unit[0], "labels", window, late)
+            sample.update(got)
+            retries += n
+        steps_valid = np.zeros(t_max, bool)
+        steps_valid[: len(steps)] = True
+        sample["valid_steps"] = steps_valid
+        sample.update(id=[r.id for r in unit[:t_max]], tile=unit[0].tile,
+                      s2_date=[r.s2_date.isoformat() for r in unit[:t_max]])
+        return sample, retries
+
+
+def collate(samples: list) -> dict | Failed:
+    """Stack arrays into tensors (``[B, ...]``), keep strings (and lists of strings) as lists.
+    A failed unit (only present with ``on_error="raise"``) makes the whole batch that failure."""
+    for s in samples:
+        if isinstance(s, Failed):
+            return s
+    out: dict[str, Any] = {}
+    for k, v in samples[0].items():
+        if k.startswith("_"):
+            continue
+        if isinstance(v, np.ndarray):
+            out[k] = torch.from_numpy(np.stack([s[k] for s in samples]))
+        else:
+            out[k] = [s[k] for s in samples]
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling, sharding, failure policy
+# --------------------------------------------------------------------------------------------
+
+
+class ShardSampler(Sampler):
+    """Yields ``(epoch, unit index)`` for one rank: a permutation seeded by ``(seed, epoch)``
+    (identity when ``shuffle=False``), positions ``rank::world_size``; with ``even=True``
+    every rank gets ``n // world_size`` units (the remainder is dropped, a different one each
+    epoch)."""
+
+    def __init__(self, n: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, seed: int = 0,
+                 even: bool = False):
+        self.n, self.rank, self.world_size, self.shuffle, self.seed, self.even = n, rank, world_size, shuffle, seed, even
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def indices(self, epoch: int | None = None) -> np.ndarray:
+        e = self.epoch if epoch is None else epoch
+        order = np.random.default_rng((self.seed, e)).permutation(self.n) if self.shuffle else np.arange(self.n)
+        mine = order[self.rank::self.world_size]
+        return mine[: self.n // self.world_size] if self.even else mine
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        e = self.epoch
+        for i in self.indices(e):
+            yield (e, int(i))
+
+    def __len__(self) -> int:
+        if self.even:
+            return self.n // self.world_size
+        return len(range(self.rank, self.n, self.world_size))
+
+
+@dataclass
+class LoaderStats:
+    """Running counts since the loader was made: units delivered, units skipped
+    (``on_error="skip"``), read retries, and the last few failures (href: reason)."""
+
+    samples: int = 0
+    skipped: int = 0
+    retries: int = 0
+    failures: list[str] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record(self, item) -> None:
+        with self._lock:
+            if isinstance(item, Failed):
+                self.skipped += 1
+                self.retries += item.retries
+                self.failures = (self.failures + [str(item.error)])[-20:]
+            else:
+                self.samples += 1
+                self.retries += item.get("_retries", 0)
+
+    def as_dict(self) -> dict:
+        return {"samples": self.samples, "skipped": self.skipped, "retries": self.retries, "failures": list(self.failures)}
+
+    def __getitem__(self, key: str):
+        return self.as_dict()[key]
+
+
+class DropFailed(BaseNode):
+    """Counts every unit; with ``skip=True`` drops failed ones, else passes them on (the loader
+    raises them in the consumer's thread, as one clean :class:`AssetReadError`)."""
+
+    SOURCE_KEY = "source"
+
+    def __init__(self, source: BaseNode, skip: bool, stats: LoaderStats):
+        super().__init__()
+        self.source, self.skip, self.stats = source, skip, stats
+
+    def reset(self, initial_state: dict | None = None):
+        super().reset(initial_state)
+        self.source.reset(initial_state[self.SOURCE_KEY] if initial_state is not None else None)
+
+    def next(self):
+        while True:
+            item = next(self.source)
+            if isinstance(item, Failed):
+                if self.skip:
+                    self.stats.record(item)
+                    continue
+                return item
+            self.stats.record(item)
+            return item
+
+    def get_state(self) -> dict:
+        return {self.SOURCE_KEY: self.source.state_dict()}
+
+
+def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if rank is not None or world_size is not None:
+        if rank is None or world_size is None:
+            raise UserError("give both rank and world_size, or neither")
+        if not (world_size >= 1 and 0 <= rank < world_size):
+            raise UserError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        return int(rank), int(world_size)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def _units(records: Sequence[TripletRecord], sequence: str | None, max_steps: int) -> list[tuple[TripletRecord, ...]]:
+    if sequence is None:
+        return [(r,) for r in records]
+    if sequence != "tile":
+        raise UserError(f"sequence must be None or 'tile', got {sequence!r}")
+    if max_steps < 1:
+        raise UserError(f"max_steps must be at least 1, got {max_steps}")
+    by_tile: dict[str, list[TripletRecord]] = {}
+    for r in records:
+        by_tile.setdefault(r.tile, []).append(r)
+    units = []
+    for tile in sorted(by_tile):
+        steps = sorted(by_tile[tile], key=lambda r: (r.s2_date, r.id))
+        if len(steps) > max_steps:  # keep the year's spread: evenly spaced steps
+            keep = np.unique(np.linspace(0, len(steps) - 1, max_steps).round().astype(int))
+            steps = [steps[i] for i in keep]
+        units.append(tuple(steps))
+    return units
+
+
+# --------------------------------------------------------------------------------------------
+# The loader
+# --------------------------------------------------------------------------------------------
+
+
+class TripletLoader:
+    """Iterable of batches (dicts of tensors on ``device``). Made by :func:`triplet_loader`.
+
+    * ``for batch in loader`` runs one epoch; the next ``for`` runs the next epoch with a new
+      order (or call :meth:`set_epoch` first, as with ``DistributedSampler``).
+    * :meth:`state_dict` / :meth:`load_state_dict`: save mid-epoch and resume on a fresh
+      loader built with the same arguments: the remaining units of that epoch, none repeated,
+      none lost.
+    * :attr:`stats`: units delivered, skipped, retries, recent failures.
+    * ``len(loader)``: batches per epoch for this rank (fewer if units are skipped).
+    """
+
+    def __init__(self, records: Sequence[TripletRecord], *, plan: dict, batch_size: int, shuffle: bool, seed: int,
+                 device, num_workers: int, method: str, normalize: bool, augment: Augment | None, drop_last: bool,
+                 on_error: str, sequence: str | None, max_steps: int, rank: int, world_size: int, prefetch: int,
+                 pin_memory: bool, read_options: ReadOptions, even_shards: bool):
+        self.records = list(records)
+        self.units = _units(self.records, sequence, max_steps)
+        self.batch_size, self.drop_last, self.on_error = batch_size, drop_last, on_error
+        self.rank, self.world_size, self.seed, self.shuffle = rank, world_size, seed, shuffle
+        self.device = torch.device(device)
+        self.pin_memory = pin_memory
+        self.stats = LoaderStats()
+        self.sampler = ShardSampler(len(self.units), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
+                                    even=even_shards)
+        self._pending_epoch: int | None = None
+        self._fingerprint = hashlib.sha1("\n".join(u[0].id for u in self.units).encode()).hexdigest()
+        self.reader = SampleReader(self.units, plan, sequence=sequence is not None, max_steps=max_steps,
+                                   normalize=normalize, augment=augment, seed=seed, options=read_options)
+        self._sampler_node = SamplerWrapper(self.sampler, initial_epoch=0, epoch_updater=self._next_epoch)
+        node: BaseNode = self._sampler_node
+        if num_workers > 0:
+            node = ParallelMapper(node, self.reader, num_workers=num_workers, in_order=True, method=method,
+                                  multiprocessing_context="spawn" if method == "process" else None)
+        else:
+            node = Mapper(node, self.reader)
+        node = DropFailed(node, skip=on_error == "skip", stats=self.stats)
+        node = Batcher(node, batch_size=batch_size, drop_last=drop_last)
+        node = Mapper(node, collate)
+        if pin_memory:
+            node = PinMemory(node)
+        node = Prefetcher(node, prefetch_factor=prefetch)
+        self._loader = Loader(node)
+
+    # -- epochs ---------------------------------------------------------------------------------
+
+    def _next_epoch(self, epoch: int) -> int:
+        if self._pending_epoch is not None:
+            return self._pending_epoch
+        return epoch + 1
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the current (or next, if none is running) iteration uses."""
+        return self._sampler_node.epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use ``epoch`` for the next iteration (and count on from it). Call it before ``iter``."""
+        self._pending_epoch = int(epoch)
+        self._sampler_node.epoch = int(epoch)
+
+    # -- iteration ------------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[dict]:
+        it = iter(self._loader)
+        self._pending_epoch = None
+        non_blocking = self.pin_memory and self.device.type == "cuda"
+        for batch in it:
+            if isinstance(batch, Failed):
+                self.stats.record(batch)
+                raise batch.error
+            if self.device.type != "cpu":
+                batch = {k: v.to(self.device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+                         for k, v in batch.items()}
+            yield batch
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    @property
+    def num_units(self) -> int:
+        """Units (triplets, or tiles with ``sequence="tile"``) this rank reads per epoch."""
+        return len(self.sampler)
+
+    def shard_ids(self, epoch: int | None = None) -> list[str]:
+        """The ids (first triplet of each unit) this rank reads in ``epoch``, in order."""
+        return [self.units[i][0].id for i in self.sampler.indices(epoch)]
+
+    # -- resume ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Where this loader is: pass it to :meth:`load_state_dict` of a loader made with the
+        same catalog, filters, seed, batch size and world size."""
+        return {"version": STATE_VERSION, "fingerprint": self._fingerprint, "world_size": self.world_size,
+                "rank": self.rank, "batch_size": self.batch_size, "loader": self._loader.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Resume from :meth:`state_dict` at the next ``iter``."""
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION or "loader" not in state:
+            raise UserError("not a triplet_loader state_dict")
+        mismatch = [k for k in ("fingerprint", "world_size", "rank", "batch_size") if state.get(k) != getattr(self, "_" + k if k == "fingerprint" else k)]
+        if mismatch:
+            raise UserError(f"cannot resume: the saved loader differs in {', '.join(mismatch)} (same catalog, filters, "
+                            "sequence, world size, rank and batch size are needed)")
+        self._loader.load_state_dict(state["loader"])
+
+
+def triplet_loader(catalog_or_records: str | os.PathLike | Sequence[TripletRecord], *, aoi=None, split=None,
+                   seasons=None, bbox=None, tiles=None, date_range=None, collections=None,
+                   assets: Mapping[str, Any] | None = None, batch_size: int = 8, shuffle: bool = True, seed: int = 0,
+                   device: str | torch.device = "cpu", num_workers: int = 4, method: str = "thread",
+                   normalize: bool = False, augment: Mapping[str, Any] | None = None, drop_last: bool = False,
+                   on_error: str = "raise", sequence: str | None = None, max_steps: int = 16,
+                   rank: int | None = None, world_size: int | None = None, prefetch: int = 2,
+                   pin_memory: bool | None = None, even_shards: bool = False,
+                   read_options: ReadOptions | Mapping[str, Any] | None = None,
+                   index_options: Mapping[str, Any] | None = None) -> TripletLoader:
+    """Stream triplets as batches of tensors.
+
+    ``catalog_or_records``: anything :func:`~sen12ts_stac.stream.load_index` accepts (folder,
+    catalog.json, http(s) URL, STAC API, ``mlhub+`` URL, ``.parquet``), or a list of
+    :class:`TripletRecord` (the filters then apply to it). ``index_options`` go to
+    ``load_index`` (``cache_dir``, ``concurrency``, ``api_key``, ...).
+
+    ``assets``: ``{"s1": [band names] | True, "s2": [...] | True, "label": True}``; a missing or
+    False key is not read (default: everything). Only the named bands are read from the files.
+
+    Each batch is a dict (tensors on ``device``):
+
+    * ``s1`` float32 ``[B, C, H, W]`` (physical units, dB / rad / deg...); ``s1_valid`` bool
+      ``[B, H, W]``: True where every requested S1 band has data. NaN no-data is set to 0
+      (after normalisation, so 0 is the band mean).
+    * ``s2`` float32 ``[B, C, H, W]``: reflectance 0..1 for the spectral bands (``raster:bands``
+      scale applied), ``SCL`` and ``cloud_mask`` as stored; ``s2_valid`` as for S1 (-32768 -> 0).
+    * ``label`` int64 ``[B, H, W]``: class codes, no-data 255 -> -1 (use ``ignore_index=-1``).
+    * ``id``, ``tile``, ``s2_date``: lists of str.
+
+    With ``sequence="tile"`` a unit is one tile's triplets sorted by S2 date (at most
+    ``max_steps``, evenly spaced over the year when there are more): ``s1``/``s2`` are
+    ``[B, T, C, H, W]`` zero-padded to ``T = max_steps``, ``s1_valid``/``s2_valid``
+    ``[B, T, H, W]``, ``valid_steps`` bool ``[B, T]``, ``label`` ``[B, H, W]`` (the tile's),
+    ``id`` and ``s2_date`` lists of lists, ``tile`` a list.
+
+    ``normalize=True``: ``(x - mean) / std`` per band with the statistics of the catalog's
+    collections (``item_assets`` ``raster:bands`` statistics, scaled like the data); the bands
+    ``SCL``, ``cloud_mask``, ``valid`` are left alone. ``augment``: ``{"hflip": True, "vflip":
+    True, "crop": 128}``: random flips (p = 0.5 each) and a random ``crop`` x ``crop`` window,
+    the same for every asset (and every time step) of a unit, seeded by ``(seed, epoch, unit)``.
+
+    ``shuffle``/``seed``: a new seeded order every epoch. ``rank``/``world_size``: the shard
+    (default: from ``torch.distributed`` if initialised, else 0/1). ``num_workers`` threads
+    (``method="thread"``) or processes (``"process"``) read in parallel; ``prefetch`` batches are
+    prepared ahead; ``pin_memory`` defaults to True on CUDA.
+
+    ``on_error="raise"``: a bad asset stops the epoch with :class:`AssetReadError` naming its
+    href; ``"skip"``: the unit is dropped and counted in ``loader.stats``. Transient HTTP errors
+    are retried first (``read_options``: :class:`ReadOptions` or a dict of its fields).
+    """
+    if on_error not in ("raise", "skip"):
+        raise UserError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    if method not in ("thread", "process"):
+        raise UserError(f"method must be 'thread' or 'process', got {method!r}")
+    if batch_size < 1 or num_workers < 0 or prefetch < 1:
+        raise UserError(f"need batch_size >= 1, num_workers >= 0, prefetch >= 1 (got {batch_size}, {num_workers}, {prefetch})")
+    plan = _plan(assets)
+    aug = Augment.make(augment)
+    filters = dict(aoi=aoi, split=split, seasons=seasons, bbox=bbox, tiles=tiles, date_range=date_range,
+                   collections=collections)
+    if isinstance(catalog_or_records, (str, os.PathLike)):
+        records = load_index(catalog_or_records, **filters, **dict(index_options or {}))
+        where = os.fspath(catalog_or_records)
+    else:
+        from sen12ts_stac.stream.index import Filter
+
+        flt = Filter.make(**filters)
+        records = sorted((r for r in catalog_or_records if flt.match(r)), key=lambda r: r.id)
+        where = "the given records"
+    if not records:
+        given = ", ".join(f"{k}={v!r}" for k, v in filters.items() if v is not None) or "no filters"
+        raise UserError(f"{where}: no triplets match ({given})")
+    _check_bands(records, plan, normalize)
+    r, ws = _distributed(rank, world_size)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} asked for, but CUDA is not available")
+    pin = (dev.type == "cuda") if pin_memory is None else bool(pin_memory and dev.type == "cuda")
+    if read_options is None:
+        read_options = ReadOptions()
+    elif not isinstance(read_options, ReadOptions):
+        read_options = ReadOptions(**dict(read_options))
+    return TripletLoader(records, plan=plan, batch_size=batch_size, shuffle=shuffle, seed=seed, device=dev,
+                         num_workers=num_workers, method=method, normalize=normalize, augment=aug,
+                         drop_last=drop_last, on_error=on_error, sequence=sequence, max_steps=max_steps, rank=r,
+                         world_size=ws, prefetch=prefetch, pin_memory=pin, read_options=read_options,
+                         even_shards=even_shards)

@@ -1,0 +1,226 @@
+"""Reading COG assets: only the bands asked for, optionally a window, from a local path or over
+http(s) through GDAL's ``/vsicurl/`` (range requests, header/region caching), with retries.
+
+Retry policy, in two layers:
+
+* GDAL itself retries 429/502/503/504 and timeouts ``gdal_retries`` times, ``gdal_retry_delay``
+  seconds apart (``GDAL_HTTP_MAX_RETRY`` / ``GDAL_HTTP_RETRY_DELAY``);
+* around that, :func:`read_bands` retries the whole open + read ``retries`` times with
+  exponential backoff and jitter when the error is transient (HTTP 429 or 5xx, timeouts,
+  connection resets), after dropping GDAL's cached state for that URL (GDAL otherwise
+  remembers the failure). Anything else (404, not a GeoTIFF, wrong band count) fails at once.
+
+A failure raises :class:`AssetReadError`, whose message names the href; the loader turns it
+into "raise" or "skip and count" (see ``on_error`` in :func:`~sen12ts_stac.stream.triplet_loader`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import glob
+import math
+import os
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from sen12ts_stac.errors import SourceError
+
+# GDAL settings for cloud-optimised reads over http (all documented GDAL config options):
+GDAL_HTTP_OPTIONS = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing / sidecar probing per open
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",  # never probe .ovr/.aux.xml/.msk
+    "GDAL_HTTP_MULTIRANGE": "YES",  # several byte ranges in one request where GDAL can
+    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",  # adjacent tiles in one range
+    "VSI_CACHE": "TRUE",  # per-handle block cache of the bytes read
+    "VSI_CACHE_SIZE": str(8 << 20),
+    "CPL_VSIL_CURL_CACHE_SIZE": str(128 << 20),  # process-wide region cache: headers stay warm across opens
+    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",  # the whole IFD of our COGs in the first request
+    "GDAL_NUM_THREADS": "1",  # parallelism comes from the loader's threads
+}
+
+
+def _gdal_library():
+    """The libgdal rasterio is linked against (the wheel bundles it), for
+    ``VSICurlPartialClearCache``; ``None`` when it cannot be found (retries then rely on GDAL's
+    own)."""
+    here = os.path.dirname(rasterio.__file__)
+    candidates = sorted(glob.glob(os.path.join(here, "..", "rasterio.libs", "libgdal*")))
+    candidates += [c for c in [ctypes.util.find_library("gdal")] if c]
+    for c in candidates:
+        try:
+            lib = ctypes.CDLL(c)
+            lib.VSICurlPartialClearCache.argtypes = [ctypes.c_char_p]
+            return lib
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+_GDAL = None
+_GDAL_LOCK = threading.Lock()
+
+
+def forget_url(path: str) -> None:
+    """Drop what GDAL's /vsicurl/ caches about ``path`` (file size, existence, bytes), so the
+    next open really asks the server again."""
+    global _GDAL
+    with _GDAL_LOCK:
+        if _GDAL is None:
+            _GDAL = _gdal_library() or False
+    if _GDAL:
+        _GDAL.VSICurlPartialClearCache(path.encode())
+
+
+class AssetReadError(SourceError):
+    """An asset could not be read; ``href`` is the asset, the message names it and the cause."""
+
+    def __init__(self, href: str, reason: str, attempts: int = 1):
+        self.href, self.reason, self.attempts = href, reason, attempts
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        super().__init__(f"{href}: {reason}{tries}")
+
+    def __reduce__(self):  # picklable across worker processes
+        return (AssetReadError, (self.href, self.reason, self.attempts))
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How assets are read. ``retries``: our own attempts after the first (exponential backoff
+    from ``backoff`` seconds, capped at ``max_backoff``, with jitter); ``gdal_retries`` and
+    ``gdal_retry_delay``: GDAL's retries inside one attempt; ``timeout``: seconds per HTTP
+    request; ``gdal_options``: extra GDAL config options (they win over the defaults)."""
+
+    retries: int = 4
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    gdal_retries: int = 3
+    gdal_retry_delay: float = 0.5
+    timeout: int = 30
+    gdal_options: tuple[tuple[str, str], ...] = ()
+
+    def env(self) -> dict:
+        opts = dict(GDAL_HTTP_OPTIONS)
+        opts.update({
+            "GDAL_HTTP_MAX_RETRY": str(self.gdal_retries),
+            "GDAL_HTTP_RETRY_DELAY": str(self.gdal_retry_delay),
+            "GDAL_HTTP_TIMEOUT": str(self.timeout),
+            "GDAL_HTTP_CONNECTTIMEOUT": str(min(self.timeout, 10)),
+        })
+        opts.update(dict(self.gdal_options))
+        return opts
+
+
+def gdal_path(href: str) -> str:
+    """What GDAL opens for ``href``: ``/vsicurl/URL`` for http(s), the path itself otherwise."""
+    if href.startswith(("http://", "https://")):
+        return "/vsicurl/" + href
+    if href.startswith("file://"):
+        return href[len("file://"):]
+    return href
+
+
+_TRANSIENT = re.compile(
+    r"HTTP response code: (429|5\d\d)|timed? ?out|timeout|Connection (reset|refused|was reset)|"
+    r"Couldn't connect|Recv failure|Send failure|transfer closed|Empty reply|SSL|"
+    r"Operation too slow|Failed to connect|Could not resolve",
+    re.IGNORECASE,
+)
+
+
+def is_transient(message: str) -> bool:
+    """True for errors worth retrying: HTTP 429/5xx, timeouts, dropped connections."""
+    return bool(_TRANSIENT.search(message))
+
+
+_ENV = threading.local()
+
+
+def _env(options: ReadOptions):
+    """The GDAL environment for a read. In worker threads: one rasterio environment per thread
+    (rasterio keeps config options thread-local there), entered once and reused by every read
+    of that thread. In the main thread (where rasterio would set the options process-wide):
+    a fresh environment per read, left again afterwards."""
+    if threading.current_thread() is threading.main_thread():
+        return rasterio.Env(**options.env())
+    env = getattr(_ENV, "env", None)
+    if env is None or _ENV.options != options:
+        if env is not None:
+            env.__exit__(None, None, None)
+        env = rasterio.Env(**options.env())
+        env.__enter__()
+        _ENV.env, _ENV.options = env, options
+    return contextlib.nullcontext()
+
+
+def read_bands(href: str, indexes: list[int] | tuple[int, ...], *, window: Window | None = None,
+               options: ReadOptions = ReadOptions(), expect_count: int | None = None,
+               out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Read bands ``indexes`` (1-based, file order) of the raster at ``href``, optionally only
+    ``window``. Returns ``(array [len(indexes), H, W] in the file's dtype, retries used)``.
+    ``expect_count`` checks the file has that many bands (a catalog/file mismatch is an error,
+    not a silent wrong read). Raises :class:`AssetReadError`."""
+    path = gdal_path(href)
+    remote = path.startswith("/vsicurl/")
+    attempt = 0
+    while True:
+        try:
+            with _env(options), rasterio.open(path) as ds:
+                if expect_count is not None and ds.count != expect_count:
+                    raise AssetReadError(href, f"has {ds.count} bands, the catalog lists {expect_count}")
+                if max(indexes) > ds.count:
+                    raise AssetReadError(href, f"has {ds.count} bands, band {max(indexes)} was asked for")
+                data = ds.read(list(indexes), window=window, out=out)
+            return data, attempt
+        except AssetReadError:
+            raise
+        except (RasterioError, OSError, MemoryError) as e:
+            message = " ".join(str(e).split()) or type(e).__name__
+            if not remote or not is_transient(message) or attempt >= options.retries:
+                raise AssetReadError(href, message, attempt + 1) from None
+            forget_url(path)
+            delay = min(options.max_backoff, options.backoff * (2 ** attempt))
+            time.sleep(delay * (0.5 + random.random()))
+            attempt += 1
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One asset in physical units: ``data`` float32 [C, H, W] with invalid values set to 0,
+    ``valid`` bool [H, W] (all requested bands valid there)."""
+
+    data: np.ndarray
+    valid: np.ndarray
+
+
+def to_physical(raw: np.ndarray, nodata, scale: tuple[float, ...], offset: tuple[float, ...]) -> Decoded:
+    """Stored values -> float32 physical values (``* scale + offset`` per band); nodata (NaN or a
+    value) -> 0 and reported in ``valid``."""
+    if nodata is None:
+        invalid = None
+    elif isinstance(nodata, float) and math.isnan(nodata):
+        invalid = np.isnan(raw)
+    else:
+        invalid = raw == raw.dtype.type(nodata)
+    data = raw.astype(np.float32, copy=raw.dtype != np.float32)
+    s = np.asarray(scale, dtype=np.float32)
+    o = np.asarray(offset, dtype=np.float32)
+    if np.any(s != 1):
+        data *= s[:, None, None]
+    if np.any(o != 0):
+        data += o[:, None, None]
+    if invalid is None:
+        return Decoded(data, np.ones(raw.shape[1:], dtype=bool))
+    if invalid.any():
+        data[invalid] = 0
+        return Decoded(data, ~invalid.any(axis=0))
+    return Decoded(data, np.ones(raw.shape[1:], dtype=bool))
