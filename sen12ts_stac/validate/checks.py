@@ -370,7 +370,8 @@ def _group(tile: str) -> str | None:
 def link_findings(records: dict[str, dict], root: str, root_where: str | None, linked_from: dict[str, str],
                   exists: Callable[[list[str]], dict[str, tuple[bool | None, str]]]) -> tuple[list[Finding], int]:
     """Findings for every checked link of every record; ``exists`` answers for targets that were
-    not walked. Returns (findings, number of links checked)."""
+    not walked (child and item targets the walk could not read were reported by the walk).
+    Returns (findings, number of links checked)."""
     out: list[Finding] = []
     pending: dict[str, list[tuple[str, str, str]]] = defaultdict(list)
     n = 0
@@ -399,7 +400,8 @@ def link_findings(records: dict[str, dict], root: str, root_where: str | None, l
                 continue
             hit = records.get(target)
             if hit is None:
-                pending[target].append((where, rel, href))
+                if not (rel in ("child", "item") and linked_from.get(target) == where):
+                    pending[target].append((where, rel, href))
                 continue
             out += _link_kind(where, rel, href, hit)
             if rel == "root" and root_where and target != root_where:

@@ -48,6 +48,14 @@ class _Walk:
     records: dict[str, dict] = field(default_factory=dict)
     linked_from: dict[str, str] = field(default_factory=dict)
     items: list[str] = field(default_factory=list)
+    via: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # target -> (linker, rel, href)
+
+    def read_problem(self, f: Finding) -> Finding:
+        """A missing child/item is the linking file's broken link; other read errors stay put."""
+        if f.check == "read" and f.message.startswith("no such file") and f.where in self.via:
+            linker, rel, href = self.via[f.where]
+            return Finding(ERROR, "links", linker, f"broken link rel={rel} href {href}: {f.message}: {f.where}")
+        return f
 
 
 # -- per-object work (runs in worker processes too) -----------------------------------------
@@ -200,7 +208,7 @@ def _walk(entry: str, entry_obj: Any, w: _Walk, report: Report, opts: Options, p
             if obj is None:
                 obj, problem = loaded[where]
                 if problem is not None:
-                    report.add(problem)
+                    report.add(w.read_problem(problem))
                     continue
             findings, rec = check_object(obj, where, opts)
             report.extend(findings)
@@ -221,6 +229,7 @@ def _walk(entry: str, entry_obj: Any, w: _Walk, report: Report, opts: Options, p
                     continue
                 parent_of[target] = where
                 w.linked_from[target] = where
+                w.via[target] = (where, rel, href)
                 if rel == "child":
                     nxt.append((target, None))
                 else:
@@ -236,7 +245,7 @@ def _check_items(w: _Walk, report: Report, opts: Options, io_pool: cf.Executor |
 
     def take(results) -> None:
         for findings, rec in results:
-            report.extend(findings)
+            report.extend(w.read_problem(f) for f in findings)
             if rec is not None:
                 w.records[rec["where"]] = rec
         tick("items", len(results), None)

@@ -99,6 +99,8 @@ def read_bytes(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[bytes | Non
 
         try:
             with session().get(where, timeout=HTTP_TIMEOUT_S, stream=True) as r:
+                if r.status_code in (404, 410):
+                    return None, f"no such file (HTTP {r.status_code})"
                 if r.status_code != 200:
                     return None, f"HTTP {r.status_code}"
                 length = r.headers.get("Content-Length")
