@@ -44,8 +44,8 @@ def default_cache_dir() -> Path:
 
 def core_schema_url(obj: dict) -> str | None:
     """The core schema of a STAC object (by ``type`` and ``stac_version``), or None."""
-    kind = CORE_KINDS.get(obj.get("type"))  # type: ignore[arg-type]
-    version = obj.get("stac_version")
+    t, version = obj.get("type"), obj.get("stac_version")
+    kind = CORE_KINDS.get(t) if isinstance(t, str) else None
     if kind is None or not isinstance(version, str) or not version:
         return None
     return f"https://schemas.stacspec.org/v{version.lstrip('v')}/{kind}-spec/json-schema/{kind}.json"
