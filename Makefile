@@ -16,6 +16,11 @@ $(BIN)/sen12ts-stac: pyproject.toml
 	@touch $@
 
 install: $(BIN)/sen12ts-stac
+	@# Chromium (Debian) for the STAC Browser test; STAC Browser from npm, built for the test's URL (both idempotent).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq \
+	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed: the browser test will skip"
+	@command -v npm >/dev/null && bash scripts/stac-browser.sh build http://127.0.0.1:8431/catalog.json "" /browser/ >/dev/null \
+	  || echo "STAC Browser not built (npm missing or build failed): the browser test will try again or skip"
 
 # The main job: a small catalog made offline, then validated and summarised.
 demo: install

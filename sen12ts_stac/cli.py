@@ -13,6 +13,9 @@ import click
 
 from sen12ts_stac import __version__
 from sen12ts_stac.errors import UserError
+from sen12ts_stac.download import download_command
+from sen12ts_stac.export import export_command
+from sen12ts_stac.serve import serve_command
 from sen12ts_stac.validate.command import validate_command
 
 
@@ -32,9 +35,12 @@ def cli() -> None:
 @click.option("--max-per-season", type=int, default=4, show_default=True, help="Triplets per tile and season.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for pixels (synthetic), candidate order and splits.")
 @click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--scheduler", default=None, help="Run the tiles on a Dask cluster: tcp://HOST:PORT (see docs/distribute.md).")
+@click.option("--dask-local", type=int, default=None, help="Run the tiles on a local Dask cluster of N worker processes.")
 @click.option("--overwrite", is_flag=True, help="Delete this AOI's folder first instead of resuming.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def create(aoi, source, out, max_tiles, bbox, seasons, max_per_season, seed, workers, overwrite, quiet) -> None:
+def create(aoi, source, out, max_tiles, bbox, seasons, max_per_season, seed, workers, scheduler, dask_local,
+           overwrite, quiet) -> None:
     """Collect triplets over an AOI into COGs and a STAC catalog (resumes an interrupted run)."""
     from sen12ts_stac.collect.run import CreateConfig, create as run_create
     from sen12ts_stac.spec.aois import parse_bbox
@@ -49,7 +55,10 @@ def create(aoi, source, out, max_tiles, bbox, seasons, max_per_season, seed, wor
         bbox=parse_bbox(bbox) if bbox else None, seasons=tuple(s.name for s in parse_seasons(seasons)),
         workers=workers, rules=PairingRules(max_triplets_per_tile_season=max_per_season),
     )
-    summary = run_create(config, overwrite=overwrite, progress=not quiet)
+    from sen12ts_stac.collect.executors import dask_executor
+
+    with dask_executor(scheduler, dask_local) as executor:
+        summary = run_create(config, overwrite=overwrite, progress=not quiet, executor=executor)
     click.echo(f"wrote {out / config.aoi}")
     for line in summary.lines():
         click.echo("  " + line)
@@ -66,6 +75,11 @@ def info(path: Path) -> None:
 
 
 cli.add_command(validate_command)
+
+
+cli.add_command(export_command)
+cli.add_command(serve_command)
+cli.add_command(download_command)
 
 
 def main(argv: list[str] | None = None) -> None:

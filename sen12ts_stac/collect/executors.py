@@ -1,0 +1,67 @@
+"""Executors for ``create``: where the per-tile work runs.
+
+``collect.run.create`` accepts any :class:`concurrent.futures.Executor`. Besides its own local
+process pool (``--workers N``), this module gives it a Dask distributed cluster:
+
+* ``scheduler="tcp://HOST:PORT"``: an existing cluster (``dask scheduler`` + ``dask worker``s on
+  other machines). Every worker needs this package installed and the output folder mounted at
+  the same path (a shared filesystem): tiles are written by the workers, the tree by the client.
+* ``local_workers=N``: a ``LocalCluster`` of N single-threaded worker processes on this machine.
+
+Both yield ``distributed.Client.get_executor()``, whose futures are ordinary
+``concurrent.futures`` futures, so ``create`` runs unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import concurrent.futures as cf
+from typing import Iterator
+
+from sen12ts_stac.errors import UserError
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise UserError("Dask is not installed: pip install 'sen12ts-stac[dask]'") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def dask_executor(scheduler: str | None = None, local_workers: int | None = None,
+                  timeout: float = 20.0) -> Iterator[cf.Executor | None]:
+    """A Dask executor for ``create`` (``None`` if neither option is given); closed on exit."""
+    if scheduler and local_workers:
+        raise UserError("give either --scheduler or --dask-local, not both")
+    if not scheduler and not local_workers:
+        yield None
+        return
+    distributed = _distributed()
+    cluster = None
+    if local_workers is not None:
+        if local_workers < 1:
+            raise UserError(f"--dask-local must be at least 1, got {local_workers}")
+        cluster = distributed.LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=40)
+        address = cluster.scheduler_address
+    else:
+        if "://" not in scheduler:
+            raise UserError(f"--scheduler {scheduler!r}: expected an address such as tcp://10.0.0.5:8786")
+        address = scheduler
+    try:
+        try:
+            client = distributed.Client(address, timeout=timeout)
+        except (OSError, TimeoutError) as e:
+            raise UserError(f"{address}: cannot reach the Dask scheduler ({type(e).__name__}: {e})".replace("\n", " ")) from None
+        with client:
+            if scheduler and not client.scheduler_info().get("workers"):
+                try:
+                    client.wait_for_workers(1, timeout=timeout)
+                except TimeoutError:
+                    raise UserError(f"{address}: the Dask scheduler has no workers (waited {timeout:.0f} s)") from None
+            yield client.get_executor(pure=False)
+    finally:
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,632 @@
+"""``download SRC DEST``: fetch a filtered subset of a static catalog (a local folder or an
+http(s) URL) into a local folder that is itself a valid, smaller catalog.
+
+Filters are MLHub-style: collections, asset keys, bbox, datetime interval, AOI, split. DEST
+mirrors SRC's layout (paths relative to the root catalog's folder), so the relative hrefs in the
+copied items keep working, and the catalogs and collections above the chosen items are written
+with only the links that lead to them.
+
+Safety against a hostile catalog: every document and asset must resolve to a location below the
+root catalog's folder (no ``..`` escape, no absolute path or other host, no symlink out of a
+local SRC); every path component must be a plain name; item ids must be plain names; nothing is
+written through a symlink in DEST; a ``file:size`` above ``max_size`` is refused, and so is a
+body longer than its declared ``file:size`` (reading stops there). Each refusal is a finding
+naming the item, asset and reason; the rest goes on, and the command exits 1.
+
+Resumable: files are written as ``.<name>.part`` and renamed once their size and
+``file:checksum`` (multihash sha2-256 ``1220...``) check out; a rerun skips files already there
+whose size and checksum match.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import hashlib
+import os
+import posixpath
+import re
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import click
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from urllib3.util import Retry
+
+from sen12ts_stac.errors import UserError
+from sen12ts_stac.fsio import write_json
+
+DEFAULT_MAX_SIZE = 2 * 1024**3  # per file; the largest SEN12TS COG is ~4 MB
+MAX_JSON = 64 * 1024**2
+CHUNK = 1 << 20
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+=,@-]{0,254}$")
+_HASHES = {"1220": (hashlib.sha256, 64), "1340": (hashlib.sha512, 128)}  # multihash code+length -> hash, hex digits
+
+
+class Refused(Exception):
+    """One file or document refused (hostile or broken); becomes a finding, the rest goes on."""
+
+
+# --------------------------------------------------------------------------------------------
+# Filters
+# --------------------------------------------------------------------------------------------
+
+
+def _csv(value) -> frozenset[str] | None:
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else [x for v in value for x in str(v).split(",")]
+    items = [v.strip() for v in items if v.strip()]
+    return frozenset(items) or None
+
+
+def _instant(text: str, end: bool) -> dt.datetime | None:
+    text = text.strip()
+    if text in ("", ".."):
+        return None
+    try:
+        if len(text) == 10:
+            d = dt.date.fromisoformat(text)
+            return dt.datetime.combine(d, dt.time.max if end else dt.time.min, tzinfo=dt.timezone.utc)
+        t = dt.datetime.fromisoformat(text.replace("z", "Z"))
+        return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        raise UserError(f"bad datetime {text!r}: expected an RFC 3339 date or time, or an interval START/END ('..' open)") from None
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which items (and which of their assets) to download; ``None`` means no restriction."""
+
+    collections: frozenset[str] | None = None
+    assets: frozenset[str] | None = None
+    bbox: tuple[float, float, float, float] | None = None
+    start: dt.datetime | None = None
+    end: dt.datetime | None = None
+    aois: frozenset[str] | None = None
+    splits: frozenset[str] | None = None
+
+    @classmethod
+    def make(cls, collections=None, assets=None, bbox=None, datetime=None, aoi=None, split=None) -> "Filters":
+        box = None
+        if bbox is not None:
+            from sen12ts_stac.spec.aois import parse_bbox
+
+            box = parse_bbox(bbox) if isinstance(bbox, str) else tuple(float(v) for v in bbox)
+        start = end = None
+        if datetime:
+            a, sep, b = datetime.partition("/")
+            start, end = _instant(a, False), _instant(b if sep else a, True)
+            if start and end and start > end:
+                raise UserError(f"bad datetime interval {datetime!r}: start is after end")
+        splits = _csv(split)
+        if splits:
+            splits = frozenset({"val": "validate", "validation": "validate"}.get(s.lower(), s.lower()) for s in splits)
+            bad = sorted(splits - {"train", "validate", "test"})
+            if bad:
+                raise UserError(f"unknown split {', '.join(bad)}; known: train, validate, test")
+        aois = _csv(aoi)
+        return cls(_csv(collections), _csv(assets), box, start, end, frozenset(a.lower() for a in aois) if aois else None, splits)
+
+    def wants_collection(self, cid: str) -> bool:
+        if self.collections is not None and cid not in self.collections:
+            return False
+        aoi = _aoi_of(cid)
+        return self.aois is None or aoi is None or aoi in self.aois
+
+    def wants_item(self, item: dict) -> bool:
+        props = item.get("properties") or {}
+        if self.collections is not None and item.get("collection") not in self.collections:
+            return False
+        if self.aois is not None:
+            aoi = props.get("sen12ts:aoi") or _aoi_of(item.get("collection") or "")
+            if aoi is None or aoi.lower() not in self.aois:
+                return False
+        if self.splits is not None and props.get("ml-aoi:split") not in self.splits:
+            return False
+        if self.bbox is not None:
+            b = item.get("bbox") or []
+            if len(b) not in (4, 6):
+                return False
+            b = (b[0], b[1], b[3], b[4]) if len(b) == 6 else b
+            a = self.bbox
+            if b[0] > a[2] or b[2] < a[0] or b[1] > a[3] or b[3] < a[1]:
+                return False
+        if self.start is not None or self.end is not None:
+            lo = _instant(props.get("start_datetime") or props.get("datetime") or "", False)
+            hi = _instant(props.get("end_datetime") or props.get("datetime") or "", True)
+            if lo is None or hi is None:
+                return False
+            if (self.end is not None and lo > self.end) or (self.start is not None and hi < self.start):
+                return False
+        return True
+
+
+def _aoi_of(cid: str) -> str | None:
+    """The AOI in a SEN12TS collection id (``sen12ts_<aoi>_...``), else None."""
+    parts = cid.split("_")
+    return parts[1].lower() if len(parts) >= 3 and parts[0] == "sen12ts" else None
+
+
+# --------------------------------------------------------------------------------------------
+# Where things are: a local folder or an http(s) prefix, and the safe relative paths below it
+# --------------------------------------------------------------------------------------------
+
+
+def safe_rel(rel: str) -> str:
+    """``rel`` if it is a plain relative POSIX path (no ``..``, ``.``, empty, hidden-absolute or
+    odd component), else raise Refused."""
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or any(p in ("", ".", "..") or "\\" in p or "\x00" in p
+                                             or any(ord(c) < 32 for c in p) or len(p) > 255 for p in parts):
+        raise Refused(f"unsafe path {rel!r}")
+    return rel
+
+
+class Location:
+    """The source catalog: reading documents and files, and where each lies below its root."""
+
+    def __init__(self, src: str, timeout: float = 60.0):
+        self.timeout = timeout
+        self.is_http = src.startswith(("http://", "https://"))
+        self._local = threading.local()
+        if self.is_http:
+            entry = src if src.endswith(".json") else src.rstrip("/") + "/catalog.json"
+            self.entry = entry
+            self.base = entry.rsplit("/", 1)[0] + "/"
+        else:
+            p = Path(src)
+            entry = p / "catalog.json" if p.is_dir() else p
+            if not entry.is_file():
+                raise UserError(f"{src}: no catalog.json here (give a catalog folder, a catalog/collection JSON file or an http(s) URL)")
+            self.entry = str(entry.resolve())
+            self.base = str(Path(os.path.realpath(entry)).parent)
+
+    def session(self) -> requests.Session:
+        s = getattr(self._local, "s", None)
+        if s is None:
+            s = requests.Session()
+            retry = Retry(total=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
+            s.mount("http://", HTTPAdapter(max_retries=retry))
+            s.mount("https://", HTTPAdapter(max_retries=retry))
+            self._local.s = s
+        return s
+
+    def join(self, doc: str, href: str) -> str:
+        if self.is_http:
+            return urllib.parse.urljoin(doc, href)
+        if "://" in href:
+            return href
+        return os.path.normpath(os.path.join(os.path.dirname(doc), href))
+
+    def rel(self, loc: str) -> str:
+        """``loc`` relative to the root folder, checked safe; Refused if it lies outside."""
+        if self.is_http:
+            u, b = urllib.parse.urlsplit(loc), urllib.parse.urlsplit(self.base)
+            if (u.scheme, u.netloc) != (b.scheme, b.netloc) or u.query or u.fragment:
+                raise Refused(f"{loc} is not below the catalog root {self.base}")
+            path = urllib.parse.unquote(u.path)
+            norm = posixpath.normpath(path)
+            if not norm.startswith(b.path) or ".." in path.split("/"):
+                raise Refused(f"{loc} leaves the catalog root {self.base}")
+            return safe_rel(norm[len(b.path):])
+        if "://" in loc:
+            raise Refused(f"{loc} is a URL in a local catalog")
+        real = os.path.realpath(loc)  # a symlink pointing out of the catalog is refused here
+        if os.path.commonpath([real, self.base]) != self.base:
+            raise Refused(f"{loc} resolves to {real}, outside the catalog root {self.base}")
+        return safe_rel(Path(os.path.relpath(loc, self.base)).as_posix())
+
+    def read_json(self, loc: str) -> tuple[dict, bytes]:
+        try:
+            if self.is_http:
+                with self.session().get(loc, timeout=self.timeout, stream=True) as r:
+                    r.raise_for_status()
+                    body = b"".join(_capped(r.iter_content(CHUNK), MAX_JSON, loc))
+            else:
+                if os.path.getsize(loc) > MAX_JSON:
+                    raise Refused(f"{loc}: JSON document larger than {MAX_JSON:,} bytes")
+                body = Path(loc).read_bytes()
+            return orjson.loads(body), body
+        except Refused:
+            raise
+        except (OSError, requests.RequestException, orjson.JSONDecodeError) as e:
+            raise Refused(f"{loc}: cannot read ({type(e).__name__}: {str(e)[:200]})") from None
+
+    def open_chunks(self, loc: str):
+        """(declared Content-Length or None, iterator of byte chunks)."""
+        if self.is_http:
+            r = self.session().get(loc, timeout=self.timeout, stream=True)
+            if r.status_code != 200:
+                r.close()
+                raise Refused(f"{loc}: HTTP {r.status_code}")
+            length = r.headers.get("Content-Length")
+
+            def chunks():
+                with r:
+                    yield from r.iter_content(CHUNK)
+
+            return (int(length) if length and length.isdigit() else None), chunks()
+        f = open(loc, "rb")
+
+        def chunks():
+            with f:
+                yield from iter(lambda: f.read(CHUNK), b"")
+
+        return os.fstat(f.fileno()).st_size, chunks()
+
+
+def _capped(chunks: Iterable[bytes], limit: int, what: str) -> Iterable[bytes]:
+    n = 0
+    for c in chunks:
+        n += len(c)
+        if n > limit:
+            raise Refused(f"{what}: larger than {limit:,} bytes")
+        yield c
+
+
+# --------------------------------------------------------------------------------------------
+# Plan: walk the catalog, choose items, list their files
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FileTask:
+    rel: str  # destination relative to DEST (= source path relative to the root folder)
+    src: str
+    size: int | None
+    checksum: str | None
+    what: str  # "item X asset K", for messages
+
+
+@dataclass
+class Node:
+    rel: str
+    obj: dict
+    kids: list[str] = field(default_factory=list)  # rels of child documents that were kept
+
+
+@dataclass
+class DownloadReport:
+    items: int = 0
+    files: int = 0
+    present: int = 0  # already complete in DEST (resume)
+    downloaded: int = 0
+    bytes: int = 0
+    unverified: int = 0  # no (supported) checksum to check against
+    findings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"items: {self.items}  files: {self.files} ({self.downloaded} downloaded, {self.present} already complete)  "
+               f"bytes downloaded: {self.bytes:,}  [{self.seconds:.1f} s]"]
+        if self.unverified:
+            out.append(f"{self.unverified} files had no sha2-256 file:checksum to verify (size checked only)")
+        if self.findings:
+            out.append(f"refused: {len(self.findings)}")
+            out += [f"  {f}" for f in self.findings[:50]]
+            if len(self.findings) > 50:
+                out.append(f"  ... and {len(self.findings) - 50} more")
+        return out
+
+
+def _plan(loc: Location, filters: Filters, max_size: int, pool: cf.Executor, report: DownloadReport,
+          write_item: Callable[[str, dict], None]) -> tuple[dict[str, Node], dict[str, FileTask]]:
+    """Walk the catalog level by level (documents fetched concurrently), keeping the chosen items."""
+    nodes: dict[str, Node] = {}
+    tasks: dict[str, FileTask] = {}
+    parents: dict[str, str | None] = {}
+    try:
+        root_obj, _ = loc.read_json(loc.entry)
+        root_rel = loc.rel(loc.entry)
+    except Refused as e:
+        raise UserError(str(e)) from None
+    frontier: list[tuple[str, str | None, dict | None]] = [(loc.entry, None, root_obj)]
+    seen = {root_rel}
+
+    def fetch(entry):
+        path, parent, obj = entry
+        if obj is not None:
+            return obj, None
+        try:
+            return loc.read_json(path)[0], None
+        except Refused as e:
+            return None, str(e)
+
+    while frontier:
+        next_frontier = []
+        for (path, parent, _), (obj, err) in zip(frontier, pool.map(fetch, frontier)):
+            if err:
+                report.findings.append(err)
+                continue
+            rel = loc.rel(path)
+            kind = obj.get("type")
+            if kind == "Feature":
+                _take_item(loc, path, rel, obj, filters, max_size, report, tasks, parents, parent, write_item)
+                continue
+            if kind == "Collection" and not filters.wants_collection(str(obj.get("id", ""))):
+                continue
+            nodes[rel] = Node(rel, obj)
+            parents[rel] = parent
+            for link in obj.get("links", []):
+                if link.get("rel") not in ("child", "item") or not link.get("href"):
+                    continue
+                target = loc.join(path, link["href"])
+                try:
+                    trel = loc.rel(target)
+                except Refused as e:
+                    report.findings.append(f"{rel}: {link['rel']} link {link['href']!r} refused: {e}")
+                    continue
+                if trel not in seen:
+                    seen.add(trel)
+                    next_frontier.append((target, rel, None))
+        frontier = next_frontier
+    # keep the chain of documents above every chosen item
+    kept_docs = set()
+    for rel, parent in parents.items():
+        if rel in nodes:
+            continue
+        while parent is not None and (rel, parent) not in kept_docs:
+            kept_docs.add((rel, parent))
+            nodes[parent].kids.append(rel)
+            rel, parent = parent, parents.get(parent)
+    return nodes, tasks
+
+
+def _take_item(loc, path, rel, item, filters, max_size, report, tasks, parents, parent, write_item) -> None:
+    iid = str(item.get("id", ""))
+    if not _SAFE_ID.match(iid):
+        report.findings.append(f"{rel}: item id {iid[:80]!r} is not a plain name; item refused")
+        return
+    if not filters.wants_item(item):
+        return
+    item_tasks = []
+    for key, asset in (item.get("assets") or {}).items():
+        if filters.assets is not None and key not in filters.assets:
+            continue
+        what = f"item {iid} asset {key}"
+        href = asset.get("href") or ""
+        size, checksum = asset.get("file:size"), asset.get("file:checksum")
+        try:
+            if not href:
+                raise Refused("no href")
+            if href.startswith("/") or re.match(r"^[A-Za-z]:[\\/]", href):
+                raise Refused(f"absolute path {href!r}")
+            target = loc.join(path, href)
+            arel = loc.rel(target)
+            if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+                raise Refused(f"file:size {size!r} is not a byte count")
+            if size is not None and size > max_size:
+                raise Refused(f"file:size {size:,} bytes is over the limit of {max_size:,} (--max-size)")
+        except Refused as e:
+            report.findings.append(f"{what}: {e}; refused")
+            continue
+        known = tasks.get(arel)
+        if known is not None:  # shared file (a triplet repeats its features' assets): merge what is declared
+            if checksum and known.checksum and checksum != known.checksum:
+                report.findings.append(f"{what}: file:checksum differs from {known.what} for the same file {arel}; refused")
+                continue
+            known.size = known.size if known.size is not None else size
+            known.checksum = known.checksum or checksum
+            continue
+        item_tasks.append(FileTask(arel, target, size, checksum, what))
+    for t in item_tasks:
+        tasks[t.rel] = t
+    parents[rel] = parent
+    report.items += 1
+    write_item(rel, item)
+
+
+# --------------------------------------------------------------------------------------------
+# Writing into DEST
+# --------------------------------------------------------------------------------------------
+
+
+class Dest:
+    """The destination folder; every path is checked to stay inside it, never through a symlink."""
+
+    def __init__(self, folder: str | Path):
+        self.root = Path(folder)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"{folder}: cannot create the destination folder ({e.strerror or e})") from None
+        self.real = os.path.realpath(self.root)
+
+    def path(self, rel: str) -> Path:
+        safe_rel(rel)
+        p = self.root
+        for part in rel.split("/"):
+            p = p / part
+            if p.is_symlink():
+                raise Refused(f"{p} is a symlink in the destination; not writing through it")
+        parent = os.path.realpath(p.parent) if p.parent.exists() else None
+        if parent is not None and os.path.commonpath([parent, self.real]) != self.real:
+            raise Refused(f"{p} resolves outside {self.root}")
+        return p
+
+
+def _hasher(checksum: str | None):
+    if not checksum or not isinstance(checksum, str):
+        return None
+    spec = _HASHES.get(checksum[:4].lower())
+    if spec is None or len(checksum) != 4 + spec[1]:
+        return None
+    return spec[0]()
+
+
+def file_matches(path: Path, size: int | None, checksum: str | None) -> bool:
+    """Is ``path`` already the file declared (size and, when given, checksum)?"""
+    try:
+        if not path.is_file() or path.is_symlink() or (size is not None and path.stat().st_size != size):
+            return False
+    except OSError:
+        return False
+    h = _hasher(checksum)
+    if h is None:
+        return True
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            h.update(chunk)
+    return checksum[:4].lower() + h.hexdigest() == checksum.lower()
+
+
+def fetch_file(loc: Location, dest: Dest, task: FileTask, max_size: int, on_bytes: Callable[[int], None]) -> tuple[str, int]:
+    """Download one file: ``("present", 0)`` if already complete, else ``("downloaded", bytes)``.
+    Raises Refused (and leaves nothing behind) on any mismatch."""
+    final = dest.path(task.rel)
+    if file_matches(final, task.size, task.checksum):
+        return "present", 0
+    final.parent.mkdir(parents=True, exist_ok=True)
+    dest.path(task.rel)  # re-check now the folders exist
+    part = final.with_name(f".{final.name}.part")
+    if part.is_symlink():
+        part.unlink()
+    limit = task.size if task.size is not None else max_size
+    h = _hasher(task.checksum)
+    n = 0
+    try:
+        length, chunks = loc.open_chunks(task.src)
+        if length is not None and length > limit:
+            raise Refused(f"server announces {length:,} bytes, more than the {'declared file:size' if task.size is not None else 'limit'} {limit:,}")
+        with open(part, "wb") as f:
+            for chunk in chunks:
+                n += len(chunk)
+                if n > limit:
+                    raise Refused(f"body longer than the {'declared file:size' if task.size is not None else 'limit'} {limit:,} bytes")
+                if h is not None:
+                    h.update(chunk)
+                f.write(chunk)
+                on_bytes(len(chunk))
+        if task.size is not None and n != task.size:
+            raise Refused(f"got {n:,} bytes, file:size declares {task.size:,}")
+        if h is not None and task.checksum[:4].lower() + h.hexdigest() != task.checksum.lower():
+            raise Refused(f"checksum mismatch: got {task.checksum[:4]}{h.hexdigest()[:16]}..., file:checksum says {task.checksum[:20]}...")
+        os.replace(part, final)
+        return "downloaded", n
+    except (OSError, requests.RequestException) as e:
+        raise Refused(f"{task.src}: {type(e).__name__}: {str(e)[:200]}") from None
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _write_tree(nodes: dict[str, Node], dest: Dest, root_rel: str) -> None:
+    """Write the catalogs/collections above the chosen items, linking only what was kept."""
+    for rel, node in nodes.items():
+        if not node.kids and rel != root_rel:
+            continue
+        doc_dir = posixpath.dirname(rel)
+        kids = set(node.kids)
+        obj = dict(node.obj)
+        links = []
+        for lk in obj.get("links", []):
+            if lk.get("rel") in ("child", "item"):
+                target = posixpath.normpath(posixpath.join(doc_dir, lk.get("href", "")))
+                if target not in kids:
+                    continue
+            links.append(lk)
+        obj["links"] = links
+        if obj.get("assets"):  # the export snapshots describe the whole collection, not this subset
+            obj["assets"] = {k: a for k, a in obj["assets"].items() if "stac-items" not in (a.get("roles") or [])}
+            if not obj["assets"]:
+                del obj["assets"]
+        write_json(dest.path(rel), obj)
+
+
+def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=None, assets=None, bbox=None, datetime=None,
+             aoi=None, split=None, workers: int = 8, max_size: int = DEFAULT_MAX_SIZE, dry_run: bool = False,
+             progress: bool = True, on_file: Callable[[FileTask, str], None] | None = None) -> DownloadReport:
+    """Download the chosen items and their assets from ``src`` into ``dest``; see the module doc.
+    ``on_file(task, status)`` is called in the calling thread after each file."""
+    t0 = time.perf_counter()
+    if workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    filters = Filters.make(collections, assets, bbox, datetime, aoi, split)
+    loc = Location(os.fspath(src))
+    out = Dest(dest)
+    report = DownloadReport()
+
+    def write_item(rel: str, item: dict) -> None:
+        if dry_run:
+            return
+        try:
+            write_json(out.path(rel), item)
+        except Refused as e:
+            report.findings.append(f"item {item.get('id')}: {e}; refused")
+
+    with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+        nodes, tasks = _plan(loc, filters, max_size, pool, report, write_item)
+        report.files = len(tasks)
+        if not dry_run:
+            _write_tree(nodes, out, loc.rel(loc.entry))
+            _download_all(loc, out, list(tasks.values()), max_size, pool, report, progress, on_file)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _download_all(loc, out, tasks, max_size, pool, report, progress, on_file) -> None:
+    total = sum(t.size or 0 for t in tasks)
+    report.unverified = sum(_hasher(t.checksum) is None for t in tasks)
+    columns = [TextColumn("[bold]download"), BarColumn(), MofNCompleteColumn(), TextColumn("files"), DownloadColumn(),
+               TransferSpeedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, disable=not progress) as bar:
+        task_id = bar.add_task("download", total=total or None)
+        files_id = bar.add_task("files", total=len(tasks), visible=False)
+        lock = threading.Lock()
+
+        def on_bytes(n: int) -> None:
+            with lock:
+                bar.update(task_id, advance=n)
+
+        futures = {pool.submit(fetch_file, loc, out, t, max_size, on_bytes): t for t in tasks}
+        try:
+            for fut in cf.as_completed(futures):
+                t = futures[fut]
+                try:
+                    status, n = fut.result()
+                except Refused as e:
+                    report.findings.append(f"{t.what} ({t.rel}): {e}; refused")
+                    status, n = "refused", 0
+                if status == "present":
+                    report.present += 1
+                    bar.update(task_id, advance=t.size or 0)
+                elif status == "downloaded":
+                    report.downloaded += 1
+                    report.bytes += n
+                bar.update(files_id, advance=1)
+                if on_file is not None:
+                    on_file(t, status)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+@click.command("download")
+@click.argument("src")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--collection", "collections", multiple=True, help="Collection id (repeatable or comma-separated).")
+@click.option("--assets", default=None, help="Asset keys to fetch, comma-separated (e.g. s1,labels); default all.")
+@click.option("--bbox", default=None, help="minlon,minlat,maxlon,maxlat: items whose bbox intersects it.")
+@click.option("--datetime", "datetime_", default=None, help="RFC 3339 date/time or interval START/END ('..' open).")
+@click.option("--aoi", default=None, help="AOI name(s), comma-separated (california, iowa, ...).")
+@click.option("--split", default=None, help="train, validate and/or test (items without a split are left out).")
+@click.option("--workers", type=int, default=8, show_default=True, help="Concurrent downloads.")
+@click.option("--max-size", type=int, default=DEFAULT_MAX_SIZE, show_default=True, help="Refuse files declared (or found) larger than this many bytes.")
+@click.option("--dry-run", is_flag=True, help="Only count the items and files that would be fetched.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def download_command(src, dest, collections, assets, bbox, datetime_, aoi, split, workers, max_size, dry_run, quiet) -> None:
+    """Download a filtered subset of a catalog (local folder or http(s) URL) into DEST, resumably."""
+    report = download(src, dest, collections=collections or None, assets=assets, bbox=bbox, datetime=datetime_, aoi=aoi,
+                      split=split, workers=workers, max_size=max_size, dry_run=dry_run, progress=not quiet)
+    for line in report.lines():
+        click.echo(line)
+    if report.findings:
+        raise click.exceptions.Exit(1)

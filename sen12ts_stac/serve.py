@@ -1,0 +1,230 @@
+"""``serve``: a catalog folder over HTTP for STAC Browser, GDAL and the loaders, and optionally a
+STAC API over the same items so that pystac-client can search them.
+
+* The static server is :mod:`sen12ts_stac.httpserve` (HTTP Range + CORS), bound to 127.0.0.1
+  unless another host is asked for.
+* ``api=True`` starts ``rustac serve`` (memory backend) as a subprocess on ``api_port``. It is
+  fed one collection JSON (its tree links removed) and one ndjson file of items per collection,
+  made from the ``export`` ndjson when present, else from the JSON tree. Relative hrefs are made
+  absolute URLs on the static server: an API item lives at ``/collections/x/items/y``, where a
+  relative href would point nowhere, and rustac resolves relative hrefs against its working
+  directory (see docs/distribute.md). DuckDB is switched off: it needs an extension download.
+* ``browser_dist`` mounts a built STAC Browser (``scripts/stac-browser.sh``) under ``/browser/``.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import orjson
+import requests
+
+from sen12ts_stac.errors import UserError
+from sen12ts_stac.export import NDJSON_NAME, find_collections, iter_items, read_json, rebase_item
+from sen12ts_stac.httpserve import RangeHandler, start_server
+
+BROWSER_PREFIX = "/browser/"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stac-browser.sh"
+
+
+class MountHandler(RangeHandler):
+    """RangeHandler that serves other folders under URL prefixes (``mounts``: prefix -> folder)."""
+
+    mounts: dict[str, str] = {}
+
+    def translate_path(self, path: str) -> str:
+        for prefix, folder in self.mounts.items():
+            if path.startswith(prefix) or path == prefix.rstrip("/"):
+                root, self.directory = self.directory, folder
+                try:
+                    return super().translate_path("/" + path[len(prefix):])
+                finally:
+                    self.directory = root
+        return super().translate_path(path)
+
+
+def handler_with_mounts(mounts: dict[str, str | os.PathLike]) -> type[RangeHandler]:
+    return type("Mounted", (MountHandler,), {"mounts": {p: str(Path(f).resolve()) for p, f in mounts.items()}})
+
+
+@dataclass
+class Served:
+    """Running servers; ``close()`` stops them."""
+
+    url: str  # the root catalog.json
+    httpd: object
+    api_url: str | None = None
+    browser_url: str | None = None
+    api_proc: subprocess.Popen | None = None
+    _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
+
+    def close(self) -> None:
+        if self.api_proc is not None and self.api_proc.poll() is None:
+            self.api_proc.terminate()
+            try:
+                self.api_proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.api_proc.kill()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> "Served":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _root_catalog(root: Path) -> Path:
+    if not (root / "catalog.json").is_file():
+        raise UserError(f"{root}: no catalog.json here; give the folder that holds the root catalog")
+    return root
+
+
+def _absolute(href: str, base_url: str, coll_rel: str) -> str:
+    """A href relative to the collection folder as an absolute URL on the static server."""
+    if not href or "://" in href or href.startswith("/"):
+        return href
+    p = posixpath.normpath(posixpath.join(coll_rel, href))
+    return href if p.startswith("..") else f"{base_url}/{p}"
+
+
+def api_inputs(root: Path, base_url: str, out: Path) -> list[Path]:
+    """Write ``rustac serve`` inputs for every collection below ``root`` into ``out``: per
+    collection ``<id>.json`` (no tree links) and ``<id>.ndjson`` (absolute hrefs)."""
+    files = []
+    for cpath in find_collections(root):
+        coll = read_json(cpath)
+        rel = cpath.parent.resolve().relative_to(root.resolve()).as_posix()
+        coll["links"] = [lk for lk in coll.get("links", []) if lk.get("rel") not in ("child", "item", "root", "parent", "self")]
+        coll["assets"] = {k: {**a, "href": _absolute(a.get("href", ""), base_url, rel)} for k, a in (coll.get("assets") or {}).items()}
+        if not coll["assets"]:
+            del coll["assets"]
+        exported = cpath.parent / NDJSON_NAME
+        if exported.is_file():
+            items = (orjson.loads(line) for line in exported.open("rb") if line.strip())
+        else:
+            items = (rebase_item(item, d) for d, item in iter_items(cpath))
+        cfile, ifile = out / f"{coll['id']}.json", out / f"{coll['id']}.ndjson"
+        n = 0
+        with open(ifile, "wb") as f:
+            for item in items:
+                item["links"] = [{**lk, "href": _absolute(lk.get("href", ""), base_url, rel)} for lk in item.get("links", [])
+                                 if lk.get("rel") not in ("root", "parent", "collection", "self")]
+                item["assets"] = {k: {**a, "href": _absolute(a.get("href", ""), base_url, rel)} for k, a in item.get("assets", {}).items()}
+                f.write(orjson.dumps(item) + b"\n")
+                n += 1
+        cfile.write_bytes(orjson.dumps(coll))
+        files.append(cfile)
+        if n:
+            files.append(ifile)
+    return files
+
+
+def rustac_binary() -> str:
+    exe = shutil.which("rustac") or str(Path(sys.executable).parent / "rustac")
+    if not Path(exe).exists():
+        raise UserError("rustac not found: `pip install rustac` (the api extra) to serve a STAC API")
+    return exe
+
+
+def start_api(inputs: list[Path], host: str, port: int, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
+    """Start ``rustac serve`` on ``host:port`` and wait until its landing page answers."""
+    url = f"http://{host}:{port}"
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([rustac_binary(), "serve", "--addr", f"{host}:{port}", "--use-duckdb", "false",
+                             *map(str, inputs)], stdout=log, stderr=subprocess.STDOUT, cwd=inputs[0].parent if inputs else None)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log.seek(0)
+            tail = log.read().decode(errors="replace").strip().splitlines()[-3:]
+            raise UserError(f"rustac serve on {host}:{port} stopped (exit {proc.returncode}): {' | '.join(tail)}")
+        try:
+            if requests.get(url, timeout=2).ok:
+                return proc, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise UserError(f"rustac serve did not answer on {url} within {timeout:.0f} s")
+
+
+def build_browser(catalog_url: str, prefix: str = BROWSER_PREFIX) -> Path:
+    """Build (or reuse the cached build of) STAC Browser for ``catalog_url``; the dist folder."""
+    if not SCRIPT.exists():
+        raise UserError(f"{SCRIPT}: STAC Browser build script not found (it ships with the source checkout)")
+    r = subprocess.run(["bash", str(SCRIPT), "build", catalog_url, "", prefix], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise UserError(f"STAC Browser build failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+def start(root: str | Path, host: str = "127.0.0.1", port: int = 8000, api: bool = False, api_port: int = 7822,
+          browser_dist: str | Path | None = None) -> Served:
+    """Serve ``root`` (and the API / STAC Browser if asked); returns the running servers."""
+    root = _root_catalog(Path(root))
+    mounts = {BROWSER_PREFIX: browser_dist} if browser_dist else {}
+    try:
+        httpd = start_server(root, host=host, port=port, handler=handler_with_mounts(mounts))
+    except OSError as e:
+        raise UserError(f"cannot serve on {host}:{port} ({e.strerror or e})") from None
+    base = f"http://{host}:{httpd.server_address[1]}"
+    served = Served(url=f"{base}/catalog.json", httpd=httpd, browser_url=f"{base}{BROWSER_PREFIX}" if browser_dist else None)
+    if api:
+        try:
+            served._tmp = tempfile.TemporaryDirectory(prefix="sen12ts-api-")
+            inputs = api_inputs(root, base, Path(served._tmp.name))
+            served.api_proc, served.api_url = start_api(inputs, host, api_port)
+        except BaseException:
+            served.close()
+            raise
+    return served
+
+
+@click.command("serve")
+@click.argument("root", type=click.Path(path_type=Path))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you say otherwise.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port of the static server (0: any free port).")
+@click.option("--api", is_flag=True, help="Also run a STAC API (rustac serve, memory backend) over the catalog's items.")
+@click.option("--api-port", type=int, default=7822, show_default=True, help="Port of the STAC API.")
+@click.option("--browser", is_flag=True, help="Build STAC Browser for this URL (npm; about 1.5 min the first time, "
+              "cached after) and serve it under /browser/.")
+def serve_command(root, host, port, api, api_port, browser) -> None:
+    """Serve a catalog folder over HTTP (Range + CORS) for STAC Browser, GDAL and the loaders."""
+    if browser and port == 0:
+        raise UserError("--browser needs a fixed --port: STAC Browser is built for one catalog URL")
+    _root_catalog(root)
+    dist = None
+    if browser:
+        target = f"http://{host}:{api_port}" if api else f"http://{host}:{port}/catalog.json"
+        click.echo(f"building STAC Browser for {target} (cached after the first time) ...")
+        dist = build_browser(target)
+    served = start(root, host=host, port=port, api=api, api_port=api_port, browser_dist=dist)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}, reachable from other machines", err=True)
+    click.echo(f"catalog:      {served.url}")
+    if served.api_url:
+        click.echo(f"STAC API:     {served.api_url}")
+    if served.browser_url:
+        click.echo(f"STAC Browser: {served.browser_url}")
+    click.echo("Ctrl-C to stop")
+    try:
+        while served.api_proc is None or served.api_proc.poll() is None:
+            time.sleep(0.5)
+        raise UserError(f"rustac serve stopped (exit {served.api_proc.returncode})")
+    except KeyboardInterrupt:
+        click.echo("stopped")
+    finally:
+        served.close()
