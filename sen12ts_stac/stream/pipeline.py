@@ -20,6 +20,7 @@ they are threads (or processes) fed by the one sampler of their rank.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -111,10 +112,23 @@ class Failed:
     reason: str
     attempts: int = 1
     retries: int = 0
+    slot: tuple[int, int] | None = None  # (epoch, batch) whose buffer row it leaves empty
 
     @property
     def error(self) -> AssetReadError:
         return AssetReadError(self.href, self.reason, self.attempts)
+
+
+@dataclass(frozen=True, eq=False)
+class Slot:
+    """A unit decoded straight into row ``row`` of ``buffer``, the shared arrays of batch
+    ``key`` = (epoch, batch number)."""
+
+    buffer: "_BatchBuffer"
+    key: tuple[int, int]
+    row: int
+    meta: dict
+    retries: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,16 +150,40 @@ class Augment:
         return cls(bool(augment.get("hflip")), bool(augment.get("vflip")), crop)
 
 
+class _BatchBuffer:
+    """The arrays of one batch, allocated when its first unit starts; workers decode into rows."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.arrays = arrays
+        self.rows = next(iter(arrays.values())).shape[0]
+        self.remaining = self.rows
+
+
 class SampleReader:
-    """``(epoch, index) -> sample dict | Failed``. Picklable (``method="process"``)."""
+    """``(epoch, unit index, position) -> Slot | sample dict | Failed``.
+
+    With threads, a unit is decoded straight into its row of a batch buffer shared by the
+    workers (batch = position // batch_size): the file bytes are decompressed once into the
+    array the batch will hand out, with no per-sample arrays and no copy at collate time. Where
+    that cannot work (worker processes, grids of unknown size) a unit comes back as a dict of
+    its own arrays and :func:`collate` stacks them. Picklable (``method="process"``)."""
 
     def __init__(self, units: Sequence[tuple[TripletRecord, ...]], plan: dict, *, sequence: bool, max_steps: int,
-                 normalize: bool, augment: Augment | None, seed: int, options: ReadOptions):
+                 normalize: bool, augment: Augment | None, seed: int, options: ReadOptions, batch_size: int,
+                 per_epoch: int, shared_buffers: bool = True):
         self.units, self.plan, self.sequence, self.max_steps = units, plan, sequence, max_steps
         self.normalize, self.augment, self.seed, self.options = normalize, augment, seed, options
+        self.batch_size, self.per_epoch, self.shared = batch_size, per_epoch, shared_buffers
         self._cache: dict = {}
+        self._buffers: dict[tuple[int, int], _BatchBuffer] = {}
+        self._lock = threading.Lock()
 
-    # -- helpers -----------------------------------------------------------------------------
+    def __getstate__(self):  # worker processes get no shared buffers
+        state = dict(self.__dict__)
+        state.update(shared=False, _buffers={}, _lock=None)
+        return state
+
+    # -- band plan, statistics, windows -------------------------------------------------------
 
     def _indexes(self, r: TripletRecord, key: str) -> tuple[tuple[int, ...], tuple[str, ...]]:
         ck = ("idx", key, r.bands[key])
@@ -156,35 +194,148 @@ class SampleReader:
             hit = self._cache[ck] = (tuple(pos[n] for n in names), tuple(names))
         return hit
 
-    def _norm(self, r: TripletRecord, key: str, names: tuple[str, ...], idx: tuple[int, ...]):
-        """(mean, std) float32 arrays in physical units for ``names``; categorical bands get (0, 1)."""
-        ck = ("norm", key, names, id(r.stats.get(key)), r.scale.get(key), r.offset.get(key))
-        hit = self._cache.get(ck)
-        if hit is None:
+    def _affine(self, r: TripletRecord, key: str, names: tuple[str, ...], idx: tuple[int, ...]):
+        """``(a, b)`` float32 [C, 1, 1] (or None for identity) so that the output is
+        ``stored * a + b``: the raster:bands scale/offset, then (x - mean) / std when
+        normalising (categorical bands are never normalised)."""
+        ck = ("affine", key, names, id(r.stats.get(key)), r.scale.get(key), r.offset.get(key))
+        if ck in self._cache:
+            return self._cache[ck]
+        a = np.array([r.scale[key][i] for i in idx], np.float64)
+        b = np.array([r.offset[key][i] for i in idx], np.float64)
+        if self.normalize:
             st = r.stats.get(key, {})
-            mean = np.zeros(len(names), np.float32)
-            std = np.ones(len(names), np.float32)
-            for j, (n, i) in enumerate(zip(names, idx)):
+            for j, n in enumerate(names):
                 if n in CATEGORICAL_BANDS or n not in st:
                     continue
-                m, s = st[n]
-                mean[j] = m * r.scale[key][i] + r.offset[key][i]
-                std[j] = s * abs(r.scale[key][i])
-            hit = self._cache[ck] = (mean[:, None, None], std[:, None, None])
+                mean, std = st[n][0] * a[j] + b[j], st[n][1] * abs(a[j])
+                a[j], b[j] = a[j] / std, (b[j] - mean) / std
+        hit = None if (np.all(a == 1) and np.all(b == 0)) else \
+            (a.astype(np.float32)[:, None, None], b.astype(np.float32)[:, None, None])
+        self._cache[ck] = hit
         return hit
 
-    def _window(self, r: TripletRecord, rng) -> tuple[Window | None, tuple[int, int] | None]:
-        """The crop window (same for every asset of the unit) or None; and the crop offset when
-        the grid size is unknown (then the crop is done after the read)."""
-        if self.augment is None or self.augment.crop is None:
-            return None, None
-        c = self.augment.crop
+    def _window(self, r: TripletRecord, rng) -> tuple[Window | None, tuple[int, int] | None, tuple[int, int] | None]:
+        """``(window, late crop offsets, output grid (h, w))``: the crop window is the same for
+        every asset (and step) of a unit; when the grid size is unknown, the crop is cut after
+        the read and the output size is only known then."""
+        c = self.augment.crop if self.augment is not None else None
+        if c is None:
+            return None, None, r.shape
         if r.shape is None:
-            return None, (int(rng.integers(0, 1 << 30)), int(rng.integers(0, 1 << 30)))
+            return None, (int(rng.integers(0, 1 << 30)), int(rng.integers(0, 1 << 30))), (c, c)
         h, w = r.shape
         if c > h or c > w:
             raise UserError(f"augment crop {c} is larger than the {h} x {w} grid of {r.id}")
-        return Window(int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1)), c, c), None
+        return Window(int(rng.integers(0, w - c + 1)), int(rng.integers(0, h - c + 1)), c, c), None, (c, c)
+
+    # -- buffers --------------------------------------------------------------------------------
+
+    def _shapes(self, r: TripletRecord, hw: tuple[int, int]) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """Per-unit array shapes and dtypes of every output key."""
+        t = (self.max_steps,) if self.sequence else ()
+        out: dict[str, tuple[tuple[int, ...], Any]] = {}
+        for key, names in self.plan.items():
+            if key == "labels":
+                out["label"] = (hw, np.int64)
+                continue
+            n = len(names) if names is not None else len(r.bands[key])
+            out[key] = ((*t, n, *hw), np.float32)
+            out[f"{key}_valid"] = ((*t, *hw), np.bool_)
+        if self.sequence:
+            out["valid_steps"] = ((self.max_steps,), np.bool_)
+        return out
+
+    def _slot(self, epoch: int, pos: int, r: TripletRecord, hw) -> tuple[_BatchBuffer | None, int, int]:
+        """The batch buffer and row of the unit at ``pos`` of this epoch (None: own arrays)."""
+        if not self.shared or hw is None:
+            return None, -1, -1
+        shapes = self._shapes(r, hw)
+        b, row = divmod(pos, self.batch_size)
+        with self._lock:
+            buf = self._buffers.get((epoch, b))
+            if buf is None:
+                rows = min(self.batch_size, self.per_epoch - b * self.batch_size)
+                alloc = np.zeros if self.sequence else np.empty  # padded steps must read as 0
+                buf = _BatchBuffer({k: alloc((rows, *shape), dtype) for k, (shape, dtype) in shapes.items()})
+                self._buffers[(epoch, b)] = buf
+        if any(buf.arrays[k].shape[1:] != shape for k, (shape, _) in shapes.items()):
+            return None, -1, -1  # a unit with other bands or another grid: its own arrays
+        return buf, b, row
+
+    def forget(self, key: tuple[int, int]) -> None:
+        """The batch buffer ``key`` was handed out whole: new units must not find it."""
+        with self._lock:
+            self._buffers.pop(key, None)
+
+    def release(self, key: tuple[int, int] | None) -> None:
+        """One row of a batch buffer will not be handed out as part of it (copied or failed)."""
+        if key is None:
+            return
+        with self._lock:
+            buf = self._buffers.get(key)
+            if buf is not None:
+                buf.remaining -= 1
+                if buf.remaining <= 0:
+                    del self._buffers[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._buffers.clear()
+
+    # -- decoding -------------------------------------------------------------------------------
+
+    def _decode(self, r: TripletRecord, key: str, window, late, hw, dst: np.ndarray | None, valid: np.ndarray | None,
+                label: bool = False) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """Read ``key`` of ``r`` into ``dst`` (float32 [C, H, W] or int64 [H, W] for labels),
+        converted in place; returns (data, valid, retries). ``dst`` None: arrays of its own."""
+        idx, names = self._indexes(r, key)
+        bands = [i + 1 for i in idx]
+        direct = late is None and hw is not None
+        if direct:
+            if dst is None:
+                dst = np.empty((1, *hw) if label else (len(idx), *hw), np.int64 if label else np.float32)
+            target = dst[None] if (label and dst.ndim == 2) else dst
+            _, retries = read_bands(r.hrefs[key], bands, window=window, options=self.options,
+                                    expect_count=len(r.bands[key]), out=target)
+        else:
+            raw, retries = read_bands(r.hrefs[key], bands, window=window, options=self.options,
+                                      expect_count=len(r.bands[key]))
+            if late is not None:
+                raw = self._crop_after(raw, late)
+            if dst is None:
+                dst = np.empty(raw.shape, np.int64 if label else np.float32)
+            (dst[None] if (label and dst.ndim == 2) else dst)[...] = raw
+        nd = r.nodata.get(key)
+        nan_nodata = isinstance(nd, float) and math.isnan(nd)
+        if label:
+            lab = dst.reshape(dst.shape[-2:])
+            if nd is not None and not nan_nodata:
+                lab[lab == nd] = LABEL_IGNORE
+            return lab, None, retries
+        # no-data: NaN (S1) or a value (S2); detected before scaling
+        if nan_nodata:
+            ok = np.isfinite(dst.sum(axis=0))
+            invalid = None if ok.all() else ~np.isfinite(dst)
+        elif nd is not None:
+            eq = dst == np.float32(nd)
+            ok = ~eq.any(axis=0)
+            invalid = None if ok.all() else eq
+        else:
+            ok, invalid = None, None
+        if invalid is not None and nan_nodata:
+            dst[invalid] = 0  # keep NaN out of the arithmetic below
+        aff = self._affine(r, key, names, idx)
+        if aff is not None:
+            dst *= aff[0]
+            dst += aff[1]
+        if invalid is not None:
+            dst[invalid] = 0
+        if valid is None:
+            valid = np.ones(dst.shape[-2:], bool) if ok is None else ok
+        else:
+            valid[...] = True if ok is None else ok
+        return dst, valid, retries
 
     def _crop_after(self, a: np.ndarray, offsets) -> np.ndarray:
         c = self.augment.crop
@@ -194,120 +345,108 @@ class SampleReader:
         r0, c0 = offsets[0] % (h - c + 1), offsets[1] % (w - c + 1)
         return a[..., r0:r0 + c, c0:c0 + c]
 
-    def _read_asset(self, r: TripletRecord, key: str, window, late_crop) -> tuple[dict, int]:
-        idx, names = self._indexes(r, key)
-        raw, retries = read_bands(r.hrefs[key], [i + 1 for i in idx], window=window, options=self.options,
-                                  expect_count=len(r.bands[key]))
-        if late_crop is not None:
-            raw = self._crop_after(raw, late_crop)
-        if key == "labels":
-            lab = raw[0].astype(np.int64)
-            nd = r.nodata.get(key)
-            if nd is not None and not (isinstance(nd, float) and math.isnan(nd)):
-                lab[raw[0] == nd] = LABEL_IGNORE
-            return {"label": lab}, retries
-        scale = tuple(r.scale[key][i] for i in idx)
-        offset = tuple(r.offset[key][i] for i in idx)
-        dec = to_physical(raw, r.nodata.get(key), scale, offset)
-        data = dec.data
-        if self.normalize:
-            mean, std = self._norm(r, key, names, idx)
-            data -= mean
-            data /= std
-            if not dec.valid.all():
-                data[:, ~dec.valid] = 0
-        return {key: data, f"{key}_valid": dec.valid}, retries
-
-    def _flip(self, arrays: dict, rng) -> dict:
+    def _flip(self, arrays: dict[str, np.ndarray], rng) -> None:
+        """Flip every image array of the unit in place (same flips for all of them)."""
         if self.augment is None:
-            return arrays
+            return
         h = self.augment.hflip and rng.random() < 0.5
         v = self.augment.vflip and rng.random() < 0.5
-        if not (h or v):
-            return arrays
-        out = {}
         for k, a in arrays.items():
-            if isinstance(a, np.ndarray) and a.ndim >= 2 and k != "valid_steps":
-                if h:
-                    a = a[..., ::-1]
-                if v:
-                    a = a[..., ::-1, :]
-            out[k] = a
-        return out
+            if k == "valid_steps" or not (h or v):
+                continue
+            f = a[..., ::-1] if h else a
+            f = f[..., ::-1, :] if v else f
+            a[...] = f.copy()
 
     # -- one unit -------------------------------------------------------------------------------
 
-    def __call__(self, job: tuple[int, int]):
-        epoch, index = job
+    def __call__(self, job: tuple[int, int, int]):
+        epoch, index, pos = job
         unit = self.units[index]
-        rng = np.random.default_rng((self.seed, epoch, index)) if self.augment is not None else None
-        retries = 0
         r = unit[0]
-        try:
-            window, late = self._window(r, rng)
-            if not self.sequence:
-                sample: dict[str, Any] = {}
-                for key in self.plan:
-                    part, n = self._read_asset(r, key, window, late)
-                    sample.update(part)
-                    retries += n
-                sample.update(id=r.id, tile=r.tile, s2_date=r.s2_date.isoformat())
-            else:
-                sample, retries = self._read_sequence(unit, window, late)
-        except AssetReadError as e:
-            return Failed(r.tile if self.sequence else r.id, e.href, e.reason, e.attempts, retries + e.attempts - 1)
-        sample = self._flip(sample, rng)
-        sample["_retries"] = retries
-        return sample
-
-    def _read_sequence(self, unit: tuple[TripletRecord, ...], window, late) -> tuple[dict, int]:
-        t_max = self.max_steps
+        rng = np.random.default_rng((self.seed, epoch, index)) if self.augment is not None else None
+        window, late, hw = self._window(r, rng)
+        buf, b, row = self._slot(epoch, pos, r, hw)
+        out = {k: a[row] for k, a in buf.arrays.items()} if buf is not None else None
         retries = 0
-        steps: list[dict] = []
-        for r in unit[:t_max]:
-            part: dict = {}
-            for key in self.plan:
-                if key == "labels":
-                    continue
-                got, n = self._read_asset(r, key, window, late)
-                part.update(got)
+        try:
+            arrays, retries = self._read_unit(unit, window, late, hw, out)
+        except AssetReadError as e:
+            return Failed(r.tile if self.sequence else r.id, e.href, e.reason, e.attempts, retries + e.attempts - 1,
+                          (epoch, b) if buf is not None else None)
+        self._flip(arrays, rng)
+        if self.sequence:
+            meta = {"id": [x.id for x in unit[: self.max_steps]], "tile": r.tile,
+                    "s2_date": [x.s2_date.isoformat() for x in unit[: self.max_steps]]}
+        else:
+            meta = {"id": r.id, "tile": r.tile, "s2_date": r.s2_date.isoformat()}
+        if buf is not None:
+            return Slot(buf, (epoch, b), row, meta, retries)
+        return {**arrays, **meta, "_retries": retries}
+
+    def _read_unit(self, unit, window, late, hw, out: dict | None) -> tuple[dict, int]:
+        """Decode every asset (and step) of a unit into ``out`` (or new arrays)."""
+        retries = 0
+        arrays: dict[str, np.ndarray] = {}
+        steps = unit[: self.max_steps] if self.sequence else unit[:1]
+        for key in self.plan:
+            if key == "labels":
+                lab, _, n = self._decode(unit[0], key, window, late, hw, None if out is None else out["label"], None,
+                                         label=True)
+                arrays["label"], retries = lab, retries + n
+                continue
+            if not self.sequence:
+                data, valid, n = self._decode(unit[0], key, window, late, hw, None if out is None else out[key],
+                                              None if out is None else out[f"{key}_valid"])
+                arrays[key], arrays[f"{key}_valid"], retries = data, valid, retries + n
+                continue
+            seq = seq_valid = None
+            for t, rec in enumerate(steps):
+                d = None if out is None else out[key][t]
+                v = None if out is None else out[f"{key}_valid"][t]
+                data, valid, n = self._decode(rec, key, window, late, hw, d, v)
                 retries += n
-            steps.append(part)
-        sample: dict[str, Any] = {}
-        for key in (k for k in self.plan if k != "labels"):
-            first = steps[0][key]
-            data = np.zeros((t_max, *first.shape), np.float32)
-            valid = np.zeros((t_max, *first.shape[1:]), bool)
-            for t, st in enumerate(steps):
-                data[t] = st[key]
-                valid[t] = st[f"{key}_valid"]
-            sample[key], sample[f"{key}_valid"] = data, valid
-        if "labels" in self.plan:
-            got, n = self._read_asset(unit[0], "labels", window, late)
-            sample.update(got)
-            retries += n
-        steps_valid = np.zeros(t_max, bool)
-        steps_valid[: len(steps)] = True
-        sample["valid_steps"] = steps_valid
-        sample.update(id=[r.id for r in unit[:t_max]], tile=unit[0].tile,
-                      s2_date=[r.s2_date.isoformat() for r in unit[:t_max]])
-        return sample, retries
+                if seq is None:  # own arrays: sized by the first step
+                    seq = out[key] if out is not None else np.zeros((self.max_steps, *data.shape), np.float32)
+                    seq_valid = out[f"{key}_valid"] if out is not None else np.zeros((self.max_steps, *valid.shape), bool)
+                if out is None:
+                    seq[t], seq_valid[t] = data, valid
+            arrays[key], arrays[f"{key}_valid"] = seq, seq_valid
+        if self.sequence:
+            vs = out["valid_steps"] if out is not None else np.zeros(self.max_steps, bool)
+            vs[: len(steps)] = True
+            arrays["valid_steps"] = vs
+        return arrays, retries
 
 
-def collate(samples: list) -> dict | Failed:
-    """Stack arrays into tensors (``[B, ...]``), keep strings (and lists of strings) as lists.
-    A failed unit (only present with ``on_error="raise"``) makes the whole batch that failure."""
+def collate(samples: list, reader: SampleReader | None = None) -> dict | Failed:
+    """A dict of tensors (``[B, ...]``) and lists (ids, tiles, dates). A batch whose units were
+    decoded into one shared buffer, in order, is handed out as it is (no copy); otherwise the
+    units' arrays are stacked. A failed unit (only present with ``on_error="raise"``) makes the
+    whole batch that failure."""
     for s in samples:
         if isinstance(s, Failed):
             return s
-    out: dict[str, Any] = {}
-    for k, v in samples[0].items():
-        if k.startswith("_"):
-            continue
-        if isinstance(v, np.ndarray):
-            out[k] = torch.from_numpy(np.stack([s[k] for s in samples]))
-        else:
-            out[k] = [s[k] for s in samples]
+    arrays = None
+    first = samples[0]
+    if isinstance(first, Slot) and all(isinstance(s, Slot) and s.buffer is first.buffer and s.row == i
+                                       for i, s in enumerate(samples)):
+        arrays = first.buffer.arrays
+        if first.buffer.rows != len(samples):  # the epoch's last batch lost units at its end
+            arrays = {k: a[: len(samples)] for k, a in arrays.items()}
+        if reader is not None:
+            reader.forget(first.key)
+    metas = [s.meta if isinstance(s, Slot) else s for s in samples]
+    if arrays is None:
+        rows = [{k: a[s.row] for k, a in s.buffer.arrays.items()} if isinstance(s, Slot) else s for s in samples]
+        arrays = {k: np.stack([row[k] for row in rows]) for k, v in rows[0].items() if isinstance(v, np.ndarray)}
+        if reader is not None:
+            for s in samples:
+                if isinstance(s, Slot):
+                    reader.release(s.key)
+    out: dict[str, Any] = {k: torch.from_numpy(a) for k, a in arrays.items()}
+    for k in ("id", "tile", "s2_date"):
+        out[k] = [m[k] for m in metas]
     return out
 
 
@@ -317,7 +456,7 @@ def collate(samples: list) -> dict | Failed:
 
 
 class ShardSampler(Sampler):
-    """Yields ``(epoch, unit index)`` for one rank: a permutation seeded by ``(seed, epoch)``
+    """Yields ``(epoch, unit index, position in this rank's epoch)`` for one rank: a permutation seeded by ``(seed, epoch)``
     (identity when ``shuffle=False``), positions ``rank::world_size``; with ``even=True``
     every rank gets ``n // world_size`` units (the remainder is dropped, a different one each
     epoch)."""
@@ -336,10 +475,10 @@ class ShardSampler(Sampler):
         mine = order[self.rank::self.world_size]
         return mine[: self.n // self.world_size] if self.even else mine
 
-    def __iter__(self) -> Iterator[tuple[int, int]]:
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
         e = self.epoch
-        for i in self.indices(e):
-            yield (e, int(i))
+        for pos, i in enumerate(self.indices(e)):
+            yield (e, int(i), pos)
 
     def __len__(self) -> int:
         if self.even:
@@ -366,7 +505,7 @@ class LoaderStats:
                 self.failures = (self.failures + [str(item.error)])[-20:]
             else:
                 self.samples += 1
-                self.retries += item.get("_retries", 0)
+                self.retries += item.retries if isinstance(item, Slot) else item.get("_retries", 0)
 
     def as_dict(self) -> dict:
         return {"samples": self.samples, "skipped": self.skipped, "retries": self.retries, "failures": list(self.failures)}
@@ -381,9 +520,9 @@ class DropFailed(BaseNode):
 
     SOURCE_KEY = "source"
 
-    def __init__(self, source: BaseNode, skip: bool, stats: LoaderStats):
+    def __init__(self, source: BaseNode, skip: bool, stats: LoaderStats, reader: SampleReader | None = None):
         super().__init__()
-        self.source, self.skip, self.stats = source, skip, stats
+        self.source, self.skip, self.stats, self.reader = source, skip, stats, reader
 
     def reset(self, initial_state: dict | None = None):
         super().reset(initial_state)
@@ -395,6 +534,8 @@ class DropFailed(BaseNode):
             if isinstance(item, Failed):
                 if self.skip:
                     self.stats.record(item)
+                    if self.reader is not None:
+                        self.reader.release(item.slot)
                     continue
                 return item
             self.stats.record(item)
@@ -469,7 +610,9 @@ class TripletLoader:
         self._pending_epoch: int | None = None
         self._fingerprint = hashlib.sha1("\n".join(u[0].id for u in self.units).encode()).hexdigest()
         self.reader = SampleReader(self.units, plan, sequence=sequence is not None, max_steps=max_steps,
-                                   normalize=normalize, augment=augment, seed=seed, options=read_options)
+                                   normalize=normalize, augment=augment, seed=seed, options=read_options,
+                                   batch_size=batch_size, per_epoch=len(self.sampler),
+                                   shared_buffers=method == "thread" or num_workers == 0)
         self._sampler_node = SamplerWrapper(self.sampler, initial_epoch=0, epoch_updater=self._next_epoch)
         node: BaseNode = self._sampler_node
         if num_workers > 0:
@@ -477,9 +620,9 @@ class TripletLoader:
                                   multiprocessing_context="spawn" if method == "process" else None)
         else:
             node = Mapper(node, self.reader)
-        node = DropFailed(node, skip=on_error == "skip", stats=self.stats)
+        node = DropFailed(node, skip=on_error == "skip", stats=self.stats, reader=self.reader)
         node = Batcher(node, batch_size=batch_size, drop_last=drop_last)
-        node = Mapper(node, collate)
+        node = Mapper(node, functools.partial(collate, reader=self.reader))
         if pin_memory:
             node = PinMemory(node)
         node = Prefetcher(node, prefetch_factor=prefetch)
@@ -505,6 +648,7 @@ class TripletLoader:
     # -- iteration ------------------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[dict]:
+        self.reader.clear()  # buffers of an abandoned iteration
         it = iter(self._loader)
         self._pending_epoch = None
         non_blocking = self.pin_memory and self.device.type == "cuda"

@@ -1,0 +1,266 @@
+"""Benchmark the triplet stream: triplets per second from a local catalog and over loopback http,
+against a plain ``torch.utils.data.DataLoader`` and against the decode limit, in one run.
+
+    python benchmarks/bench_stream.py                   # full run (makes a 20-tile catalog once)
+    python benchmarks/bench_stream.py --quick           # fewer triplets, one repeat
+    python benchmarks/bench_stream.py --catalog DIR     # an existing catalog
+
+Contestants (same triplets, same bands, same worker count, same conversions):
+
+* ``triplet_loader``: this package (``torchdata.nodes``, reader threads).
+* ``plain DataLoader``: ``torch.utils.data.DataLoader(num_workers=W, batch_size=B, shuffle=True)``
+  over a ``Dataset`` whose ``__getitem__`` opens each file with ``rasterio.open`` and reads the
+  bands (local path, or the URL as it is for http), then applies the same conversions (NaN -> 0,
+  S2 x 1e-4, label 255 -> -1) and the default collate.
+* ``decode limit``: every file's bytes are read into memory (GDAL ``/vsimem/``) once, before the
+  clock starts; then W threads open and decode the same bands of every triplet straight into
+  numpy. That is the same codec (GDAL's libtiff + libzstd with the files' predictors) with no
+  file or network I/O and no pipeline: what the CPU can decode, per triplet, on this machine.
+  A pure-codec bound (``imagecodecs``) is not used: it is not a dependency, and GDAL's per-open
+  cost (~0.5 ms per file at 256 x 256) is part of what any COG reader pays.
+
+The http server runs in a separate process (``sen12ts_stac.httpserve``), so it does not share the
+GIL with the loaders. Results: a table on stdout and ``benchmarks/results/stream.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import torch
+from rasterio.io import MemoryFile
+
+from sen12ts_stac.stream import load_index, triplet_loader
+from sen12ts_stac.stream.index import TripletRecord
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results" / "stream.json"
+DEFAULT_CATALOG = HERE / ".data" / "stream-catalog"
+
+
+# --------------------------------------------------------------------------------------------
+# The plain baseline
+# --------------------------------------------------------------------------------------------
+
+
+class PlainDataset(torch.utils.data.Dataset):
+    """What one writes without this package: open each file with rasterio in ``__getitem__``."""
+
+    def __init__(self, records: list[TripletRecord], s1: list[int], s2: list[int]):
+        self.records, self.s1, self.s2 = records, s1, s2
+        self.s2_scale = np.array([records[0].scale["s2"][i - 1] for i in s2], np.float32)[:, None, None]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, i: int) -> dict:
+        r = self.records[i]
+        with rasterio.open(r.hrefs["s1"]) as ds:
+            s1 = ds.read(self.s1)
+        with rasterio.open(r.hrefs["s2"]) as ds:
+            s2 = ds.read(self.s2)
+        with rasterio.open(r.hrefs["labels"]) as ds:
+            lab = ds.read(1)
+        s1_valid = ~np.isnan(s1).any(0)
+        s1 = np.nan_to_num(s1, copy=False)
+        s2_invalid = s2 == -32768
+        s2f = s2.astype(np.float32) * self.s2_scale
+        s2f[s2_invalid] = 0
+        label = lab.astype(np.int64)
+        label[lab == 255] = -1
+        return {"s1": torch.from_numpy(s1), "s1_valid": torch.from_numpy(s1_valid), "s2": torch.from_numpy(s2f),
+                "s2_valid": torch.from_numpy(~s2_invalid.any(0)), "label": torch.from_numpy(label), "id": r.id}
+
+
+def run_plain(records, s1, s2, workers: int, batch: int) -> int:
+    dl = torch.utils.data.DataLoader(PlainDataset(records, s1, s2), batch_size=batch, shuffle=True, num_workers=workers)
+    return sum(len(b["id"]) for b in dl)
+
+
+def run_stream(source, workers: int, batch: int, assets: dict, **kw) -> int:
+    loader = triplet_loader(source, batch_size=batch, shuffle=True, num_workers=workers, assets=assets, **kw)
+    n = sum(len(b["id"]) for b in loader)
+    if loader.stats.skipped:
+        raise SystemExit(f"bench: {loader.stats.skipped} triplets failed: {loader.stats.failures[:3]}")
+    return n
+
+
+# --------------------------------------------------------------------------------------------
+# The decode limit
+# --------------------------------------------------------------------------------------------
+
+
+class Preloaded:
+    """Every asset file of ``records`` in GDAL's /vsimem/ (read once, before timing)."""
+
+    def __init__(self, records: list[TripletRecord]):
+        self.mem: dict[str, MemoryFile] = {}
+        for r in records:
+            for key in ("s1", "s2", "labels"):
+                href = r.hrefs[key]
+                if href not in self.mem:
+                    self.mem[href] = MemoryFile(Path(href).read_bytes())
+        self.nbytes = sum(os.path.getsize(h) for h in self.mem)
+
+    def decode(self, r: TripletRecord, s1: list[int], s2: list[int]) -> int:
+        total = 0
+        for key, bands in (("s1", s1), ("s2", s2), ("labels", [1])):
+            with self.mem[r.hrefs[key]].open() as ds:
+                total += ds.read(bands).nbytes
+        return total
+
+    def close(self) -> None:
+        for m in self.mem.values():
+            m.close()
+
+
+def run_decode(pre: Preloaded, records, s1, s2, workers: int) -> int:
+    with rasterio.Env(GDAL_NUM_THREADS="1"), cf.ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda r: pre.decode(r, s1, s2), records))
+    return len(records)
+
+
+# --------------------------------------------------------------------------------------------
+# Harness
+# --------------------------------------------------------------------------------------------
+
+
+def timed(fn, repeats: int) -> dict:
+    rates, seconds = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = fn()
+        dt = time.perf_counter() - t0
+        rates.append(n / dt)
+        seconds.append(dt)
+    return {"triplets": n, "seconds": seconds, "triplets_per_s": max(rates), "runs_per_s": rates}
+
+
+def serve_in_subprocess(folder: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code = ("import sys, time; from sen12ts_stac.httpserve import start_server; "
+            f"start_server(sys.argv[1], port={port}); print('ready', flush=True); time.sleep(1e9)")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE, text=True)
+    if proc.stdout.readline().strip() != "ready":
+        raise SystemExit("bench: the http server did not start")
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def ensure_catalog(path: Path, tiles: int) -> Path:
+    if (path / "catalog.json").exists():
+        return path
+    print(f"making the benchmark catalog ({tiles} tiles, ~1.5 triplets/s per core) in {path} ...", flush=True)
+    subprocess.run(["sen12ts-stac", "create", "--aoi", "california", "--source", "synthetic", "--max-tiles", str(tiles),
+                    "--out", str(path), "--quiet", "--workers", str(os.cpu_count() or 1)], check=True)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help="catalog root (made with `create` if missing)")
+    ap.add_argument("--tiles", type=int, default=20, help="tiles when the catalog has to be made")
+    ap.add_argument("--workers", type=int, default=4, help="worker threads / processes for every contestant")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--triplets", type=int, default=None, help="triplets per pass (default: all; --quick: 48)")
+    ap.add_argument("--repeats", type=int, default=None, help="passes per contestant, best kept (default 3; --quick: 1)")
+    ap.add_argument("--bands", choices=("all", "sar2vi"), default="all",
+                    help="all: every band of S1, S2, label; sar2vi: 16 SAR bands + LIA/slope, 4 S2 bands, label")
+    ap.add_argument("--quick", action="store_true", help="a fast smoke run")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    n_max = args.triplets or (48 if args.quick else None)
+    repeats = args.repeats or (1 if args.quick else 3)
+
+    catalog = ensure_catalog(args.catalog, args.tiles)
+    records = load_index(catalog)[:n_max]
+    r0 = records[0]
+    if args.bands == "all":
+        s1_names, s2_names = list(r0.bands["s1"]), list(r0.bands["s2"])
+    else:
+        s1_names = [b for b in r0.bands["s1"] if b != "valid"]
+        s2_names = ["B02", "B03", "B04", "B08"]
+    s1 = [r0.bands["s1"].index(b) + 1 for b in s1_names]
+    s2 = [r0.bands["s2"].index(b) + 1 for b in s2_names]
+    assets = {"s1": s1_names, "s2": s2_names, "label": True}
+    w, b = args.workers, args.batch_size
+    torch.set_num_threads(1)
+
+    pre = Preloaded(records)
+    mb_per_triplet = pre.nbytes / len(records) / 1e6
+    print(f"{len(records)} triplets ({mb_per_triplet:.2f} MB compressed each, {len(s1)} S1 + {len(s2)} S2 bands + label), "
+          f"{w} workers, batch {b}, {repeats} pass(es) each, {os.cpu_count()} CPUs", flush=True)
+    run_decode(pre, records[: min(8, len(records))], s1, s2, w)  # warm-up
+    results: dict[str, dict] = {}
+    results["decode_limit"] = timed(lambda: run_decode(pre, records, s1, s2, w), repeats)
+    pre.close()
+    results["stream_local"] = timed(lambda: run_stream(records, w, b, assets), repeats)
+    results["plain_local"] = timed(lambda: run_plain(records, s1, s2, w, b), repeats)
+    server, base = serve_in_subprocess(catalog)
+    try:
+        remote = load_index(base + "/catalog.json", cache=False)
+        remote = [x for x in remote if x.id in {r.id for r in records}]
+        results["stream_http"] = timed(lambda: run_stream(remote, w, b, assets), repeats)
+        results["plain_http"] = timed(lambda: run_plain(remote, s1, s2, w, b), repeats)
+        t0 = time.perf_counter()
+        load_index(base + "/catalog.json", cache=False, concurrency=16)
+        index_http_s = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(10)
+
+    rate = {k: v["triplets_per_s"] for k, v in results.items()}
+    ratios = {
+        "stream_vs_plain_local": rate["stream_local"] / rate["plain_local"],
+        "stream_vs_plain_http": rate["stream_http"] / rate["plain_http"],
+        "stream_local_vs_decode_limit": rate["stream_local"] / rate["decode_limit"],
+        "stream_http_vs_decode_limit": rate["stream_http"] / rate["decode_limit"],
+    }
+    goals = {"stream >= 2x plain DataLoader (local)": ratios["stream_vs_plain_local"] >= 2.0,
+             "stream >= 2x plain DataLoader (http)": ratios["stream_vs_plain_http"] >= 2.0,
+             "stream within 75% of the decode limit (local)": ratios["stream_local_vs_decode_limit"] >= 0.75}
+
+    rows = [("decode limit (vsimem, threads)", "decode_limit"), ("triplet_loader, local", "stream_local"),
+            ("plain DataLoader, local", "plain_local"), ("triplet_loader, http 127.0.0.1", "stream_http"),
+            ("plain DataLoader, http 127.0.0.1", "plain_http")]
+    print(f"\n{'contestant':<34} {'triplets/s':>10} {'MB/s (compressed)':>18}")
+    for label, key in rows:
+        print(f"{label:<34} {rate[key]:>10.1f} {rate[key] * mb_per_triplet:>18.1f}")
+    print()
+    for k, v in ratios.items():
+        print(f"{k:<34} {v:>10.2f}")
+    for k, ok in goals.items():
+        print(f"goal: {k:<48} {'met' if ok else 'NOT met'}")
+    print(f"index over http ({len(remote)} triplets, cold, 16 threads): {index_http_s:.2f} s")
+
+    out = {
+        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
+                    "torch": torch.__version__, "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__},
+        "params": {"catalog": str(catalog), "triplets": len(records), "workers": w, "batch_size": b, "repeats": repeats,
+                   "bands": {"s1": s1_names, "s2": s2_names, "labels": ["class"]},
+                   "compressed_mb_per_triplet": mb_per_triplet, "quick": args.quick},
+        "results": results, "ratios": ratios, "goals": goals, "index_http_cold_seconds": index_http_s,
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    from sen12ts_stac.fsio import write_json
+
+    write_json(args.out, out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
