@@ -1,0 +1,97 @@
+"""STAC Browser end to end: build it (scripts/stac-browser.sh, cached), serve a catalog and the
+build with ``serve.start`` on a fixed loopback port, and check in headless Debian Chromium
+(driven by Playwright, no browser download) what the root catalog, a collection and an item page
+show, including the item's thumbnail. Screenshots go to .artifacts/ (kept as CI artifacts)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sen12ts_stac.serve import start
+
+REPO = Path(__file__).resolve().parents[1]
+PORT = 8431  # STAC Browser is built for one catalog URL; the Makefile pre-builds for this one
+CATALOG_URL = f"http://127.0.0.1:{PORT}/catalog.json"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+ARTIFACTS = REPO / ".artifacts"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser_dist() -> Path:
+    if not Path(CHROMIUM).exists():
+        pytest.skip("no chromium: `make install` installs Debian's chromium with apt-get (as root)")
+    if not shutil.which("npm"):
+        pytest.skip("no npm: STAC Browser is built from its npm source package")
+    t0 = time.perf_counter()
+    r = subprocess.run(["bash", str(REPO / "scripts" / "stac-browser.sh"), "build", CATALOG_URL, "", "/browser/"],
+                       capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    print(f"STAC Browser build (or cache hit): {time.perf_counter() - t0:.1f} s")
+    return Path(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def page(browser_dist, small_catalog, tmp_path_factory):
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    root = tmp_path_factory.mktemp("browse") / "cat"
+    shutil.copytree(small_catalog, root)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with start(root, port=PORT, browser_dist=browser_dist) as served, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1280, "height": 900})
+        pg.set_default_timeout(90_000)  # generous: CI shares two cores with the rest of the suite
+        pg.served, pg.root = served, root
+        yield pg
+        browser.close()
+
+
+def _open(page, route: str, heading: str, shows: str) -> str:
+    """Open a route, wait for its heading and for ``shows`` (a text that arrives with the data)."""
+    page.goto(f"{page.served.browser_url}#/{route}")
+    page.get_by_role("heading", name=heading).first.wait_for()
+    page.get_by_text(shows).first.wait_for()
+    return page.locator("body").inner_text()
+
+
+def test_root_catalog_page(page):
+    text = _open(page, "", "SEN12TS (sen12ts-stac)", "California Central Valley")
+    assert "SEN12TS: California Central Valley" in text  # the AOI child catalog is listed
+    page.screenshot(path=ARTIFACTS / "stac-browser-catalog.png")
+
+
+def test_collection_page(page):
+    text = _open(page, "california/triplets/collection.json", "SEN12TS California Central Valley: Training triplets",
+                 "Training triplets, California Central Valley, block")
+    assert "One record per S1/S2/label triplet" in text  # the description
+    assert "Training triplets, California Central Valley, block block_" in text  # its block catalogs are listed
+    page.screenshot(path=ARTIFACTS / "stac-browser-collection.png")
+
+
+def test_item_page_shows_its_thumbnail(page):
+    item = sorted(page.root.glob("california/s2/*/*/*.json"))[0]
+    route = item.relative_to(page.root).as_posix()
+    text = _open(page, route, item.stem, "Cloud Cover")
+    assert "Sentinel-2" in text and "Cloud Cover" in text and "EPSG:32610" in text
+    page.get_by_role("tab", name="Thumbnails").click()
+    img = page.locator("img.thumbnail").first
+    img.wait_for(state="visible")
+    assert img.get_attribute("src").endswith(f"/{item.parent.name}/thumbnail.png")
+    width, complete = img.evaluate("e => [e.naturalWidth, e.complete]")
+    assert complete and width > 0, "the thumbnail did not load"
+    shot = ARTIFACTS / "stac-browser-item.png"
+    page.screenshot(path=shot)
+    from PIL import Image, ImageStat
+
+    box = img.bounding_box()
+    crop = Image.open(shot).convert("RGB").crop((int(box["x"]), int(box["y"]), int(box["x"] + box["width"]), int(box["y"] + box["height"])))
+    assert max(ImageStat.Stat(crop).stddev) > 5, "the thumbnail area of the screenshot is flat"
