@@ -49,6 +49,7 @@ class CreateConfig:
     workers: int = 1
     rules: PairingRules = field(default_factory=PairingRules)
     source_options: dict = field(default_factory=dict)
+    tiles: tuple[str, ...] | None = None  # explicit tile ids (e.g. those of legacy files) instead of the AOI's tiles
 
     def identity(self) -> dict:
         """The settings that decide the content; a resumed run must use the same ones."""
@@ -96,7 +97,7 @@ def plan(config: CreateConfig) -> list[Tile]:
     if config.max_tiles is not None and config.max_tiles < 1:
         raise UserError(f"--max-tiles must be at least 1, got {config.max_tiles}")
     aoi = get_aoi(config.aoi)
-    tiles = tiles_in(restrict(aoi, config.bbox))
+    tiles = tiles_in(restrict(aoi, config.bbox)) if config.tiles is None else [Tile.from_id(t) for t in config.tiles]
     if not tiles:
         raise UserError(f"no tile centre falls inside AOI {aoi.name!r}{' and the bbox' if config.bbox else ''}; use a larger bbox")
     return tiles[: config.max_tiles] if config.max_tiles else tiles
@@ -129,7 +130,10 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
 
     try:
         for season in (SEASONS[s] for s in config.seasons):
-            cands = candidate_order(candidates(source.inventory(tile, season), season, rules), config.seed, tile.id, season.name)
+            if hasattr(source, "triplets"):  # a source of already-paired triplets (legacy files) names them itself
+                cands = source.triplets(tile, season)
+            else:
+                cands = candidate_order(candidates(source.inventory(tile, season), season, rules), config.seed, tile.id, season.name)
             accepted = attempts = 0
             for cand in cands:
                 if accepted >= rules.max_triplets_per_tile_season or attempts >= rules.max_attempts_per_tile_season:
@@ -202,10 +206,11 @@ def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = Tr
     tiles = plan(config)
     check_writable(config.out)
     layout = Layout(config.out, config.aoi)
+    _source(config)  # fail fast (e.g. no network) before any state is written or work is scheduled
     _check_run_state(config, layout, overwrite)
     todo = [t for t in tiles if not layout.tile_state(t.id).exists()]
     summary = RunSummary(tiles_planned=len(tiles), tiles_done_before=len(tiles) - len(todo))
-    _source(config)  # fail fast (e.g. no network) before any work is scheduled
+    failed: dict[str, str] = {}  # tile id -> error; recorded in <aoi>/.sen12ts/failed/ and retried by the next run
 
     columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles, {task.fields[triplets]} triplets"),
                TimeElapsedColumn(), TimeRemainingColumn()]
@@ -217,18 +222,29 @@ def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = Tr
             summary.triplets_now += state["triplets"]
             bar.update(task, advance=1, triplets=summary.triplets_now)
 
+        def run(tile: Tile, result) -> None:
+            record = layout.state_dir / "failed" / f"{tile.id}.json"
+            try:
+                done(tile, result())
+                record.unlink(missing_ok=True)
+            except SourceError as e:  # the tile keeps no state record, so the next run retries it
+                failed[tile.id] = str(e) if tile.id in str(e) else f"tile {tile.id}: {e}"
+                write_json(record, {"tile": tile.id, "error": failed[tile.id], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                if len(failed) >= 3 and not summary.tiles_done_now:
+                    raise SourceError(f"{e} (and the {len(failed) - 1} tiles before it failed too; stopping)") from None
+
         own_pool = None
         if executor is None and config.workers > 1 and len(todo) > 1:
             executor = own_pool = cf.ProcessPoolExecutor(max_workers=config.workers)
         try:
             if executor is None:
                 for tile in todo:
-                    done(tile, _guarded(config, tile))
+                    run(tile, lambda tile=tile: _guarded(config, tile))
             else:
                 futures = {executor.submit(_guarded, config, tile): tile for tile in todo}
                 try:
                     for fut in cf.as_completed(futures):
-                        done(futures[fut], fut.result())
+                        run(futures[fut], fut.result)
                 except BaseException:
                     for f in futures:
                         f.cancel()
@@ -254,6 +270,10 @@ def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = Tr
     summary.files += write_tree(layout, get_aoi(config.aoi), records, stats, source.license, source.providers)
     summary.items = len(records)
     summary.seconds = time.perf_counter() - t0
+    if failed:
+        first = next(iter(failed.values()))
+        raise SourceError(f"{len(failed)} of {len(todo)} tiles failed ({first}); the catalog holds the finished tiles, the errors are "
+                          f"in {layout.state_dir / 'failed'}; run the same command again to retry them")
     return summary
 
 
