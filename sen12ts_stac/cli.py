@@ -27,7 +27,10 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--aoi", required=True, help="california, iowa, catalonia, ethiopia, uganda or sumatra.")
-@click.option("--source", default="synthetic", show_default=True, help="Where pixels come from (synthetic works offline).")
+@click.option("--source", default=None, help="Where pixels come from: stac-api (live; the default for a new folder), synthetic "
+              "(offline), descartes (collect-dl extra). A resumed folder keeps its source.")
+@click.option("--source-option", "source_options", multiple=True, metavar="KEY=VALUE",
+              help="Source setting, repeatable (e.g. stac_url=http://127.0.0.1:7822); see docs/sources.md.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("catalogs"), show_default=True, help="Catalog root folder.")
 @click.option("--max-tiles", type=int, default=16, show_default=True, help="Tiles to collect (a seeded, spread-out sample).")
 @click.option("--bbox", default=None, help="Restrict the AOI: minlon,minlat,maxlon,maxlat.")
@@ -39,7 +42,7 @@ def cli() -> None:
 @click.option("--dask-local", type=int, default=None, help="Run the tiles on a local Dask cluster of N worker processes.")
 @click.option("--overwrite", is_flag=True, help="Delete this AOI's folder first instead of resuming.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def create(aoi, source, out, max_tiles, bbox, seasons, max_per_season, seed, workers, scheduler, dask_local,
+def create(aoi, source, source_options, out, max_tiles, bbox, seasons, max_per_season, seed, workers, scheduler, dask_local,
            overwrite, quiet) -> None:
     """Collect triplets over an AOI into COGs and a STAC catalog (resumes an interrupted run)."""
     from sen12ts_stac.collect.run import CreateConfig, create as run_create
@@ -50,8 +53,11 @@ def create(aoi, source, out, max_tiles, bbox, seasons, max_per_season, seed, wor
         raise UserError(f"--max-per-season must be at least 1, got {max_per_season}")
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    options = _key_values(source_options, "--source-option")
+    if source is None:  # resume with what made the folder, else the live source
+        source, options = _previous_source(out, aoi.strip().lower(), options)
     config = CreateConfig(
-        aoi=aoi.strip().lower(), out=out, source=source, seed=seed, max_tiles=max_tiles,
+        aoi=aoi.strip().lower(), out=out, source=source, source_options=options, seed=seed, max_tiles=max_tiles,
         bbox=parse_bbox(bbox) if bbox else None, seasons=tuple(s.name for s in parse_seasons(seasons)),
         workers=workers, rules=PairingRules(max_triplets_per_tile_season=max_per_season),
     )
@@ -61,6 +67,50 @@ def create(aoi, source, out, max_tiles, bbox, seasons, max_per_season, seed, wor
         summary = run_create(config, overwrite=overwrite, progress=not quiet, executor=executor)
     click.echo(f"wrote {out / config.aoi}")
     for line in summary.lines():
+        click.echo("  " + line)
+
+
+def _key_values(pairs: tuple[str, ...], flag: str) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"{flag} {pair!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def _previous_source(out: Path, aoi: str, options: dict) -> tuple[str, dict]:
+    """The source (and its options) recorded by an earlier run in this folder, else stac-api."""
+    import json
+
+    from sen12ts_stac.collect.layout import Layout
+
+    try:
+        before = json.loads((Layout(out, aoi).state_dir / "run.json").read_text())["identity"]
+        return before["source"], options or before.get("source_options", {})
+    except (OSError, ValueError, KeyError, TypeError):
+        return "stac-api", options
+
+
+@cli.command("import-legacy")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--aoi", default=None, help="The AOI of the files (inferred from the folder name or the files' lat/lon if not given).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("catalogs"), show_default=True, help="Catalog root folder.")
+@click.option("--max-invalid", type=float, default=1.0, show_default=True,
+              help="Drop triplets with more than this fraction of invalid pixels (0.01 = the original rule; 1 keeps all).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the train/validate/test split.")
+@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--overwrite", is_flag=True, help="Delete this AOI's folder first instead of resuming.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def import_legacy(folder, aoi, out, max_invalid, seed, workers, overwrite, quiet) -> None:
+    """Convert a folder of original SEN12TS GeoTIFFs (s1/, s2/, labels/) into COGs and the same catalog as create."""
+    from sen12ts_stac.legacy_import import import_legacy as run_import
+
+    summary, report = run_import(folder, aoi=aoi, out=out, max_invalid=max_invalid, seed=seed, workers=workers,
+                                 overwrite=overwrite, progress=not quiet)
+    click.echo(f"wrote {out / report.aoi}")
+    for line in report.lines() + summary.lines():
         click.echo("  " + line)
 
 

@@ -69,3 +69,17 @@ def _load_builtin() -> None:
         from sen12ts_stac.sources import synthetic
 
         register("synthetic", synthetic.SyntheticSource)
+    # Live and legacy sources, imported on first use (descartes needs the collect-dl extra).
+    for name, module, cls in (("stac-api", "stac_api", "StacApiSource"), ("legacy", "legacy", "LegacySource"),
+                              ("descartes", "descartes", "DescartesSource")):
+        if name not in _REGISTRY:
+            register(name, _lazy(module, cls))
+
+
+def _lazy(module: str, cls: str) -> SourceFactory:
+    def factory(aoi: AOI, **options) -> Source:
+        import importlib
+
+        return getattr(importlib.import_module(f"sen12ts_stac.sources.{module}"), cls)(aoi, **options)
+
+    return factory
