@@ -12,7 +12,7 @@ $(BIN)/sen12ts-stac: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip>=24"
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[train,dev]"
+	$(BIN)/pip install -q -e ".[train,dev,collect-dl]"
 	@touch $@
 
 install: $(BIN)/sen12ts-stac
@@ -38,7 +38,7 @@ test-fast: install
 # Regenerate the committed sample catalog (catalogs/) with the real CLI.
 sample: install
 	rm -rf catalogs/california
-	$(BIN)/sen12ts-stac create --aoi california --max-tiles 2 --seasons summer --max-per-season 1 --out catalogs --quiet
+	$(BIN)/sen12ts-stac create --aoi california --source synthetic --max-tiles 2 --seasons summer --max-per-season 1 --out catalogs --quiet
 
 bench: install
 	$(BIN)/python benchmarks/bench_create.py
