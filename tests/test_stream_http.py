@@ -10,14 +10,11 @@ import pytest
 import torch
 
 from sen12ts_stac.stream import AssetReadError, load_index, triplet_loader
+from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 from streamfixtures.servers import flaky_handler
 
 FAST_RETRY = {"retries": 4, "backoff": 0.02, "max_backoff": 0.1, "gdal_retries": 1, "gdal_retry_delay": 0.05, "timeout": 10}
 
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEN12TS_CACHE_DIR", str(tmp_path / "stream-cache"))
 
 
 @pytest.fixture(scope="module")

@@ -7,23 +7,20 @@ import datetime as dt
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
 from sen12ts_stac.errors import SourceError, UserError
 from sen12ts_stac.stream import FetchStats, TripletRecord, load_index
+from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 from streamfixtures.servers import export_catalog, flaky_handler, rustac_api
 
 
 def _triplet_files(root: Path) -> list[Path]:
     return sorted((root / "california" / "triplets").glob("*/*/triplet_*.json"))
 
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    """The index's HTTP cache goes to the test's folder, never to the home directory."""
-    monkeypatch.setenv("SEN12TS_CACHE_DIR", str(tmp_path / "stream-cache"))
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +157,23 @@ def test_stac_geoparquet_from_stac_geoparquet_and_rustac(small_catalog, local_re
         split, season = local_records[0].split, local_records[0].season
         assert [r.id for r in load_index(path, split=split, seasons=season)] == \
             [r.id for r in local_records if r.split == split and r.season == season]
+    # the `export` layout: items.parquet beside the triplet collection, hrefs relative to that
+    # folder, only that collection in the metadata: statistics come through its parent link
+    tree = tmp_path / "tree"
+    shutil.copytree(small_catalog, tree, ignore=shutil.ignore_patterns("*.tif", "*.png"))
+    folder = tree / "california" / "triplets"
+    triplets = json.loads((folder / "collection.json").read_text())
+    rel_items = []
+    for item in items:
+        item = json.loads(json.dumps(item))
+        for a in item["assets"].values():
+            a["href"] = os.path.relpath(a["href"], small_catalog / "california" / "triplets")
+        rel_items.append(item)
+    to_parquet(parse_stac_items_to_arrow(rel_items), folder / "items.parquet", collections={triplets["id"]: triplets})
+    exported = load_index(folder / "items.parquet")
+    assert [r.id for r in exported] == [r.id for r in local_records]
+    assert exported[0].stats == local_records[0].stats
+    assert exported[0].hrefs["s1"] == str(tree / os.path.relpath(local_records[0].hrefs["s1"], small_catalog))
     with pytest.raises(UserError, match="not a readable stac-geoparquet"):
         (tmp_path / "bad.parquet").write_text("nope")
         load_index(tmp_path / "bad.parquet")

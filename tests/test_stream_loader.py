@@ -13,12 +13,8 @@ import torch
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.stream import AssetReadError, load_index, triplet_loader
+from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 
-
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path, monkeypatch):
-    """The index's HTTP cache goes to the test's folder, never to the home directory."""
-    monkeypatch.setenv("SEN12TS_CACHE_DIR", str(tmp_path / "stream-cache"))
 
 
 @pytest.fixture(scope="module")

@@ -237,6 +237,14 @@ def resolve_href(base: str, href: str) -> str:
     return os.path.normpath(os.path.join(os.path.dirname(base), href))
 
 
+def _in_folder(folder: str) -> str:
+    """A document location inside ``folder`` (hrefs resolve against a document's folder)."""
+    folder = os.fspath(folder)
+    if is_url(folder):
+        return folder.rstrip("/") + "/"
+    return os.path.join(os.path.abspath(folder), "")
+
+
 def _self_href(item: dict) -> str | None:
     for link in item.get("links", []):
         if link.get("rel") == "self" and link.get("href"):
@@ -666,25 +674,7 @@ def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher)
     finally:
         progress.close()
 
-    # Statistics: the triplet collection's own item_assets, then its sibling collections
-    # (the S1/S2/label collections under the same parent catalog).
-    stats: dict[str, dict] = {}
-    for cid, (coll, loc) in triplet_collections.items():
-        sources = [coll]
-        parent = next((l["href"] for l in coll.get("links", []) if l.get("rel") == "parent" and l.get("href")), None)
-        if parent:
-            try:
-                pobj = fetcher.get_json(resolve_href(loc, parent))
-                for link in pobj.get("links", []):
-                    if link.get("rel") == "child" and link.get("href"):
-                        child_loc = resolve_href(resolve_href(loc, parent), link["href"])
-                        if child_loc != loc:
-                            c = fetcher.get_json(child_loc)
-                            if c.get("type") == "Collection":
-                                sources.append(c)
-            except UserError:
-                pass  # statistics are optional
-        stats[cid] = _merge_stats(sources)
+    stats = {cid: collection_stats(coll, loc, fetcher) for cid, (coll, loc) in triplet_collections.items()}
 
     records = []
     for obj, loc in items:
@@ -692,6 +682,26 @@ def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher)
         if r is not None and filt.match(r):
             records.append(r)
     return records
+
+
+def collection_stats(coll: dict, loc: str, fetcher: Fetcher) -> dict:
+    """Statistics for a triplet collection at ``loc``: its own ``item_assets``, then those of its
+    sibling collections (the S1/S2/label collections its ``parent`` catalog links)."""
+    sources = [coll]
+    parent = next((l["href"] for l in coll.get("links", []) if l.get("rel") == "parent" and l.get("href")), None)
+    if parent:
+        try:
+            parent_loc = resolve_href(loc, parent)
+            for link in fetcher.get_json(parent_loc).get("links", []):
+                if link.get("rel") == "child" and link.get("href"):
+                    child_loc = resolve_href(parent_loc, link["href"])
+                    if child_loc != loc:
+                        c = fetcher.get_json(child_loc)
+                        if c.get("type") == "Collection":
+                            sources.append(c)
+        except UserError:
+            pass  # statistics are optional
+    return _merge_stats(sources)
 
 
 def _api_collections(all_collections: list[dict], filt: Filter) -> list[str]:
@@ -846,7 +856,7 @@ def _parquet_filter(schema_names: Sequence[str], filt: Filter):
     return expr
 
 
-def _from_parquet(loc: str, filt: Filter, opts: IndexOptions) -> list[TripletRecord]:
+def _from_parquet(loc: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher) -> list[TripletRecord]:
     """A stac-geoparquet file (written by stac-geoparquet or rustac). Collections stored in the
     file's ``stac-geoparquet`` metadata give the statistics. Relative asset hrefs resolve
     against the item's ``self`` link, else ``base_href``, else the parquet file's folder."""
@@ -877,11 +887,14 @@ def _from_parquet(loc: str, filt: Filter, opts: IndexOptions) -> list[TripletRec
     colls = dict(meta.get("collections") or {})
     if meta.get("collection"):
         colls.setdefault(meta["collection"].get("id", ""), meta["collection"])
+    base = _in_folder(opts.base_href) if opts.base_href else (loc if is_url(loc) else os.path.abspath(loc))
     stats = {}
-    for cid in colls:
-        if is_triplet_collection(colls[cid]) or cid.endswith("_triplets"):
-            stats[cid] = _merge_stats(colls[s] for s in [cid, *_sibling_collection_ids(cid)] if s in colls)
-    base = opts.base_href or (loc.rsplit("/", 1)[0] + "/" if is_url(loc) else os.path.join(os.path.dirname(os.path.abspath(loc)), "x"))
+    for cid, coll in colls.items():
+        if not (is_triplet_collection(coll) or cid.endswith("_triplets")):
+            continue
+        stats[cid] = _merge_stats(colls[s] for s in [cid, *_sibling_collection_ids(cid)] if s in colls)
+        if not ({"s1", "s2"} <= set(stats[cid])):  # siblings not in the file: through the parent link
+            stats[cid] = collection_stats(coll, resolve_href(base, "collection.json"), fetcher) or stats[cid]
     intern = _Interner()
     out = []
     for item in stac_table_to_items(table):
@@ -977,7 +990,7 @@ def load_index(catalog: str | os.PathLike, *, aoi=None, split=None, seasons=None
         elif kind == "mlhub":
             records = _from_mlhub(loc, filt, opts)
         else:
-            records = _from_parquet(loc, filt, opts)
+            records = _from_parquet(loc, filt, opts, fetcher)
     finally:
         if http_cache is not None:
             http_cache.close()
