@@ -82,6 +82,13 @@ def test_root_urls_come_from_options_then_environment_then_defaults():
         Settings.from_options({"coherence": "maybe"}, environ={})
 
 
+def test_messages_carry_no_signed_url_tokens():
+    from sen12ts_stac.sources.stac_api import _redact
+
+    text = "reading https://x.blob.core.windows.net/c/vv.tif?st=2026&sig=SECRET failed: '/vsicurl/https://x/vv.tif?sig=SECRET' gone"
+    assert "SECRET" not in _redact(text) and "https://x.blob.core.windows.net/c/vv.tif failed" in _redact(text)
+
+
 def test_catalonia_has_no_open_label_api():
     with pytest.raises(UserError, match="SIGPAC.*--source synthetic"):
         make_source("stac-api", get_aoi("catalonia"), stac_url="http://127.0.0.1:9")

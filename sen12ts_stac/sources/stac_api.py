@@ -45,6 +45,7 @@ import datetime as dt
 import logging
 import math
 import os
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -138,6 +139,11 @@ def _retry(s: Settings) -> Retry:
                  status_forcelist=RETRY_STATUS, allowed_methods=None, respect_retry_after_header=True, raise_on_status=True)
 
 
+def _redact(text: str) -> str:
+    """Drop URL query strings (signed hrefs carry access tokens) from a message."""
+    return re.sub(r"\?[^\s'\"()]*", "", text)
+
+
 def _one_line(e: BaseException) -> str:
     text = f"{type(e).__name__}: {e}".replace("\n", " ")
     if "NameResolutionError" in text or "Failed to resolve" in text:
@@ -192,7 +198,7 @@ def read_on_tile(href: str, tile: Tile, *, resampling: Resampling = Resampling.n
             if attempt < 2 and (_transient(e) or (attempt == 0 and "does not exist" in str(e))):
                 time.sleep(s.backoff * 2**attempt)
                 continue
-            raise SourceError(f"tile {tile.id}: reading {href} failed: {_one_line(e)}") from None
+            raise SourceError(_redact(f"tile {tile.id}: reading {href} failed: {_one_line(e)}")) from None
     raise AssertionError("unreachable")
 
 
