@@ -223,7 +223,7 @@ def test_cli_end_to_end_with_info(tmp_path):
 
 @pytest.mark.slow
 def test_resume_after_kill_gives_the_same_catalog(tmp_path):
-    args = ["create", "--aoi", "california", "--max-tiles", "6", "--seasons", "summer,fall", "--quiet"]
+    args = ["create", "--aoi", "california", "--source", "synthetic", "--max-tiles", "6", "--seasons", "summer,fall", "--quiet"]
     clean = tmp_path / "clean"
     assert _run_main([*args, "--out", str(clean)]).returncode == 0
     killed = tmp_path / "killed"
