@@ -222,7 +222,7 @@ class Location:
         real = os.path.realpath(loc)  # a symlink pointing out of the catalog is refused here
         if os.path.commonpath([real, self.base]) != self.base:
             raise Refused(f"{loc} resolves to {real}, outside the catalog root {self.base}")
-        return safe_rel(Path(os.path.relpath(loc, self.base)).as_posix())
+        return safe_rel(Path(os.path.relpath(real, self.base)).as_posix())
 
     def read_json(self, loc: str) -> tuple[dict, bytes]:
         try:
@@ -517,7 +517,7 @@ def fetch_file(loc: Location, dest: Dest, task: FileTask, max_size: int, on_byte
         part.unlink(missing_ok=True)
 
 
-def _write_tree(nodes: dict[str, Node], dest: Dest, root_rel: str) -> None:
+def _write_tree(nodes: dict[str, Node], dest: Dest, root_rel: str, report: DownloadReport) -> None:
     """Write the catalogs/collections above the chosen items, linking only what was kept."""
     for rel, node in nodes.items():
         if not node.kids and rel != root_rel:
@@ -537,7 +537,10 @@ def _write_tree(nodes: dict[str, Node], dest: Dest, root_rel: str) -> None:
             obj["assets"] = {k: a for k, a in obj["assets"].items() if "stac-items" not in (a.get("roles") or [])}
             if not obj["assets"]:
                 del obj["assets"]
-        write_json(dest.path(rel), obj)
+        try:
+            write_json(dest.path(rel), obj)
+        except Refused as e:
+            report.findings.append(f"{rel}: {e}; refused")
 
 
 def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=None, assets=None, bbox=None, datetime=None,
@@ -565,7 +568,7 @@ def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=Non
         nodes, tasks = _plan(loc, filters, max_size, pool, report, write_item)
         report.files = len(tasks)
         if not dry_run:
-            _write_tree(nodes, out, loc.rel(loc.entry))
+            _write_tree(nodes, out, loc.rel(loc.entry), report)
             _download_all(loc, out, list(tasks.values()), max_size, pool, report, progress, on_file)
     report.seconds = time.perf_counter() - t0
     return report
