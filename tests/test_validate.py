@@ -238,11 +238,13 @@ def test_process_pool_finds_what_a_single_process_finds(small_catalog, schemas_d
 
 
 # -- other inputs ------------------------------------------------------------------------------
-def test_a_single_item_file(small_catalog, schemas_dir):
+def test_a_single_item_file_and_a_collection_file(small_catalog, schemas_dir):
     item = first(small_catalog, "label_*.json")
     code, rep = run(item, schemas_dir)
     assert code == 0, rep["findings"]
     assert rep["counts"]["items"] == 1 and rep["counts"]["asset files"] == 2 and rep["counts"]["links"] >= 5
+    code, rep = run(small_catalog / "california" / "labels" / "collection.json", schemas_dir, "--no-assets")
+    assert code == 0 and rep["findings"] == [] and rep["counts"]["collections"] == 1 and rep["counts"]["items"] >= 6
 
 
 @pytest.mark.slow
@@ -262,6 +264,7 @@ def test_a_served_http_catalog_with_cogs_over_vsicurl(small_catalog, schemas_dir
         msgs[(f["check"], f["where"])] = msgs.get((f["check"], f["where"]), "") + f["message"] + "\n"
     assert "HTTP 404" in msgs[("links", url + "/" + gone.relative_to(root).as_posix())]
     assert "truncated" in msgs[("assets", url + "/" + item.relative_to(root).as_posix())]
+    assert any(f["level"] == "not-checked" and "file:checksum of remote assets" in f["message"] for f in rep["findings"])
 
 
 def _mlhub_catalog(folder: Path, base: str) -> Path:

@@ -554,7 +554,7 @@ def _same_nodata(claim: Any, actual: Any) -> bool:
     return (math.isnan(c) and math.isnan(a)) or c == a
 
 
-def asset_findings(rec: dict, probes: dict[str, dict], root: str) -> list[Finding]:
+def asset_findings(rec: dict, probes: dict[str, dict], root: str, checksums: bool = True) -> list[Finding]:
     out: list[Finding] = []
     where = rec["where"]
     footprint_checked = False
@@ -573,6 +573,9 @@ def asset_findings(rec: dict, probes: dict[str, dict], root: str) -> list[Findin
         if isinstance(fs, int) and p.get("size") is not None and fs != p["size"]:
             out.append(Finding(ERROR, "assets", where, f"{label}: file:size says {fs:,} bytes, the file has {p['size']:,}"))
         cs = a.get("file:checksum")
+        if isinstance(cs, str) and checksums and "checksum" not in p and is_url(target):
+            out.append(Finding(NOT_CHECKED, "assets", where, "file:checksum of remote assets is not checked (it would download every file)",
+                               key="remote-checksum"))
         if isinstance(cs, str) and "checksum" in p:
             if not cs.startswith("1220"):
                 out.append(Finding(NOT_CHECKED, "assets", where, f"file:checksum with multihash code {cs[:4]} is not checked (only sha2-256)", key=f"hash:{cs[:4]}"))

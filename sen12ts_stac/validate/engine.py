@@ -168,8 +168,11 @@ def validate(target: str | os.PathLike, opts: Options | None = None, progress: P
         _walk(entry, entry_obj, w, report, opts, pool, tick)
         report.seconds["walk"] = time.perf_counter() - t0
         t = time.perf_counter()
-        _check_items(w, report, opts, pool if remote else None, tick)
-        report.seconds["items"] = time.perf_counter() - t
+        if remote:
+            _check_items(w, report, opts, pool, tick)
+    if not remote:  # after the I/O threads are gone: worker processes are forked from here
+        _check_items(w, report, opts, None, tick)
+    report.seconds["items"] = time.perf_counter() - t
     for rec in w.records.values():
         kind = {"Catalog": "catalogs", "Collection": "collections", "Feature": "items"}.get(rec["type"], "other objects")
         report.counts[kind] += 1
@@ -313,7 +316,7 @@ def _assets(w: _Walk, report: Report, opts: Options, workers: int, tick: Progres
     for rec in w.records.values():
         if rec["type"] == "Feature":
             try:
-                out += checks.asset_findings(rec, probes, w.root)
+                out += checks.asset_findings(rec, probes, w.root, opts.checksums)
             except Exception as e:
                 out.append(Finding(ERROR, "assets", rec["where"], f"could not be checked ({type(e).__name__}: {str(e)[:160]})"))
     return out
