@@ -5,15 +5,13 @@ show, including the item's thumbnail. Screenshots go to .artifacts/ (kept as CI 
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from sen12ts_stac.serve import start
+from sen12ts_stac.serve import BROWSER_PREFIX, build_browser, start
 
 REPO = Path(__file__).resolve().parents[1]
 PORT = 8431  # STAC Browser is built for one catalog URL; the Makefile pre-builds for this one
@@ -33,11 +31,10 @@ def browser_dist() -> Path:
     if not shutil.which("npm"):
         pytest.skip("no npm: STAC Browser is built from its npm source package")
     t0 = time.perf_counter()
-    r = subprocess.run(["bash", str(REPO / "scripts" / "stac-browser.sh"), "build", CATALOG_URL, "", "/browser/"],
-                       capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-2000:]
+    dist = build_browser(CATALOG_URL)  # scripts/stac-browser.sh: npm install + build, or the cached build
     print(f"STAC Browser build (or cache hit): {time.perf_counter() - t0:.1f} s")
-    return Path(r.stdout.strip().splitlines()[-1])
+    assert (dist / "index.html").is_file()
+    return dist
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +47,7 @@ def page(browser_dist, small_catalog, tmp_path_factory):
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         pg = browser.new_page(viewport={"width": 1280, "height": 900})
         pg.set_default_timeout(90_000)  # generous: CI shares two cores with the rest of the suite
+        assert served.browser_url == f"http://127.0.0.1:{PORT}{BROWSER_PREFIX}"
         pg.served, pg.root = served, root
         yield pg
         browser.close()
