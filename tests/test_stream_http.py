@@ -82,3 +82,18 @@ def test_a_dead_asset_is_skipped_and_counted_or_raises_naming_its_url(small_cata
     with pytest.raises(AssetReadError, match=r"/missing/s2.tif: .*404") as info:
         list(triplet_loader(gone, assets={"s2": ["B02"]}, num_workers=1, read_options=FAST_RETRY))
     assert info.value.attempts == 1
+
+
+def test_the_files_of_a_remote_unit_are_fetched_concurrently(small_catalog, serve_dir):
+    # every answer takes 50 ms; one worker thread: only the I/O pool can overlap requests
+    results = {}
+    for io_threads in (0, 4):
+        handler = flaky_handler(delay=0.05, slow_every=1)
+        base = serve_dir(small_catalog, handler=handler)
+        records = load_index(base + "/catalog.json")[:2]
+        handler.max_inflight = 0
+        loader = triplet_loader(records, batch_size=1, shuffle=False, num_workers=1, io_threads=io_threads,
+                                assets={"s1": ["vv_t0"], "s2": ["B04"], "label": True})
+        results[io_threads] = [b["s2"] for b in loader]
+        assert (handler.max_inflight == 1) if io_threads == 0 else (handler.max_inflight >= 2), io_threads
+    assert all(torch.equal(a, b) for a, b in zip(results[0], results[4]))

@@ -21,7 +21,6 @@ import datetime as dt
 import json
 import math
 import os
-import posixpath
 import re
 import sqlite3
 import sys

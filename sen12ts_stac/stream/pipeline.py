@@ -2,7 +2,7 @@
 
 ::
 
-    SamplerWrapper(ShardSampler)      this rank's units for this epoch, seeded order (epoch, index)
+    SamplerWrapper(ShardSampler)      this rank's units for this epoch: (epoch, unit, position)
       -> ParallelMapper(SampleReader)  read + decode + normalise + augment, threads by default
       -> DropFailed                    on_error="skip": drop and count; "raise": pass the failure on
       -> Batcher(batch_size)
@@ -16,10 +16,16 @@ on units, before any read: every epoch all ranks draw the same seeded permutatio
 takes positions ``r, r + world_size, ...``, so shards are disjoint and cover the set (sizes
 differ by at most one unit unless ``even_shards=True``). Workers need no sharding of their own:
 they are threads (or processes) fed by the one sampler of their rank.
+
+With threads, each unit is decoded straight into its row of the batch's arrays (the row is
+known from the unit's position), which ``collate`` then hands out without copying; the
+per-sample path (arrays per unit, stacked by ``collate``) remains for worker processes and for
+batches that a skipped unit has shifted.
 """
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import functools
 import hashlib
 import math
@@ -37,7 +43,7 @@ from torchdata.nodes.base_node import BaseNode
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.stream.index import TripletRecord, load_index
-from sen12ts_stac.stream.read import AssetReadError, ReadOptions, read_bands, to_physical
+from sen12ts_stac.stream.read import AssetReadError, ReadOptions, read_bands
 
 # Bands holding codes or masks: never normalised.
 CATEGORICAL_BANDS = frozenset({"SCL", "cloud_mask", "valid", "class"})
@@ -170,18 +176,24 @@ class SampleReader:
 
     def __init__(self, units: Sequence[tuple[TripletRecord, ...]], plan: dict, *, sequence: bool, max_steps: int,
                  normalize: bool, augment: Augment | None, seed: int, options: ReadOptions, batch_size: int,
-                 per_epoch: int, shared_buffers: bool = True):
+                 per_epoch: int, shared_buffers: bool = True, io_threads: int = 0):
         self.units, self.plan, self.sequence, self.max_steps = units, plan, sequence, max_steps
         self.normalize, self.augment, self.seed, self.options = normalize, augment, seed, options
         self.batch_size, self.per_epoch, self.shared = batch_size, per_epoch, shared_buffers
         self._cache: dict = {}
+        self.io_threads = io_threads
+        self._pool: cf.ThreadPoolExecutor | None = None
         self._buffers: dict[tuple[int, int], _BatchBuffer] = {}
         self._lock = threading.Lock()
 
-    def __getstate__(self):  # worker processes get no shared buffers
+    def __getstate__(self):  # worker processes get no shared buffers (and make their own pool)
         state = dict(self.__dict__)
-        state.update(shared=False, _buffers={}, _lock=None)
+        state.update(shared=False, _buffers={}, _lock=None, _pool=None)
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     # -- band plan, statistics, windows -------------------------------------------------------
 
@@ -385,38 +397,54 @@ class SampleReader:
         return {**arrays, **meta, "_retries": retries}
 
     def _read_unit(self, unit, window, late, hw, out: dict | None) -> tuple[dict, int]:
-        """Decode every asset (and step) of a unit into ``out`` (or new arrays)."""
-        retries = 0
-        arrays: dict[str, np.ndarray] = {}
+        """Decode every asset (and step) of a unit into ``out`` (or new arrays). The files of a
+        remote unit are read concurrently on the I/O pool, so its latency is that of its
+        slowest file, not the sum over its files."""
         steps = unit[: self.max_steps] if self.sequence else unit[:1]
+        jobs: list[tuple[TripletRecord, str, int | None]] = []
         for key in self.plan:
             if key == "labels":
-                lab, _, n = self._decode(unit[0], key, window, late, hw, None if out is None else out["label"], None,
-                                         label=True)
-                arrays["label"], retries = lab, retries + n
-                continue
-            if not self.sequence:
-                data, valid, n = self._decode(unit[0], key, window, late, hw, None if out is None else out[key],
-                                              None if out is None else out[f"{key}_valid"])
-                arrays[key], arrays[f"{key}_valid"], retries = data, valid, retries + n
-                continue
-            seq = seq_valid = None
-            for t, rec in enumerate(steps):
-                d = None if out is None else out[key][t]
-                v = None if out is None else out[f"{key}_valid"][t]
-                data, valid, n = self._decode(rec, key, window, late, hw, d, v)
-                retries += n
-                if seq is None:  # own arrays: sized by the first step
-                    seq = out[key] if out is not None else np.zeros((self.max_steps, *data.shape), np.float32)
-                    seq_valid = out[f"{key}_valid"] if out is not None else np.zeros((self.max_steps, *valid.shape), bool)
+                jobs.append((unit[0], key, None))
+            else:
+                jobs += [(rec, key, t if self.sequence else None) for t, rec in enumerate(steps)]
+
+        def run(job):
+            rec, key, t = job
+            if key == "labels":
+                return self._decode(rec, key, window, late, hw, None if out is None else out["label"], None, label=True)
+            d = v = None
+            if out is not None:
+                d, v = (out[key], out[f"{key}_valid"]) if t is None else (out[key][t], out[f"{key}_valid"][t])
+            return self._decode(rec, key, window, late, hw, d, v)
+
+        pool = self._io_pool() if len(jobs) > 1 and any("://" in h for h in unit[0].hrefs.values()) else None
+        results = list(pool.map(run, jobs)) if pool is not None else [run(j) for j in jobs]
+        arrays: dict[str, np.ndarray] = {}
+        for (rec, key, t), (data, valid, _) in zip(jobs, results):
+            if key == "labels":
+                arrays["label"] = data
+            elif t is None:
+                arrays[key], arrays[f"{key}_valid"] = data, valid
+            else:
+                if key not in arrays:  # own arrays are sized by the first step
+                    arrays[key] = out[key] if out is not None else np.zeros((self.max_steps, *data.shape), np.float32)
+                    arrays[f"{key}_valid"] = out[f"{key}_valid"] if out is not None else \
+                        np.zeros((self.max_steps, *valid.shape), bool)
                 if out is None:
-                    seq[t], seq_valid[t] = data, valid
-            arrays[key], arrays[f"{key}_valid"] = seq, seq_valid
+                    arrays[key][t], arrays[f"{key}_valid"][t] = data, valid
         if self.sequence:
             vs = out["valid_steps"] if out is not None else np.zeros(self.max_steps, bool)
             vs[: len(steps)] = True
             arrays["valid_steps"] = vs
-        return arrays, retries
+        return arrays, sum(r[2] for r in results)
+
+    def _io_pool(self) -> cf.ThreadPoolExecutor | None:
+        if self.io_threads <= 0:
+            return None
+        with self._lock:
+            if self._pool is None:
+                self._pool = cf.ThreadPoolExecutor(max_workers=self.io_threads, thread_name_prefix="sen12ts-io")
+            return self._pool
 
 
 def collate(samples: list, reader: SampleReader | None = None) -> dict | Failed:
@@ -456,10 +484,10 @@ def collate(samples: list, reader: SampleReader | None = None) -> dict | Failed:
 
 
 class ShardSampler(Sampler):
-    """Yields ``(epoch, unit index, position in this rank's epoch)`` for one rank: a permutation seeded by ``(seed, epoch)``
-    (identity when ``shuffle=False``), positions ``rank::world_size``; with ``even=True``
-    every rank gets ``n // world_size`` units (the remainder is dropped, a different one each
-    epoch)."""
+    """Yields ``(epoch, unit index, position in this rank's epoch)``: a permutation seeded by
+    ``(seed, epoch)`` (identity when ``shuffle=False``), positions ``rank::world_size``; with
+    ``even=True`` every rank gets ``n // world_size`` units (the remainder is dropped, a
+    different one each epoch)."""
 
     def __init__(self, n: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, seed: int = 0,
                  even: bool = False):
@@ -597,7 +625,7 @@ class TripletLoader:
     def __init__(self, records: Sequence[TripletRecord], *, plan: dict, batch_size: int, shuffle: bool, seed: int,
                  device, num_workers: int, method: str, normalize: bool, augment: Augment | None, drop_last: bool,
                  on_error: str, sequence: str | None, max_steps: int, rank: int, world_size: int, prefetch: int,
-                 pin_memory: bool, read_options: ReadOptions, even_shards: bool):
+                 pin_memory: bool, read_options: ReadOptions, even_shards: bool, io_threads: int):
         self.records = list(records)
         self.units = _units(self.records, sequence, max_steps)
         self.batch_size, self.drop_last, self.on_error = batch_size, drop_last, on_error
@@ -612,7 +640,7 @@ class TripletLoader:
         self.reader = SampleReader(self.units, plan, sequence=sequence is not None, max_steps=max_steps,
                                    normalize=normalize, augment=augment, seed=seed, options=read_options,
                                    batch_size=batch_size, per_epoch=len(self.sampler),
-                                   shared_buffers=method == "thread" or num_workers == 0)
+                                   shared_buffers=method == "thread" or num_workers == 0, io_threads=io_threads)
         self._sampler_node = SamplerWrapper(self.sampler, initial_epoch=0, epoch_updater=self._next_epoch)
         node: BaseNode = self._sampler_node
         if num_workers > 0:
@@ -700,7 +728,7 @@ def triplet_loader(catalog_or_records: str | os.PathLike | Sequence[TripletRecor
                    normalize: bool = False, augment: Mapping[str, Any] | None = None, drop_last: bool = False,
                    on_error: str = "raise", sequence: str | None = None, max_steps: int = 16,
                    rank: int | None = None, world_size: int | None = None, prefetch: int = 2,
-                   pin_memory: bool | None = None, even_shards: bool = False,
+                   pin_memory: bool | None = None, even_shards: bool = False, io_threads: int | None = None,
                    read_options: ReadOptions | Mapping[str, Any] | None = None,
                    index_options: Mapping[str, Any] | None = None) -> TripletLoader:
     """Stream triplets as batches of tensors.
@@ -738,7 +766,9 @@ def triplet_loader(catalog_or_records: str | os.PathLike | Sequence[TripletRecor
     ``shuffle``/``seed``: a new seeded order every epoch. ``rank``/``world_size``: the shard
     (default: from ``torch.distributed`` if initialised, else 0/1). ``num_workers`` threads
     (``method="thread"``) or processes (``"process"``) read in parallel; ``prefetch`` batches are
-    prepared ahead; ``pin_memory`` defaults to True on CUDA.
+    prepared ahead; ``pin_memory`` defaults to True on CUDA. For remote assets, the files of a
+    unit (S1, S2, label, and every step of a sequence) are fetched concurrently on a pool of
+    ``io_threads`` threads (default ``4 x num_workers``, at most 64; 0 reads them one by one).
 
     ``on_error="raise"``: a bad asset stops the epoch with :class:`AssetReadError` naming its
     href; ``"skip"``: the unit is dropped and counted in ``loader.stats``. Transient HTTP errors
@@ -772,6 +802,7 @@ def triplet_loader(catalog_or_records: str | os.PathLike | Sequence[TripletRecor
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {device!r} asked for, but CUDA is not available")
     pin = (dev.type == "cuda") if pin_memory is None else bool(pin_memory and dev.type == "cuda")
+    io = min(64, 4 * max(1, num_workers)) if io_threads is None else int(io_threads)
     if read_options is None:
         read_options = ReadOptions()
     elif not isinstance(read_options, ReadOptions):
@@ -780,4 +811,4 @@ def triplet_loader(catalog_or_records: str | os.PathLike | Sequence[TripletRecor
                          num_workers=num_workers, method=method, normalize=normalize, augment=aug,
                          drop_last=drop_last, on_error=on_error, sequence=sequence, max_steps=max_steps, rank=r,
                          world_size=ws, prefetch=prefetch, pin_memory=pin, read_options=read_options,
-                         even_shards=even_shards)
+                         even_shards=even_shards, io_threads=io)

@@ -20,7 +20,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import glob
-import math
 import os
 import random
 import re
@@ -170,7 +169,7 @@ def read_bands(href: str, indexes: list[int] | tuple[int, ...], *, window: Windo
     ``expect_count`` checks the file has that many bands (a catalog/file mismatch is an error,
     not a silent wrong read). Raises :class:`AssetReadError`."""
     path = gdal_path(href)
-    remote = path.startswith("/vsicurl/")
+    remote = path.startswith("/vsi") or "://" in path  # http(s), and s3:// etc. that rasterio maps to /vsis3/...
     attempt = 0
     while True:
         try:
@@ -187,40 +186,8 @@ def read_bands(href: str, indexes: list[int] | tuple[int, ...], *, window: Windo
             message = " ".join(str(e).split()) or type(e).__name__
             if not remote or not is_transient(message) or attempt >= options.retries:
                 raise AssetReadError(href, message, attempt + 1) from None
-            forget_url(path)
+            if path.startswith("/vsicurl/"):
+                forget_url(path)
             delay = min(options.max_backoff, options.backoff * (2 ** attempt))
             time.sleep(delay * (0.5 + random.random()))
             attempt += 1
-
-
-@dataclass(frozen=True)
-class Decoded:
-    """One asset in physical units: ``data`` float32 [C, H, W] with invalid values set to 0,
-    ``valid`` bool [H, W] (all requested bands valid there)."""
-
-    data: np.ndarray
-    valid: np.ndarray
-
-
-def to_physical(raw: np.ndarray, nodata, scale: tuple[float, ...], offset: tuple[float, ...]) -> Decoded:
-    """Stored values -> float32 physical values (``* scale + offset`` per band); nodata (NaN or a
-    value) -> 0 and reported in ``valid``."""
-    if nodata is None:
-        invalid = None
-    elif isinstance(nodata, float) and math.isnan(nodata):
-        invalid = np.isnan(raw)
-    else:
-        invalid = raw == raw.dtype.type(nodata)
-    data = raw.astype(np.float32, copy=raw.dtype != np.float32)
-    s = np.asarray(scale, dtype=np.float32)
-    o = np.asarray(offset, dtype=np.float32)
-    if np.any(s != 1):
-        data *= s[:, None, None]
-    if np.any(o != 0):
-        data += o[:, None, None]
-    if invalid is None:
-        return Decoded(data, np.ones(raw.shape[1:], dtype=bool))
-    if invalid.any():
-        data[invalid] = 0
-        return Decoded(data, ~invalid.any(axis=0))
-    return Decoded(data, np.ones(raw.shape[1:], dtype=bool))

@@ -23,13 +23,22 @@ def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slo
     """A RangeHandler subclass that, per path ending in one of ``suffixes``, answers the first
     ``fail_first`` requests with ``codes`` (in turn, with ``Retry-After: 0``), sleeps ``delay``
     seconds before every ``slow_every``-th answer, and always answers 503 to paths containing
-    one of ``always_fail``. ``.log`` lists (method, path, status, range)."""
+    one of ``always_fail``. ``.log`` lists (method, path, status, range); ``.max_inflight`` is
+    the most requests ever served at the same time."""
 
     class Flaky(RangeHandler):
         counts: collections.Counter = collections.Counter()
         log: list = []
         lock = threading.Lock()
         served_bytes = collections.Counter()
+        inflight = 0
+        max_inflight = 0
+
+        @classmethod
+        def _enter(cls, delta: int) -> None:
+            with cls.lock:
+                cls.inflight += delta
+                cls.max_inflight = max(cls.max_inflight, cls.inflight)
 
         def _maybe_fail(self, method: str) -> bool:
             path = self.path.split("?", 1)[0]
@@ -55,12 +64,20 @@ def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slo
             return True
 
         def do_GET(self):
-            if not self._maybe_fail("GET"):
-                super().do_GET()
+            self._enter(1)
+            try:
+                if not self._maybe_fail("GET"):
+                    super().do_GET()
+            finally:
+                self._enter(-1)
 
         def do_HEAD(self):
-            if not self._maybe_fail("HEAD"):
-                super().do_HEAD()
+            self._enter(1)
+            try:
+                if not self._maybe_fail("HEAD"):
+                    super().do_HEAD()
+            finally:
+                self._enter(-1)
 
         def send_header(self, keyword, value):
             if keyword == "Content-Length" and self.command == "GET":
