@@ -49,6 +49,7 @@ import rasterio
 import torch
 from rasterio.io import MemoryFile
 
+from sen12ts_stac.fsio import write_json
 from sen12ts_stac.stream import load_index, triplet_loader
 from sen12ts_stac.stream.index import TripletRecord
 
@@ -150,23 +151,70 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_round_robin(contestants: dict, repeats: int) -> dict[str, dict]:
-    """``repeats`` rounds, each running every contestant once in turn (so a burst of other load
-    on the machine does not land on one contestant only); per contestant the best wall-clock
-    rate, and CPU milliseconds per triplet (this process and its worker processes: robust to
-    other load) of its cheapest pass."""
-    runs: dict[str, list] = {k: [] for k in contestants}
+CONTESTANTS = ("decode_limit", "stream_local", "plain_local", "stream_http", "plain_http", "stream_http_latency",
+               "plain_http_latency")
+
+
+def one_pass(args) -> dict:
+    """One timed pass of one contestant, in this (fresh) process: the records are indexed and,
+    for the decode limit, the bytes preloaded before the clock starts."""
+    name = args.one
+    records = load_index(args.catalog)[: args.triplets]
+    s1, s2, assets = _bands(records[0], args.bands)
+    if name.endswith(("_http", "_http_latency")):
+        wanted = {r.id for r in records}
+        records = [r for r in load_index(args.base + "/catalog.json", cache=False) if r.id in wanted]
+    w, b = args.workers, args.batch_size
+    torch.set_num_threads(1)
+    if name == "decode_limit":
+        pre = Preloaded(records)
+        run_decode(pre, records[:8], s1, s2, w)  # warm-up
+        fn = lambda: run_decode(pre, records, s1, s2, w)  # noqa: E731
+    elif name.startswith("stream"):
+        fn = lambda: run_stream(records, w, b, assets)  # noqa: E731
+    else:
+        fn = lambda: run_plain(records, s1, s2, w, b)  # noqa: E731
+    c0, t0 = _cpu(), time.perf_counter()
+    n = fn()
+    dt, dc = time.perf_counter() - t0, _cpu() - c0
+    return {"triplets": n, "seconds": dt, "cpu_ms_per_triplet": 1000 * dc / n, "loadavg": os.getloadavg()[0]}
+
+
+def run_round_robin(names: list[str], repeats: int, common: list[str], bases: dict[str, str]) -> dict[str, dict]:
+    """``repeats`` rounds, each running every contestant once in turn, each pass in a fresh
+    process (no threads, caches or forked state carried from one contestant to the next; a
+    DataLoader forking a process that has run other thread pools can deadlock). Per contestant:
+    the best wall-clock rate, and the CPU milliseconds per triplet (the pass's process and its
+    worker processes) of its cheapest pass, which other load on the machine hardly changes."""
+    runs: dict[str, list] = {k: [] for k in names}
     for round_ in range(repeats):
-        for name, fn in contestants.items():
-            c0, t0 = _cpu(), time.perf_counter()
-            n = fn()
-            dt, dc = time.perf_counter() - t0, _cpu() - c0
-            runs[name].append((n, dt, 1000 * dc / n, os.getloadavg()[0]))
-            print(f"  round {round_ + 1}/{repeats} {name:<22} {n / dt:7.1f} triplets/s  {1000 * dc / n:6.1f} CPU ms/triplet",
-                  flush=True)
-    return {name: {"triplets": r[0][0], "seconds": [x[1] for x in r], "runs_per_s": [x[0] / x[1] for x in r],
-                   "triplets_per_s": max(x[0] / x[1] for x in r), "cpu_ms_per_triplet": min(x[2] for x in r),
-                   "loadavg": [x[3] for x in r]} for name, r in runs.items()}
+        for name in names:
+            cmd = [sys.executable, "-W", "ignore", __file__, "--one", name, *common]
+            if name in bases:
+                cmd += ["--base", bases[name]]
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+            if done.returncode != 0:
+                raise SystemExit(f"bench: {name} failed: {done.stderr.strip()[-2000:]}")
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            runs[name].append(r)
+            print(f"  round {round_ + 1}/{repeats} {name:<22} {r['triplets'] / r['seconds']:7.1f} triplets/s  "
+                  f"{r['cpu_ms_per_triplet']:6.1f} CPU ms/triplet", flush=True)
+    return {name: {"triplets": r[0]["triplets"], "seconds": [x["seconds"] for x in r],
+                   "runs_per_s": [x["triplets"] / x["seconds"] for x in r],
+                   "triplets_per_s": max(x["triplets"] / x["seconds"] for x in r),
+                   "cpu_ms_per_triplet": min(x["cpu_ms_per_triplet"] for x in r),
+                   "loadavg": [x["loadavg"] for x in r]} for name, r in runs.items()}
+
+
+def _bands(r0: TripletRecord, which: str) -> tuple[list[int], list[int], dict]:
+    if which == "all":
+        s1_names, s2_names = list(r0.bands["s1"]), list(r0.bands["s2"])
+    else:
+        s1_names = [b for b in r0.bands["s1"] if b != "valid"]
+        s2_names = ["B02", "B03", "B04", "B08"]
+    s1 = [r0.bands["s1"].index(b) + 1 for b in s1_names]
+    s2 = [r0.bands["s2"].index(b) + 1 for b in s2_names]
+    return s1, s2, {"s1": s1_names, "s2": s2_names, "label": True}
 
 
 def serve_in_subprocess(folder: Path, latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
@@ -215,31 +263,25 @@ def main(argv=None) -> int:
     ap.add_argument("--latency-ms", type=float, default=20.0,
                     help="also serve with this delay per answer (object-store latency); 0 skips those rows")
     ap.add_argument("--quick", action="store_true", help="a fast smoke run")
+    ap.add_argument("--one", choices=CONTESTANTS, help=argparse.SUPPRESS)  # internal: one pass, JSON on stdout
+    ap.add_argument("--base", help=argparse.SUPPRESS)  # internal: the http server for --one
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     n_max = args.triplets or (48 if args.quick else None)
     repeats = args.repeats or (1 if args.quick else 3)
 
+    if args.one:
+        print(json.dumps(one_pass(args)))
+        return 0
     catalog = ensure_catalog(args.catalog, args.tiles)
     records = load_index(catalog)[:n_max]
-    r0 = records[0]
-    if args.bands == "all":
-        s1_names, s2_names = list(r0.bands["s1"]), list(r0.bands["s2"])
-    else:
-        s1_names = [b for b in r0.bands["s1"] if b != "valid"]
-        s2_names = ["B02", "B03", "B04", "B08"]
-    s1 = [r0.bands["s1"].index(b) + 1 for b in s1_names]
-    s2 = [r0.bands["s2"].index(b) + 1 for b in s2_names]
-    assets = {"s1": s1_names, "s2": s2_names, "label": True}
+    s1, s2, assets = _bands(records[0], args.bands)
     w, b = args.workers, args.batch_size
-    torch.set_num_threads(1)
     load0 = os.getloadavg()[0]
-
-    pre = Preloaded(records)
-    mb_per_triplet = pre.nbytes / len(records) / 1e6
+    mb_per_triplet = sum(os.path.getsize(h) for h in {r.hrefs[k] for r in records for k in ("s1", "s2", "labels")}) \
+        / len(records) / 1e6
     print(f"{len(records)} triplets ({mb_per_triplet:.2f} MB compressed each, {len(s1)} S1 + {len(s2)} S2 bands + label), "
           f"{w} workers, batch {b}, {repeats} round(s), {os.cpu_count()} CPUs", flush=True)
-    run_decode(pre, records[: min(8, len(records))], s1, s2, w)  # warm-up
     servers = []
     try:
         for latency in (0.0, args.latency_ms):
@@ -247,22 +289,12 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         remote = load_index(servers[0][1] + "/catalog.json", cache=False, concurrency=16)
         index_http_s = time.perf_counter() - t0
-        wanted = {r.id for r in records}
-        remote = [x for x in remote if x.id in wanted]
-        slow = [x for x in load_index(servers[1][1] + "/catalog.json", cache=False) if x.id in wanted]
-        contestants = {
-            "decode_limit": lambda: run_decode(pre, records, s1, s2, w),
-            "stream_local": lambda: run_stream(records, w, b, assets),
-            "plain_local": lambda: run_plain(records, s1, s2, w, b),
-            "stream_http": lambda: run_stream(remote, w, b, assets),
-            "plain_http": lambda: run_plain(remote, s1, s2, w, b),
-        }
-        if args.latency_ms > 0:
-            contestants["stream_http_latency"] = lambda: run_stream(slow, w, b, assets)
-            contestants["plain_http_latency"] = lambda: run_plain(slow, s1, s2, w, b)
-        results = run_round_robin(contestants, repeats)
+        names = list(CONTESTANTS if args.latency_ms > 0 else CONTESTANTS[:5])
+        bases = {n: servers[1 if n.endswith("_latency") else 0][1] for n in names if "_http" in n}
+        common = ["--catalog", str(catalog), "--triplets", str(len(records)), "--workers", str(w),
+                  "--batch-size", str(b), "--bands", args.bands]
+        results = run_round_robin(names, repeats, common, bases)
     finally:
-        pre.close()
         for proc, _ in servers:
             proc.terminate()
             proc.wait(10)
@@ -300,7 +332,7 @@ def main(argv=None) -> int:
         print(f"{k:<34} {v:>10.2f}")
     for k, ok in goals.items():
         print(f"goal: {k:<58} {'met' if ok else 'NOT met'}")
-    print(f"index over http ({len(remote)} triplets, cold, 16 threads): {index_http_s:.2f} s")
+    print(f"index over http ({len(remote)} triplets in the catalog, cold, 16 threads): {index_http_s:.2f} s")
     print(f"load average (1 min) at the start: {load0:.2f}, at the end: {os.getloadavg()[0]:.2f} "
           f"on {os.cpu_count()} CPUs (other work on the machine lowers every wall-clock rate)")
 
@@ -309,15 +341,12 @@ def main(argv=None) -> int:
                     "torch": torch.__version__, "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__},
         "params": {"catalog": str(catalog), "triplets": len(records), "workers": w, "batch_size": b, "repeats": repeats,
                    "latency_ms": args.latency_ms,
-                   "bands": {"s1": s1_names, "s2": s2_names, "labels": ["class"]},
+                   "bands": {"s1": assets["s1"], "s2": assets["s2"], "labels": ["class"]},
                    "compressed_mb_per_triplet": mb_per_triplet, "quick": args.quick},
         "results": results, "ratios": ratios, "goals": goals, "index_http_cold_seconds": index_http_s,
         "loadavg_start": load0,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    from sen12ts_stac.fsio import write_json
-
     write_json(args.out, out)
     print(f"wrote {args.out}")
     return 0

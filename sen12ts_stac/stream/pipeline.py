@@ -295,6 +295,14 @@ class SampleReader:
         with self._lock:
             self._buffers.clear()
 
+    def close(self) -> None:
+        """Let the I/O pool's threads go (it is made again when needed): no idle threads stay
+        behind between epochs, e.g. when something forks the process."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
     # -- decoding -------------------------------------------------------------------------------
 
     def _decode(self, r: TripletRecord, key: str, window, late, hw, dst: np.ndarray | None, valid: np.ndarray | None,
@@ -680,14 +688,17 @@ class TripletLoader:
         it = iter(self._loader)
         self._pending_epoch = None
         non_blocking = self.pin_memory and self.device.type == "cuda"
-        for batch in it:
-            if isinstance(batch, Failed):
-                self.stats.record(batch)
-                raise batch.error
-            if self.device.type != "cpu":
-                batch = {k: v.to(self.device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
-                         for k, v in batch.items()}
-            yield batch
+        try:
+            for batch in it:
+                if isinstance(batch, Failed):
+                    self.stats.record(batch)
+                    raise batch.error
+                if self.device.type != "cpu":
+                    batch = {k: v.to(self.device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+                             for k, v in batch.items()}
+                yield batch
+        finally:
+            self.reader.close()
 
     def __len__(self) -> int:
         n = len(self.sampler)
