@@ -126,6 +126,17 @@ def test_sar2vi_tiny_outputs_resume_and_model_item(catalog, tmp_path, schemas_di
     gen.load_state_dict(state["generator"])  # the weights rebuild the model
 
 
+def test_sar2vi_streams_from_an_http_catalog(catalog, tmp_path, serve_dir, monkeypatch):
+    monkeypatch.setenv("SEN12TS_CACHE_DIR", str(tmp_path / "cache"))
+    url = serve_dir(catalog) + "/catalog.json"
+    out = tmp_path / "http"
+    assert run("sar2vi", "--config", str(CONFIGS / "sar2vi-tiny.yaml"), "--catalog", url, "--out", str(out),
+               "--max-steps", "1", "--eval-every", "0", "--loader-bench-batches", "0", "--quiet") == 0
+    item = json.loads((out / "model-item.json").read_text())
+    assert [ln["href"] for ln in item["links"] if ln["rel"] == "derived_from"] == [url]
+    assert json.loads((out / "metrics.json").read_text())["report"]["model"]["n"] > 0
+
+
 def test_crop_all_variants_compared(catalog, tmp_path, schemas_dir):
     out = tmp_path / "crop"
     assert run("crop_classification", "--config", str(CONFIGS / "crop-tiny.yaml"), "--catalog", str(catalog),

@@ -69,7 +69,7 @@ def sar2vi_panel(path: str | Path, vh_db: np.ndarray, true_vi: np.ndarray, pred_
                  title: str, vi_name: str = "EVI", pixel_m: float = 10.0) -> Path:
     """One sample as four panels: VH input (dB), true VI, predicted VI and the error (pred - true),
     each with the same scale bar; invalid pixels are blank."""
-    fig = Figure(figsize=(13.5, 3.6))
+    fig = Figure(figsize=(14.5, 3.6))
     axes = fig.subplots(1, 4)
     h, w = true_vi.shape
     mask = lambda a: np.where(valid, a, np.nan)  # noqa: E731
@@ -93,7 +93,7 @@ def class_panel(path: str | Path, rgb: np.ndarray | None, true_idx: np.ndarray, 
     cmap = ListedColormap(["#d9d9d9", *colors])
     panels = ([("Sentinel-2 true colour", rgb)] if rgb is not None else []) + [("true classes", true_idx),
                                                                              ("predicted classes", pred_idx)]
-    fig = Figure(figsize=(4.3 * len(panels) + 2.2, 4.2))
+    fig = Figure(figsize=(4.3 * len(panels) + 1.8, 4.2))
     axes = fig.subplots(1, len(panels))
     h, w = true_idx.shape
     for ax, (t, data) in zip(np.atleast_1d(axes), panels):
@@ -108,9 +108,9 @@ def class_panel(path: str | Path, rgb: np.ndarray | None, true_idx: np.ndarray, 
     from matplotlib.patches import Patch
 
     handles = [Patch(color=c, label=nm) for c, nm in zip(colors, names)] + [Patch(color="#d9d9d9", label="other / unlabelled")]
-    fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
+    fig.subplots_adjust(right=0.87, wspace=0.08)
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.875, 0.5), fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
-    fig.subplots_adjust(right=0.82)
     return _save(fig, path)
 
 
