@@ -10,6 +10,7 @@ import concurrent.futures as cf
 import multiprocessing
 import os
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -274,11 +275,17 @@ def _check_items(w: _Walk, report: Report, opts: Options, io_pool: cf.Executor |
         return
     # Processes: check the first chunk here so the compiled schemas are inherited by fork.
     take(_check_files(chunks[0], opts))
+    done = 1
     methods = multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if "fork" in methods else None)
-    with cf.ProcessPoolExecutor(n, mp_context=ctx) as pool:
-        for res in pool.map(_check_files, chunks[1:], [opts] * (len(chunks) - 1)):
-            take(res)
+    try:
+        with cf.ProcessPoolExecutor(n, mp_context=ctx) as pool:
+            for res in pool.map(_check_files, chunks[1:], [opts] * (len(chunks) - 1)):
+                take(res)
+                done += 1
+    except (BrokenProcessPool, OSError):  # a worker died (memory?): go on here
+        for c in chunks[done:]:
+            take(_check_files(c, opts))
 
 
 def _links(w: _Walk, report: Report, io_workers: int) -> list[Finding]:
