@@ -54,7 +54,8 @@ def test_config_layers_defaults_yaml_flags(tmp_path):
     y = tmp_path / "c.yaml"
     y.write_text("epochs: 5\nlr: 0.01\ncrop: null\nbands: [x, y, z]\ncatalog: /data\n")
     cfg, extra = cfgmod.parse(Toy, ["--config", str(y), "--epochs", "7", "--amp", "false"], "toy", "")
-    assert (cfg.catalog, cfg.epochs, cfg.lr, cfg.amp, cfg.crop, cfg.bands) == ("/data", 7, 0.01, False, None, ["x", "y", "z"])
+    got = (cfg.catalog, cfg.epochs, cfg.lr, cfg.amp, cfg.crop, cfg.bands)
+    assert got == ("/data", 7, 0.01, False, None, ["x", "y", "z"])
     assert extra == {"config_path": str(y), "resume": None}
     cfg, extra = cfgmod.parse(Toy, ["--catalog", "c", "--bands", "p,q", "--resume"], "toy", "")
     assert cfg.bands == ["p", "q"] and cfg.epochs == 3 and extra["resume"] == "auto"

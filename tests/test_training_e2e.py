@@ -199,7 +199,8 @@ def test_user_errors_are_one_line(tmp_path, catalog, capsys):
     cases = [
         (["--catalog", str(catalog), "--out", str(tmp_path / "o2"), "--resume"], "no checkpoint to resume from"),
         (["--catalog", str(catalog), "--crop", "100"], "--crop 100 must be a multiple"),
-        (["--catalog", str(catalog), "--out", str(tmp_path / "o3"), "--eval-split", "holdout"], "--eval-split must be one of"),
+        (["--catalog", str(catalog), "--out", str(tmp_path / "o3"), "--eval-split", "holdout"],
+         "--eval-split must be one of"),
     ]
     for argv, needle in cases:
         capsys.readouterr()

@@ -357,18 +357,19 @@ def _report(cfg: Config, inputs: str, run: Run, out: Path, model, prep: Prepare,
     names = [f"{c} {class_name(table, c)}" for c in classes]
     colors = [table[c].color if table is not None and c in table else f"C{i % 10}" for i, c in enumerate(classes)]
     drawn: set[str] = set()
-    rgb_idx = [cfg.s2_bands.index(b) for b in ("B04", "B03", "B02")] if set(("B04", "B03", "B02")) <= set(cfg.s2_bands) else None
+    rgb = ("B04", "B03", "B02")
+    rgb_idx = [cfg.s2_bands.index(b) for b in rgb] if set(rgb) <= set(cfg.s2_bands) else None
 
     def panel(batch, y, pred):
         for i, tile in enumerate(batch["tile"]):
             if len(drawn) >= cfg.panels or tile in drawn:
                 continue
             drawn.add(tile)
-            rgb = None
-            if "s2" in batch and rgb_idx is not None:
+            picture = None
+            if "s2" in batch and rgb_idx is not None:  # true colour at the middle date
                 steps = int(batch["valid_steps"][i].sum())
-                rgb = batch["s2"][i, steps // 2, rgb_idx].permute(1, 2, 0).cpu().numpy() / 0.3
-            figures.class_panel(figs / f"classes_{len(drawn):02d}_{tile}.png", rgb, y[i].cpu().numpy(),
+                picture = batch["s2"][i, steps // 2, rgb_idx].permute(1, 2, 0).cpu().numpy() / 0.3
+            figures.class_panel(figs / f"classes_{len(drawn):02d}_{tile}.png", picture, y[i].cpu().numpy(),
                                 pred[i].cpu().numpy(), colors, names,
                                 f"{VARIANTS[inputs]}: tile {tile} ({plan.report_split})", RESOLUTION_M)
 
@@ -463,10 +464,10 @@ def _compare(cfg: Config, run: Run, results: dict, classes) -> None:
     rows = []
     for name, m in results.items():
         r = m["report"]
+        f1 = {f"f1 {p['code']} {p['name']}": p["f1"] for p in m["per_class"]}
         rows.append({"inputs": name, "overall_accuracy": r["overall_accuracy"], "macro_f1": r["macro_f1"],
-                     "kappa": r["kappa"], "miou": r["miou"], **{f"f1 {c['code']} {c['name']}": f
-                                                                 for c, f in zip(m["classes"], [p["f1"] for p in m["per_class"]])},
-                     "parameters": m["training"]["parameters"], "train_seconds": m["training"]["seconds"],
+                     "kappa": r["kappa"], "miou": r["miou"], **f1, "parameters": m["training"]["parameters"],
+                     "train_seconds": m["training"]["seconds"],
                      "train_samples_per_s": m["throughput"]["training"]["samples_per_s"]})
     write_csv(run.out / "comparison.csv", rows)
     head = ["inputs", "OA", "macro F1", "kappa", "mIoU", "parameters", "train s"]

@@ -368,7 +368,8 @@ def _report(cfg: Config, plan, prep: Prepare, fit: PixelLinearFit, gen, table, d
     by_name: dict[str, list] = {}
     for r in ts:
         if r["class"] >= 0:
-            by_name.setdefault(f"{r['class']} {r['name']}", []).append((r["date"], r["mean_true"], r["mean_pred"], r["pixels"]))
+            point = (r["date"], r["mean_true"], r["mean_pred"], r["pixels"])
+            by_name.setdefault(f"{r['class']} {r['name']}", []).append(point)
     vi = cfg.target.upper()
     if by_name:
         figures.vi_timeseries(figs / "vi_timeseries.png", by_name, vi,

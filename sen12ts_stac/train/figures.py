@@ -73,7 +73,8 @@ def sar2vi_panel(path: str | Path, vh_db: np.ndarray, true_vi: np.ndarray, pred_
     axes = fig.subplots(1, 4)
     h, w = true_vi.shape
     mask = lambda a: np.where(valid, a, np.nan)  # noqa: E731
-    lo, hi = np.nanpercentile(np.where(np.isfinite(vh_db), vh_db, np.nan), [2, 98]) if np.isfinite(vh_db).any() else (-30, -10)
+    finite = np.isfinite(vh_db)
+    lo, hi = np.percentile(vh_db[finite], [2, 98]) if finite.any() else (-30.0, -10.0)
     _image(axes[0], fig, vh_db, "Sentinel-1 VH (newest date)", "gray", lo, hi, "dB")
     _image(axes[1], fig, mask(true_vi), f"true {vi_name}", "YlGn", *VI_RANGE, vi_name)
     _image(axes[2], fig, mask(pred_vi), f"predicted {vi_name}", "YlGn", *VI_RANGE, vi_name)
@@ -107,7 +108,8 @@ def class_panel(path: str | Path, rgb: np.ndarray | None, true_idx: np.ndarray, 
         add_scale_bar(ax, w, h, pixel_m)
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=c, label=nm) for c, nm in zip(colors, names)] + [Patch(color="#d9d9d9", label="other / unlabelled")]
+    handles = [Patch(color=c, label=nm) for c, nm in zip(colors, names)]
+    handles.append(Patch(color="#d9d9d9", label="other / unlabelled"))
     fig.subplots_adjust(right=0.87, wspace=0.08)
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.875, 0.5), fontsize=7, frameon=False)
     fig.suptitle(title, fontsize=10)
