@@ -219,13 +219,16 @@ def _bands(r0: TripletRecord, which: str) -> tuple[list[int], list[int], dict]:
 
 def serve_in_subprocess(folder: Path, latency_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
     """The catalog folder over http on 127.0.0.1 from another process (``RangeHandler``), each
-    answer delayed by ``latency_ms`` (the first-byte latency of an object store) if given."""
+    answer delayed by ``latency_ms`` (the first-byte latency of an object store) if given.
+    The listen backlog is raised from socketserver's 5 to 1024: with 5, more than five
+    connections opened at once overflow it and the extra ones wait a 1 s TCP retransmit."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     code = f"""
-import sys, time
+import http.server, sys, time
 from sen12ts_stac.httpserve import RangeHandler, start_server
+http.server.ThreadingHTTPServer.request_queue_size = 1024  # a listen backlog like a real server's (default 5)
 class Slow(RangeHandler):
     def send_response(self, *a, **k):
         time.sleep({latency_ms / 1000.0})
