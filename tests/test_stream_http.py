@@ -22,6 +22,7 @@ def local_records(small_catalog):
     return load_index(small_catalog)
 
 
+@pytest.mark.slow
 def test_http_batches_equal_local_batches(small_catalog, local_records, serve_dir):
     url = serve_dir(small_catalog) + "/catalog.json"
     kw = dict(batch_size=4, shuffle=True, seed=5, num_workers=4, split=local_records[0].split,
@@ -59,6 +60,16 @@ def test_flaky_and_slow_server_retries_until_every_triplet_is_read(small_catalog
     assert sorted(ids) == [r.id for r in records]
     assert loader.stats.skipped == 0 and loader.stats.retries > 0
     assert sum(1 for _, p, s, _ in handler.log if s in (429, 503) and p.endswith(".tif")) >= 3 * 8
+
+
+def test_a_timed_out_request_is_retried(small_catalog, serve_dir):
+    handler = flaky_handler(stall_first=2.5)  # the first request per file hangs past the 1 s timeout
+    base = serve_dir(small_catalog, handler=handler)
+    records = load_index(base + "/catalog.json")[:1]
+    loader = triplet_loader(records, batch_size=1, num_workers=1, assets={"s2": ["B03"]},
+                            read_options={**FAST_RETRY, "timeout": 1, "gdal_retries": 0})
+    assert [i for b in loader for i in b["id"]] == [records[0].id]
+    assert loader.stats.retries >= 1 and loader.stats.skipped == 0
 
 
 def test_a_dead_asset_is_skipped_and_counted_or_raises_naming_its_url(small_catalog, serve_dir):

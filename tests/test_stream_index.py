@@ -140,7 +140,7 @@ def test_stac_api_and_mlhub_client_against_rustac(small_catalog, local_records, 
         assert load_index(api, aoi="iowa") == []
 
 
-def test_stac_geoparquet_from_stac_geoparquet_and_rustac(small_catalog, local_records, tmp_path):
+def test_stac_geoparquet_from_stac_geoparquet_and_rustac(small_catalog, local_records, tmp_path, serve_dir):
     from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
     import rustac
 
@@ -174,6 +174,10 @@ def test_stac_geoparquet_from_stac_geoparquet_and_rustac(small_catalog, local_re
     assert [r.id for r in exported] == [r.id for r in local_records]
     assert exported[0].stats == local_records[0].stats
     assert exported[0].hrefs["s1"] == str(tree / os.path.relpath(local_records[0].hrefs["s1"], small_catalog))
+    base = serve_dir(tree)  # the same file over http: hrefs become URLs, statistics still found
+    remote = load_index(base + "/california/triplets/items.parquet")
+    assert [r.id for r in remote] == [r.id for r in local_records] and remote[0].stats == local_records[0].stats
+    assert remote[0].hrefs["s1"] == base + "/" + os.path.relpath(local_records[0].hrefs["s1"], small_catalog)
     with pytest.raises(UserError, match="not a readable stac-geoparquet"):
         (tmp_path / "bad.parquet").write_text("nope")
         load_index(tmp_path / "bad.parquet")

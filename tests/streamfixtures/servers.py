@@ -19,10 +19,12 @@ from sen12ts_stac.httpserve import RangeHandler
 
 
 def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slow_every: int = 0,
-                  always_fail: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".tif",)) -> type[RangeHandler]:
+                  always_fail: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".tif",),
+                  stall_first: float = 0.0) -> type[RangeHandler]:
     """A RangeHandler subclass that, per path ending in one of ``suffixes``, answers the first
     ``fail_first`` requests with ``codes`` (in turn, with ``Retry-After: 0``), sleeps ``delay``
-    seconds before every ``slow_every``-th answer, and always answers 503 to paths containing
+    seconds before every ``slow_every``-th answer, stalls ``stall_first`` seconds before the
+    first answer per path (a client timeout), and always answers 503 to paths containing
     one of ``always_fail``. ``.log`` lists (method, path, status, range); ``.max_inflight`` is
     the most requests ever served at the same time."""
 
@@ -48,6 +50,8 @@ def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slo
                 total = sum(self.counts.values())
             if slow_every and total % slow_every == 0:
                 time.sleep(delay)
+            if stall_first and n == 1 and path.endswith(suffixes):
+                time.sleep(stall_first)
             status = None
             if any(s in path for s in always_fail):
                 status = 503
