@@ -67,21 +67,19 @@ def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slo
             self.end_headers()
             return True
 
-        def do_GET(self):
+        def _handle(self, method: str, serve) -> None:
             self._enter(1)
             try:
-                if not self._maybe_fail("GET"):
-                    super().do_GET()
+                if not self._maybe_fail(method):
+                    serve()
             finally:
                 self._enter(-1)
 
+        def do_GET(self):
+            self._handle("GET", super().do_GET)
+
         def do_HEAD(self):
-            self._enter(1)
-            try:
-                if not self._maybe_fail("HEAD"):
-                    super().do_HEAD()
-            finally:
-                self._enter(-1)
+            self._handle("HEAD", super().do_HEAD)
 
         def send_header(self, keyword, value):
             if keyword == "Content-Length" and self.command == "GET":
