@@ -77,10 +77,16 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self._remaining = None
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    # The standard library's listen backlog of 5 makes a sixth concurrent client (GDAL, a thread
+    # pool walking a catalog) wait a full TCP retransmit (1 s); catalogs are read concurrently.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 def start_server(directory: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
                  handler: type[RangeHandler] = RangeHandler) -> http.server.ThreadingHTTPServer:
     """Start serving ``directory`` in a daemon thread; ``server.server_address`` has the port."""
-    httpd = http.server.ThreadingHTTPServer((host, port), functools.partial(handler, directory=str(Path(directory))))
-    httpd.daemon_threads = True
+    httpd = _Server((host, port), functools.partial(handler, directory=str(Path(directory))))
     threading.Thread(target=httpd.serve_forever, daemon=True, name=f"serve {directory}").start()
     return httpd
