@@ -26,7 +26,10 @@ def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slo
     seconds before every ``slow_every``-th answer, stalls ``stall_first`` seconds before the
     first answer per path (a client timeout), and always answers 503 to paths containing
     one of ``always_fail``. ``.log`` lists (method, path, status, range); ``.max_inflight`` is
-    the most requests ever served at the same time."""
+    the most requests ever inside their ``delay`` at the same time. (Counted around the sleep
+    only: a request counted until its handler returns would still be "in flight" for a moment
+    after the client got its answer and sent the next one, so a strictly sequential client
+    could read as 2.)"""
 
     class Flaky(RangeHandler):
         counts: collections.Counter = collections.Counter()
@@ -49,7 +52,11 @@ def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slo
                 n = self.counts[path]
                 total = sum(self.counts.values())
             if slow_every and total % slow_every == 0:
-                time.sleep(delay)
+                self._enter(1)
+                try:
+                    time.sleep(delay)
+                finally:
+                    self._enter(-1)
             if stall_first and n == 1 and path.endswith(suffixes):
                 time.sleep(stall_first)
             status = None
@@ -68,12 +75,8 @@ def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slo
             return True
 
         def _handle(self, method: str, serve) -> None:
-            self._enter(1)
-            try:
-                if not self._maybe_fail(method):
-                    serve()
-            finally:
-                self._enter(-1)
+            if not self._maybe_fail(method):
+                serve()
 
         def do_GET(self):
             self._handle("GET", super().do_GET)
