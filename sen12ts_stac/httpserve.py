@@ -65,16 +65,12 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         return f
 
     def copyfile(self, source, outputfile) -> None:
+        """Send the file (or the asked-for range) with ``socket.sendfile``: the kernel copies
+        from the page cache to the socket (``os.sendfile``; the standard library falls back to
+        ``send`` where it cannot), so Python never touches the bytes of the COGs it serves."""
         remaining = getattr(self, "_remaining", None)
-        if remaining is None:
-            return super().copyfile(source, outputfile)
-        while remaining > 0:
-            chunk = source.read(min(1 << 16, remaining))
-            if not chunk:
-                break
-            outputfile.write(chunk)
-            remaining -= len(chunk)
         self._remaining = None
+        self.connection.sendfile(source, source.tell(), remaining)
 
 
 class _Server(http.server.ThreadingHTTPServer):

@@ -43,6 +43,23 @@ def test_static_server_loopback_range_cors_and_mount(catalog, tmp_path):
         assert requests.get(s.browser_url + "../catalog.json", timeout=5).json()["id"] == "sen12ts"
 
 
+def test_ranges_and_whole_files_are_served_byte_exact(catalog):
+    cog = next(catalog.glob("california/s2/*/*/s2.tif"))
+    data = cog.read_bytes()
+    with start(catalog, port=0) as s:
+        href = s.url.rsplit("/", 1)[0] + "/" + cog.relative_to(catalog).as_posix()
+        for rng, want in ((f"bytes=1000-{len(data) // 2}", data[1000:len(data) // 2 + 1]),
+                          ("bytes=-777", data[-777:]), (f"bytes={len(data) - 5}-", data[-5:])):
+            r = requests.get(href, headers={"Range": rng}, timeout=5)
+            assert r.status_code == 206 and r.content == want, rng
+            assert r.headers["Content-Range"].endswith(f"/{len(data)}")
+        assert requests.get(href, timeout=5).content == data
+        r = requests.get(href, headers={"Range": f"bytes={len(data)}-"}, timeout=5)
+        assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{len(data)}"
+        listing = requests.get(s.url.rsplit("/", 1)[0] + "/california/", timeout=5)
+        assert listing.ok and "triplets/" in listing.text  # a directory listing (not a file) still works
+
+
 def test_stac_api_search_matches_the_catalog(catalog):
     pystac_client = pytest.importorskip("pystac_client")
     triplets = [c for c in find_collections(catalog) if c.parent.name == "triplets"][0]
