@@ -70,7 +70,12 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         ``send`` where it cannot), so Python never touches the bytes of the COGs it serves."""
         remaining = getattr(self, "_remaining", None)
         self._remaining = None
-        self.connection.sendfile(source, source.tell(), remaining)
+        try:
+            self.connection.sendfile(source, source.tell(), remaining)
+        except (BrokenPipeError, ConnectionResetError):
+            # the client hung up mid-answer: normal for range readers (GDAL aborts a GET once it
+            # has the bytes it wanted), not a server error worth a traceback
+            self.close_connection = True
 
 
 class _Server(http.server.ThreadingHTTPServer):

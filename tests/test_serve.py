@@ -4,14 +4,17 @@ over the catalog that pystac-client can search."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
+import threading
 
 import pytest
 import requests
 
 from sen12ts_stac.cli import main
 from sen12ts_stac.export import find_collections, iter_items
+from sen12ts_stac.httpserve import RangeHandler, start_server
 from sen12ts_stac.serve import start
 
 
@@ -58,6 +61,29 @@ def test_ranges_and_whole_files_are_served_byte_exact(catalog):
         assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{len(data)}"
         listing = requests.get(s.url.rsplit("/", 1)[0] + "/california/", timeout=5)
         assert listing.ok and "triplets/" in listing.text  # a directory listing (not a file) still works
+
+
+def test_a_client_hanging_up_mid_file_is_not_a_server_error(tmp_path, capsys):
+    (tmp_path / "big.bin").write_bytes(os.urandom(1 << 20) * 48)  # more than the socket buffers hold
+    done = threading.Event()
+
+    class Handler(RangeHandler):
+        def finish(self):
+            try:
+                super().finish()
+            finally:
+                done.set()
+
+    httpd = start_server(tmp_path, handler=Handler)
+    try:
+        with socket.create_connection(httpd.server_address[:2]) as c:
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.sendall(b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert c.recv(100).startswith(b"HTTP/1.0 200")
+        assert done.wait(20)
+    finally:
+        httpd.shutdown()
+    assert "Traceback" not in capsys.readouterr().err
 
 
 def test_stac_api_search_matches_the_catalog(catalog):
