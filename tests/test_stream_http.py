@@ -3,6 +3,7 @@ wire, and a server that fails, rate-limits and stalls: retries, and the skip pol
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import os
 
@@ -47,6 +48,25 @@ def test_only_requested_bands_cross_the_wire(small_catalog, local_records, serve
     on_disk = sum(os.path.getsize(by_id[r.id].hrefs["s1"]) for r in records)
     assert served < 0.25 * on_disk, (served, on_disk)  # 1 of 19 bands (+ headers), not the files
     assert all(rng for m, p, status, rng in handler.log if m == "GET" and p.endswith(".tif"))  # range requests only
+
+
+def test_a_mostly_read_file_arrives_in_one_request(small_catalog, serve_dir):
+    # all 19 S1 bands: the opening request carries the whole file; off, GDAL asks band run by run
+    gets = {}
+    for whole in (16 << 20, 0):
+        handler = flaky_handler()
+        base = serve_dir(small_catalog, handler=handler)
+        records = load_index(base + "/catalog.json")[:3]
+        loader = triplet_loader(records, assets={"s1": True}, batch_size=3, num_workers=1,
+                                read_options={"whole_file_bytes": whole})
+        batches = list(loader)
+        per_file = collections.Counter(p for m, p, _, _ in handler.log if m == "GET" and p.endswith("/s1.tif"))
+        assert len(per_file) == 3
+        gets[whole] = max(per_file.values())
+        if whole:
+            first = batches
+    assert gets[16 << 20] == 1 and gets[0] > 1, gets
+    assert torch.equal(first[0]["s1"], batches[0]["s1"])
 
 
 def test_flaky_and_slow_server_retries_until_every_triplet_is_read(small_catalog, local_records, serve_dir):
