@@ -33,7 +33,7 @@ import orjson
 from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.fsio import atomic_path, sha256_multihash, write_json
+from sen12ts_stac.fsio import atomic_path, read_json, sha256_multihash, walk_tree, write_json
 
 PARQUET_KEY = "geoparquet-items"
 NDJSON_KEY = "ndjson-items"
@@ -60,65 +60,23 @@ class CollectionExport:
         return f"{self.id}: {self.items} items -> {names} [{self.seconds:.1f} s]"
 
 
-def read_json(path: Path) -> dict:
-    try:
-        return orjson.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, orjson.JSONDecodeError) as e:
-        raise UserError(f"{path}: not readable JSON ({e})") from None
-
-
-def _local_links(obj: dict, rels: tuple[str, ...]) -> Iterator[str]:
-    for link in obj.get("links", []):
-        href = link.get("href", "")
-        if link.get("rel") in rels and href and "://" not in href:
-            yield href
-
-
 def find_collections(root: str | Path) -> list[Path]:
     """Every collection.json reachable from a catalog folder or file through local child links."""
     root = Path(root)
     entry = root / "catalog.json" if root.is_dir() else root
     if not entry.exists():
         raise UserError(f"{root}: no catalog.json here (give a catalog folder, or a catalog or collection JSON file)")
-    out, seen, stack = [], set(), [entry.resolve()]
-    while stack:
-        p = stack.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        obj = read_json(p)
-        if obj.get("type") == "Collection":
-            out.append(p)
-            continue
-        stack += [(p.parent / h).resolve() for h in reversed(list(_local_links(obj, ("child",))))]
-    return out
+    return [p for p, obj in walk_tree(entry, ("child",), descend=lambda o: o.get("type") != "Collection")
+            if obj.get("type") == "Collection"]
 
 
 def iter_items(collection_json: str | Path) -> Iterator[tuple[str, dict]]:
     """``(folder of the item relative to the collection folder, item)`` for every item below a
     collection, in link order (child catalogs depth first)."""
-    top = Path(collection_json).resolve()
-    base = top.parent
-    seen: set[Path] = set()
-
-    def visit(p: Path) -> Iterator[tuple[str, dict]]:
-        if p in seen:
-            return
-        seen.add(p)
-        obj = read_json(p)
-        for href in _local_links(obj, ("item",)):
-            ip = (p.parent / href).resolve()
-            if ip in seen:
-                continue
-            seen.add(ip)
-            item = read_json(ip)
-            yield posixpath.relpath(ip.parent.as_posix(), base.as_posix()), item
-        for href in _local_links(obj, ("child",)):
-            yield from visit((p.parent / href).resolve())
-
-    yield from visit(top)
+    base = Path(collection_json).resolve().parent.as_posix()
+    for p, obj in walk_tree(collection_json, ("child", "item")):
+        if obj.get("type") == "Feature":
+            yield posixpath.relpath(p.parent.as_posix(), base), obj
 
 
 def _relative_to(target: str, start: str) -> str:

@@ -1,5 +1,6 @@
 """Crash-safe file writing: everything goes to a temporary name in the same folder, then is
-renamed into place, so a reader (or a resumed run) never sees a half-written file."""
+renamed into place, so a reader (or a resumed run) never sees a half-written file. And the one
+way to read a local JSON file or walk a local STAC tree, with one-line errors."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import hashlib
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import orjson
 
@@ -63,3 +64,41 @@ def check_writable(folder: str | os.PathLike) -> Path:
     except OSError as e:
         raise UserError(f"{p}: output folder is not writable ({e.strerror or e})") from None
     return p
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON file (orjson), or a one-line UserError naming the file and the problem."""
+    from sen12ts_stac.errors import UserError
+
+    try:
+        return orjson.loads(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, orjson.JSONDecodeError) as e:
+        raise UserError(f"{path}: not readable JSON ({e})") from None
+
+
+def local_links(obj: dict, rels: tuple[str, ...]) -> Iterator[str]:
+    """The hrefs of ``obj``'s links with one of ``rels`` that point at local files."""
+    for link in obj.get("links", []):
+        href = link.get("href", "")
+        if link.get("rel") in rels and href and "://" not in href:
+            yield href
+
+
+def walk_tree(entry: str | os.PathLike, rels: tuple[str, ...] = ("child", "item"),
+              descend: Callable[[dict], bool] | None = None) -> Iterator[tuple[Path, dict]]:
+    """``(path, object)`` for ``entry`` and every local STAC JSON file reached from it through
+    links with one of ``rels``, depth first in link order; each file is read once and loops are
+    not followed. ``descend(obj)`` False: yield ``obj`` but do not follow its links."""
+    seen: set[Path] = set()
+    stack = [Path(entry).resolve()]
+    while stack:
+        p = stack.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        obj = read_json(p)
+        yield p, obj
+        if descend is None or descend(obj):
+            stack += [(p.parent / h).resolve() for h in reversed(list(local_links(obj, rels)))]

@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 from sen12ts_stac.errors import UserError
-
-
-def _load(path: Path) -> dict:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{path}: not readable JSON ({e})") from None
-
-
-def walk(entry: Path):
-    """Yield (path, object) for every catalog, collection and item below ``entry`` (depth first),
-    following child and item links; each file is read once, loops are not followed."""
-    seen: set[Path] = set()
-    stack = [entry.resolve()]
-    while stack:
-        p = stack.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        obj = _load(p)
-        yield p, obj
-        for link in reversed(obj.get("links", [])):
-            if link.get("rel") in ("child", "item") and "://" not in link.get("href", ""):
-                stack.append((p.parent / link["href"]).resolve())
+from sen12ts_stac.fsio import read_json, walk_tree
 
 
 def summarise(path: Path) -> list[str]:
@@ -48,7 +21,7 @@ def summarise(path: Path) -> list[str]:
     dates: list[str] = []
     nbytes = 0
     assets_seen: set[str] = set()
-    for p, obj in walk(entry):
+    for p, obj in walk_tree(entry):
         t = obj.get("type")
         if t == "Collection":
             collections.append((obj["id"], obj.get("title", "")))
@@ -68,7 +41,7 @@ def summarise(path: Path) -> list[str]:
                 if target not in assets_seen:
                     assets_seen.add(target)
                     nbytes += a.get("file:size", 0)
-    root = _load(entry)
+    root = read_json(entry)
     out = [f"{root.get('id')}: {root.get('title', root.get('description', ''))}", f"  {entry}"]
     out.append(f"collections: {len(collections)}")
     for cid, title in collections:

@@ -29,7 +29,8 @@ import orjson
 import requests
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.export import NDJSON_NAME, find_collections, iter_items, read_json, rebase_item
+from sen12ts_stac.export import NDJSON_NAME, find_collections, iter_items, rebase_item
+from sen12ts_stac.fsio import read_json
 from sen12ts_stac.httpserve import RangeHandler, start_server
 
 BROWSER_PREFIX = "/browser/"
