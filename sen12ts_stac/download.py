@@ -41,7 +41,7 @@ from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progres
 from urllib3.util import Retry
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.fsio import write_json
+from sen12ts_stac.fsio import catalog_entry, write_json
 
 DEFAULT_MAX_SIZE = 2 * 1024**3  # per file; the largest SEN12TS COG is ~4 MB
 MAX_JSON = 64 * 1024**2
@@ -182,10 +182,7 @@ class Location:
             self.entry = entry
             self.base = entry.rsplit("/", 1)[0] + "/"
         else:
-            p = Path(src)
-            entry = p / "catalog.json" if p.is_dir() else p
-            if not entry.is_file():
-                raise UserError(f"{src}: no catalog.json here (give a catalog folder, a catalog/collection JSON file or an http(s) URL)")
+            entry = catalog_entry(src, also=" or an http(s) URL")
             self.entry = str(entry.resolve())
             self.base = str(Path(os.path.realpath(entry)).parent)
 

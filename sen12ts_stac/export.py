@@ -33,7 +33,7 @@ import orjson
 from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.fsio import atomic_path, read_json, sha256_multihash, walk_tree, write_json
+from sen12ts_stac.fsio import atomic_path, catalog_entry, read_json, sha256_multihash, walk_tree, write_json
 
 PARQUET_KEY = "geoparquet-items"
 NDJSON_KEY = "ndjson-items"
@@ -62,11 +62,7 @@ class CollectionExport:
 
 def find_collections(root: str | Path) -> list[Path]:
     """Every collection.json reachable from a catalog folder or file through local child links."""
-    root = Path(root)
-    entry = root / "catalog.json" if root.is_dir() else root
-    if not entry.exists():
-        raise UserError(f"{root}: no catalog.json here (give a catalog folder, or a catalog or collection JSON file)")
-    return [p for p, obj in walk_tree(entry, ("child",), descend=lambda o: o.get("type") != "Collection")
+    return [p for p, obj in walk_tree(catalog_entry(root), ("child",), descend=lambda o: o.get("type") != "Collection")
             if obj.get("type") == "Collection"]
 
 

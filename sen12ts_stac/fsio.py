@@ -78,6 +78,19 @@ def read_json(path: str | os.PathLike) -> dict:
         raise UserError(f"{path}: not readable JSON ({e})") from None
 
 
+def catalog_entry(path: str | os.PathLike, also: str = "") -> Path:
+    """The JSON file a local catalog argument means: ``path/catalog.json`` for a folder, else
+    ``path`` itself; a one-line UserError if there is no such file (``also`` names other
+    accepted forms in it, e.g. ``" or an http(s) URL"``)."""
+    from sen12ts_stac.errors import UserError
+
+    p = Path(path)
+    entry = p / "catalog.json" if p.is_dir() else p
+    if not entry.is_file():
+        raise UserError(f"{path}: no catalog.json here (give a catalog folder or a catalog/collection JSON file{also})")
+    return entry
+
+
 def local_links(obj: dict, rels: tuple[str, ...]) -> Iterator[str]:
     """The hrefs of ``obj``'s links with one of ``rels`` that point at local files."""
     for link in obj.get("links", []):

@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from sen12ts_stac.errors import UserError
-from sen12ts_stac.fsio import read_json, walk_tree
+from sen12ts_stac.fsio import catalog_entry, read_json, walk_tree
 
 
 def summarise(path: Path) -> list[str]:
-    entry = path / "catalog.json" if path.is_dir() else path
-    if not entry.exists():
-        raise UserError(f"{path}: no catalog.json here (give a catalog folder or a catalog/collection JSON file)")
+    entry = catalog_entry(path)
     items: Counter = Counter()
     splits: Counter = Counter()
     seasons: Counter = Counter()
