@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -19,13 +20,29 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``, else delete it."""
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")  # the form _TEMP_NAME matches
     try:
         yield tmp
         os.replace(tmp, final)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> int:
+    """Delete the temporaries :func:`atomic_path` leaves behind when its process is killed
+    mid-write (its cleanup never runs); a resumed run calls this before it starts. Returns how
+    many were removed."""
+    n = 0
+    for dirpath, _, files in os.walk(folder):
+        for name in files:
+            if _TEMP_NAME.match(name):
+                Path(dirpath, name).unlink(missing_ok=True)
+                n += 1
+    return n
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -211,11 +211,18 @@ def test_cli_end_to_end_with_info(tmp_path):
     assert "triplets:" in r.stdout and "MB per triplet" in r.stdout and "seconds:" in r.stdout
     info = _run_main(["info", str(tmp_path)])
     assert info.returncode == 0 and "sen12ts_uganda_triplets" in info.stdout
-    # A second identical run resumes: nothing to do, same catalog.
+    # A second identical run resumes: nothing to do, same catalog; a killed run's temporary is
+    # swept (named as fsio.atomic_path names them), anything else left alone.
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.tif")}
+    s1 = next(tmp_path.rglob("s1.tif"))
+    stale, mine = s1.with_name(".s1.tif.0a1b2c3d.tmp"), s1.with_name("notes.tmp")
+    stale.write_bytes(b"half a COG")
+    mine.write_text("keep me")
     again = _run_main(["create", "--aoi", "uganda", "--max-tiles", "2", "--seasons", "spring,summer", "--out", str(tmp_path), "--quiet"])
     assert again.returncode == 0 and "2 resumed" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.tif")} == before
+    assert not stale.exists() and mine.read_text() == "keep me"
+    mine.unlink()
     # Different settings on the same folder are refused, with a hint.
     other = _run_main(["create", "--aoi", "uganda", "--max-tiles", "2", "--seed", "5", "--out", str(tmp_path), "--quiet"])
     assert other.returncode == 2 and "different" in other.stderr and "--overwrite" in other.stderr

@@ -28,7 +28,7 @@ from sen12ts_stac.collect.cog import write_cog
 from sen12ts_stac.collect.items import FileInfo, ItemBuilder, TripletMeta
 from sen12ts_stac.collect.layout import Layout, item_id
 from sen12ts_stac.errors import SourceError, UserError
-from sen12ts_stac.fsio import check_writable, write_bytes, write_json
+from sen12ts_stac.fsio import check_writable, remove_stale_temps, write_bytes, write_json
 from sen12ts_stac.sources.base import Source, make_source
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import get_aoi, restrict
@@ -208,6 +208,7 @@ def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = Tr
     layout = Layout(config.out, config.aoi)
     _source(config)  # fail fast (e.g. no network) before any state is written or work is scheduled
     _check_run_state(config, layout, overwrite)
+    remove_stale_temps(layout.aoi_dir)  # a killed run's half-written files; their tiles are redone below
     todo = [t for t in tiles if not layout.tile_state(t.id).exists()]
     summary = RunSummary(tiles_planned=len(tiles), tiles_done_before=len(tiles) - len(todo))
     failed: dict[str, str] = {}  # tile id -> error; recorded in <aoi>/.sen12ts/failed/ and retried by the next run
