@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import datetime as dt
-import hashlib
 import os
 import posixpath
 import re
@@ -36,18 +35,17 @@ from typing import Callable, Iterable
 import click
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
 from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from urllib3.util import Retry
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import catalog_entry, write_json
+from sen12ts_stac.storage.checksums import hasher_for
+from sen12ts_stac.storage.http import http_session
 
 DEFAULT_MAX_SIZE = 2 * 1024**3  # per file; the largest SEN12TS COG is ~4 MB
 MAX_JSON = 64 * 1024**2
 CHUNK = 1 << 20
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+=,@-]{0,254}$")
-_HASHES = {"1220": (hashlib.sha256, 64), "1340": (hashlib.sha512, 128)}  # multihash code+length -> hash, hex digits
 
 
 class Refused(Exception):
@@ -189,11 +187,7 @@ class Location:
     def session(self) -> requests.Session:
         s = getattr(self._local, "s", None)
         if s is None:
-            s = requests.Session()
-            retry = Retry(total=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",))
-            s.mount("http://", HTTPAdapter(max_retries=retry))
-            s.mount("https://", HTTPAdapter(max_retries=retry))
-            self._local.s = s
+            s = self._local.s = http_session(retries=4)
         return s
 
     def join(self, doc: str, href: str) -> str:
@@ -450,15 +444,6 @@ class Dest:
         return p
 
 
-def _hasher(checksum: str | None):
-    if not checksum or not isinstance(checksum, str):
-        return None
-    spec = _HASHES.get(checksum[:4].lower())
-    if spec is None or len(checksum) != 4 + spec[1]:
-        return None
-    return spec[0]()
-
-
 def file_matches(path: Path, size: int | None, checksum: str | None) -> bool:
     """Is ``path`` already the file declared (size and, when given, checksum)?"""
     try:
@@ -466,7 +451,7 @@ def file_matches(path: Path, size: int | None, checksum: str | None) -> bool:
             return False
     except OSError:
         return False
-    h = _hasher(checksum)
+    h = hasher_for(checksum)
     if h is None:
         return True
     with open(path, "rb") as f:
@@ -487,7 +472,7 @@ def fetch_file(loc: Location, dest: Dest, task: FileTask, max_size: int, on_byte
     if part.is_symlink():
         part.unlink()
     limit = task.size if task.size is not None else max_size
-    h = _hasher(task.checksum)
+    h = hasher_for(task.checksum)
     n = 0
     try:
         length, chunks = loc.open_chunks(task.src)
@@ -573,7 +558,7 @@ def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=Non
 
 def _download_all(loc, out, tasks, max_size, pool, report, progress, on_file) -> None:
     total = sum(t.size or 0 for t in tasks)
-    report.unverified = sum(_hasher(t.checksum) is None for t in tasks)
+    report.unverified = sum(hasher_for(t.checksum) is None for t in tasks)
     columns = [TextColumn("[bold]download"), BarColumn(), MofNCompleteColumn(), TextColumn("files"), DownloadColumn(),
                TransferSpeedColumn(), TimeRemainingColumn()]
     with Progress(*columns, disable=not progress) as bar:

@@ -33,7 +33,8 @@ import orjson
 from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.fsio import atomic_path, catalog_entry, read_json, sha256_multihash, walk_tree, write_json
+from sen12ts_stac.fsio import atomic_path, catalog_entry, read_json, walk_tree, write_json
+from sen12ts_stac.storage.checksums import sha256_multihash
 
 PARQUET_KEY = "geoparquet-items"
 NDJSON_KEY = "ndjson-items"

@@ -5,7 +5,6 @@ way to read a local JSON file or walk a local STAC tree, with one-line errors.""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import uuid
@@ -56,16 +55,6 @@ def write_json(path: str | os.PathLike, obj: Any, indent: bool = True) -> None:
     standard library's indenting encoder, which matters at hundreds of thousands of items."""
     opts = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY | (orjson.OPT_INDENT_2 if indent else 0)
     write_bytes(path, orjson.dumps(obj, option=opts))
-
-
-def sha256_multihash(path: str | os.PathLike) -> str:
-    """The file's SHA2-256 as a multihash hex string (``1220`` + digest), as the STAC file
-    extension's ``file:checksum`` expects."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return "1220" + h.hexdigest()
 
 
 def check_writable(folder: str | os.PathLike) -> Path:

@@ -18,7 +18,8 @@ import rasterio
 from rasterio.io import MemoryFile
 from rio_cogeo.cogeo import cog_translate
 
-from sen12ts_stac.fsio import atomic_path, sha256_multihash
+from sen12ts_stac.fsio import atomic_path
+from sen12ts_stac.storage.checksums import sha256_multihash
 from sen12ts_stac.spec.bands import Product
 from sen12ts_stac.spec.grid import Tile
 

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import sqlite3
+import stat
 import sys
 import threading
 import time
@@ -34,10 +35,9 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import orjson
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.util import Retry
 
 from sen12ts_stac.errors import SourceError, UserError
+from sen12ts_stac.storage import BodyTooLarge, DeadlineExceeded, capped_get, http_session, is_url, resolve
 from sen12ts_stac.spec import bands as spec_bands
 from sen12ts_stac.spec.seasons import SEASONS, SPLITS
 
@@ -45,6 +45,7 @@ ASSET_KEYS = ("s1", "s2", "labels")
 SPLIT_ALIASES = {"val": "validate", "valid": "validate", "validation": "validate", "training": "train", "testing": "test"}
 DEFAULT_CACHE_TTL = 3600.0
 DEFAULT_CONCURRENCY = 16
+MAX_JSON_BYTES = 64 << 20  # a STAC document larger than this is refused, not read into memory
 
 
 # --------------------------------------------------------------------------------------------
@@ -223,19 +224,20 @@ class Filter:
 # --------------------------------------------------------------------------------------------
 
 
-def is_url(loc: str) -> bool:
-    return loc.startswith(("http://", "https://"))
-
-
 def resolve_href(base: str, href: str) -> str:
-    """``href`` made absolute against the document at ``base`` (a local path or a URL)."""
-    if "://" in href:
-        return href[len("file://"):] if href.startswith("file://") else href
-    if is_url(base):
-        return urllib.parse.urljoin(base, href)
-    if os.path.isabs(href):
-        return os.path.normpath(href)
-    return os.path.normpath(os.path.join(os.path.dirname(base), href))
+    """``href`` made absolute against the document at ``base`` (a local path or a URL; for a
+    remote document, its final URL after redirects). Other schemes (``s3://``) pass through.
+    A remote document may not point at a local file (``file://`` or a path): that is refused."""
+    if not isinstance(href, str):
+        raise UserError(f"{base}: an href is {type(href).__name__}, not a string")
+    loc = resolve(base, href)
+    if loc is None:
+        if "://" not in href:
+            raise UserError(f"{base}: empty href")
+        return href
+    if is_url(base) and not is_url(loc):
+        raise UserError(f"{base}: refused href {href!r}: a remote catalog may not point at local files")
+    return loc
 
 
 def _in_folder(folder: str) -> str:
@@ -328,30 +330,18 @@ class FetchStats:
             setattr(self, k, getattr(self, k) + v)
 
 
-def http_session(retries: int = 5, pool: int = DEFAULT_CONCURRENCY) -> requests.Session:
-    """A requests session that retries 429/5xx and connection errors with exponential backoff
-    (honouring ``Retry-After``)."""
-    s = requests.Session()
-    retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=0.3, backoff_max=10,
-                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD", "POST"),
-                  respect_retry_after_header=True, raise_on_status=False)
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=max(pool, 4))
-    s.mount("http://", adapter)
-    s.mount("https://", adapter)
-    s.headers["User-Agent"] = "sen12ts-stac"
-    return s
-
-
 class Fetcher:
     """Reads JSON documents from local paths or URLs; remembers every document for the life of
     the object (so a document is read at most once per index run) and, for URLs, goes through
     an :class:`HttpCache`."""
 
     def __init__(self, cache: HttpCache | None = None, ttl: float = DEFAULT_CACHE_TTL, timeout: float = 30.0,
-                 retries: int = 5, pool: int = DEFAULT_CONCURRENCY):
+                 retries: int = 5, pool: int = DEFAULT_CONCURRENCY, deadline: float = 120.0):
         self.cache, self.ttl, self.timeout, self.retries, self.pool = cache, ttl, timeout, retries, pool
+        self.deadline = deadline
         self.stats = FetchStats()
         self._memo: dict[str, dict] = {}
+        self._final: dict[str, str] = {}  # asked-for URL -> final URL after redirects
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -374,11 +364,22 @@ class Fetcher:
             self.stats.add(documents=1)
         return obj
 
+    def final_url(self, loc: str) -> str:
+        """Where the document asked for at ``loc`` really is (after redirects): hrefs in it
+        resolve against this."""
+        with self._lock:
+            return self._final.get(loc, loc)
+
     def _read(self, loc: str) -> dict:
         if not is_url(loc):
             try:
+                if not stat.S_ISREG(os.stat(loc).st_mode):
+                    raise UserError(f"{loc}: not a regular file (not read)")
                 with open(loc, "rb") as f:
-                    return _parse(f.read(), loc)
+                    body = f.read(MAX_JSON_BYTES + 1)
+                if len(body) > MAX_JSON_BYTES:
+                    raise UserError(f"{loc}: over the {MAX_JSON_BYTES:,}-byte limit for a JSON document (not read)")
+                return _parse(body, loc)
             except FileNotFoundError:
                 raise UserError(f"{loc}: no such file") from None
             except OSError as e:
@@ -396,21 +397,26 @@ class Fetcher:
             if modified:
                 headers["If-Modified-Since"] = modified
         try:
-            r = self._session().get(loc, headers=headers, timeout=self.timeout)
+            r = capped_get(loc, MAX_JSON_BYTES, session=self._session(), headers=headers, timeout=self.timeout,
+                           deadline=self.deadline)
+        except (BodyTooLarge, DeadlineExceeded) as e:
+            raise SourceError(f"{loc}: {e}") from None
         except requests.RequestException as e:
             raise SourceError(f"{loc}: request failed ({_short(e)})") from None
         with self._lock:
             self.stats.add(requests=1)
-        if r.status_code == 304 and cached is not None:
+            if r.url != loc:
+                self._final[loc] = r.url
+        if r.status == 304 and cached is not None:
             with self._lock:
                 self.stats.add(not_modified=1)
             self.cache.touch(loc)
             return _parse(cached[3], loc)
-        if r.status_code != 200:
-            raise SourceError(f"{loc}: HTTP {r.status_code} {r.reason}")
-        obj = _parse(r.content, loc)
-        if self.cache is not None:
-            self.cache.put(loc, r.headers.get("ETag"), r.headers.get("Last-Modified"), r.content)
+        if r.status != 200:
+            raise SourceError(f"{loc}: HTTP {r.status} {r.reason}")
+        obj = _parse(r.body, loc)
+        if self.cache is not None and r.url == loc:  # a redirected answer is not cached: its final URL is the base
+            self.cache.put(loc, r.headers.get("ETag"), r.headers.get("Last-Modified"), r.body)
         return obj
 
 
@@ -700,7 +706,7 @@ def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher)
         walk never holds more than a few parsed items."""
         obj = fetcher.get_json(loc, remember=not is_item)
         if obj.get("type") == "Feature":
-            return None, record_from_item(obj, loc, stats, intern)
+            return None, record_from_item(obj, fetcher.final_url(loc), stats, intern)
         return obj, None
 
     todo: collections.deque = collections.deque([(entry, False)])
@@ -725,7 +731,7 @@ def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher)
                     if record is not None and filt.match(record):
                         records.append(record)
                     if obj is not None:
-                        for child, is_item in children(obj, loc):
+                        for child, is_item in children(obj, fetcher.final_url(loc)):
                             if child not in seen:
                                 seen.add(child)
                                 todo.append((child, is_item))

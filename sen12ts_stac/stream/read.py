@@ -33,6 +33,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from sen12ts_stac.errors import SourceError
+from sen12ts_stac.storage.http import BodyTooLarge, DeadlineExceeded, capped_get
 
 # GDAL settings for cloud-optimised reads over http (all documented GDAL config options):
 GDAL_HTTP_OPTIONS = {
@@ -141,6 +142,40 @@ _TRANSIENT = re.compile(
 )
 
 
+# GDAL's words for a server that answers range requests with the whole body (no Range support),
+# or with a chunked body and no Content-Length (GDAL then cannot size the file)
+_NO_RANGES = re.compile(r"Range downloading not supported|not recognized as being in a supported file format",
+                        re.IGNORECASE)
+MAX_WHOLE_FILE_BYTES = 256 << 20  # a plain-http fallback read holds at most this much in memory
+
+
+def _read_whole(href: str, indexes, window, options: "ReadOptions", expect_count, out) -> np.ndarray:
+    """Read from one whole-file GET into memory, for plain http hosts that refuse ranges or send
+    chunked bodies (our files are a few MB); capped and with an overall deadline."""
+    import requests
+    from rasterio.io import MemoryFile
+
+    try:
+        got = capped_get(href, MAX_WHOLE_FILE_BYTES, timeout=options.timeout, deadline=max(4.0 * options.timeout, 60.0))
+    except (BodyTooLarge, DeadlineExceeded, requests.RequestException) as e:
+        raise AssetReadError(href, f"whole-file read (the server refuses ranges) failed: {e}") from None
+    if got.status != 200:
+        raise AssetReadError(href, f"HTTP {got.status} {got.reason}".strip())
+    try:
+        with MemoryFile(got.body) as mem, mem.open() as ds:
+            _check_count(href, ds, indexes, expect_count)
+            return ds.read(list(indexes), window=window, out=out)
+    except RasterioError as e:
+        raise AssetReadError(href, " ".join(str(e).split())) from None
+
+
+def _check_count(href: str, ds, indexes, expect_count) -> None:
+    if expect_count is not None and ds.count != expect_count:
+        raise AssetReadError(href, f"has {ds.count} bands, the catalog lists {expect_count}")
+    if max(indexes) > ds.count:
+        raise AssetReadError(href, f"has {ds.count} bands, band {max(indexes)} was asked for")
+
+
 def is_transient(message: str) -> bool:
     """True for errors worth retrying: HTTP 429/5xx, timeouts, dropped connections."""
     return bool(_TRANSIENT.search(message))
@@ -184,16 +219,15 @@ def read_bands(href: str, indexes: list[int] | tuple[int, ...], *, window: Windo
             ingest = rasterio.Env(GDAL_INGESTED_BYTES_AT_OPEN=str(options.whole_file_bytes)) if whole \
                 else contextlib.nullcontext()
             with _env(options), ingest, rasterio.open(path) as ds:
-                if expect_count is not None and ds.count != expect_count:
-                    raise AssetReadError(href, f"has {ds.count} bands, the catalog lists {expect_count}")
-                if max(indexes) > ds.count:
-                    raise AssetReadError(href, f"has {ds.count} bands, band {max(indexes)} was asked for")
+                _check_count(href, ds, indexes, expect_count)
                 data = ds.read(list(indexes), window=window, out=out)
             return data, attempt
         except AssetReadError:
             raise
         except (RasterioError, OSError, MemoryError) as e:
             message = " ".join(str(e).split()) or type(e).__name__
+            if path.startswith("/vsicurl/") and _NO_RANGES.search(message):
+                return _read_whole(href, indexes, window, options, expect_count, out), attempt
             if not remote or not is_transient(message) or attempt >= options.retries:
                 raise AssetReadError(href, message, attempt + 1) from None
             if path.startswith("/vsicurl/"):

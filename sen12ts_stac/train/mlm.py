@@ -13,7 +13,8 @@ from typing import Any, Sequence
 
 import torch
 
-from sen12ts_stac.fsio import sha256_multihash, write_json
+from sen12ts_stac.fsio import write_json
+from sen12ts_stac.storage.checksums import sha256_multihash
 from sen12ts_stac.stream import TripletRecord
 
 MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"

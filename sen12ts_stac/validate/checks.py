@@ -19,12 +19,12 @@ run in worker processes and only records come back.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import math
 import os
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
+from sen12ts_stac.storage.checksums import sha256_multihash
 from sen12ts_stac.validate.locations import inside, is_url, remote_size, resolve
 from sen12ts_stac.validate.report import ERROR, NOT_CHECKED, WARNING, Finding
 
@@ -456,11 +456,7 @@ def probe_asset(target: str, raster: bool, checksum: bool) -> dict:
                 return info
             info["size"] = os.path.getsize(target)
             if checksum:
-                h = hashlib.sha256()
-                with open(target, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        h.update(chunk)
-                info["checksum"] = "1220" + h.hexdigest()
+                info["checksum"] = sha256_multihash(target)
         info["exists"] = True
         if raster:
             info.update(_raster_info(target, info.get("size")))

@@ -1,0 +1,120 @@
+"""The one HTTP client of the toolkit: a requests session with one retry policy (429/5xx and
+connection errors, exponential backoff honouring ``Retry-After``), and capped reads with an
+overall deadline per request (a server sending one byte every few seconds never passes a
+per-read timeout, so the whole body has its own clock), never an unbounded body.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
+USER_AGENT = "sen12ts-stac"
+DEFAULT_TIMEOUT_S = 30.0  # connect / between bytes
+DEFAULT_DEADLINE_S = 120.0  # a whole request, body included
+DEFAULT_RETRIES = 5
+CHUNK = 1 << 16
+
+
+class BodyTooLarge(Exception):
+    """A response body (or its announced Content-Length) is over the cap of the read."""
+
+
+class DeadlineExceeded(Exception):
+    """A request took longer than its overall deadline."""
+
+
+def http_session(retries: int = DEFAULT_RETRIES, pool: int = 16) -> requests.Session:
+    """A requests session that retries 429/5xx and connection errors with exponential backoff
+    (honouring ``Retry-After``); status codes are left to the caller (``raise_on_status=False``)."""
+    s = requests.Session()
+    retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=0.3, backoff_max=10,
+                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD", "POST"),
+                  respect_retry_after_header=True, raise_on_status=False)
+    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=max(pool, 4))
+    s.mount("http://", adapter)
+    s.mount("https://", adapter)
+    s.headers["User-Agent"] = USER_AGENT
+    return s
+
+
+_local = threading.local()
+
+
+def thread_session() -> requests.Session:
+    """This thread's session (requests sessions are not thread-safe; connections are reused)."""
+    s = getattr(_local, "session", None)
+    if s is None:
+        s = _local.session = http_session()
+    return s
+
+
+@dataclass
+class Fetched:
+    """A finished GET: the status, the final URL after redirects, the headers and the body."""
+
+    status: int
+    url: str
+    headers: dict
+    body: bytes
+    reason: str = ""
+
+
+def capped_get(url: str, max_bytes: int, *, session: requests.Session | None = None,
+               timeout: float = DEFAULT_TIMEOUT_S, deadline: float = DEFAULT_DEADLINE_S,
+               headers: dict | None = None) -> Fetched:
+    """GET ``url`` and read at most ``max_bytes`` of body within ``deadline`` seconds overall.
+    Raises :class:`BodyTooLarge`, :class:`DeadlineExceeded` or ``requests.RequestException``.
+    A non-200 status is returned with an empty body (its body is not read)."""
+    s = session or thread_session()
+    start = time.monotonic()
+    expired = threading.Event()
+    with s.get(url, timeout=timeout, stream=True, headers=headers) as r:
+        if r.status_code != 200:
+            return Fetched(r.status_code, r.url, dict(r.headers), b"", r.reason or "")
+        length = r.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > max_bytes:
+            raise BodyTooLarge(f"{int(length):,} bytes, over the {max_bytes:,}-byte limit")
+
+        def expire() -> None:  # a blocked read only wakes when its connection is shut
+            expired.set()
+            _shut(r)
+
+        timer = threading.Timer(max(0.0, deadline - (time.monotonic() - start)), expire)
+        timer.daemon = True
+        timer.start()
+        parts, size = [], 0
+        try:
+            for chunk in r.iter_content(CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise BodyTooLarge(f"over the {max_bytes:,}-byte limit")
+                parts.append(chunk)
+        except (requests.RequestException, OSError, ValueError, AttributeError):
+            if expired.is_set():
+                raise DeadlineExceeded(f"no complete answer within {deadline:g} s") from None
+            raise
+        finally:
+            timer.cancel()
+        if expired.is_set():
+            raise DeadlineExceeded(f"no complete answer within {deadline:g} s")
+        return Fetched(r.status_code, r.url, dict(r.headers), b"".join(parts), r.reason or "")
+
+
+def _shut(r: requests.Response) -> None:
+    """Shut the socket under a streaming response, from another thread."""
+    import socket
+
+    try:
+        sock = r.raw._fp.fp.raw._sock  # urllib3 HTTPResponse -> http.client -> SocketIO -> socket
+        sock.shutdown(socket.SHUT_RDWR)
+    except Exception:  # noqa: BLE001 - already closed, or another transport: close what we can
+        try:
+            r.raw.close()
+        except Exception:  # noqa: BLE001
+            pass
