@@ -533,8 +533,11 @@ def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=Non
     t0 = time.perf_counter()
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    if max_size < 1:
+        raise UserError(f"--max-size must be at least 1 byte, got {max_size}")
     filters = Filters.make(collections, assets, bbox, datetime, aoi, split)
     loc = Location(os.fspath(src))
+    _refuse_overlap(loc, dest)
     out = Dest(dest)
     report = DownloadReport()
 
@@ -554,6 +557,17 @@ def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=Non
             _download_all(loc, out, list(tasks.values()), max_size, pool, report, progress, on_file)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _refuse_overlap(loc: Location, dest: str | os.PathLike) -> None:
+    """A local SRC and DEST must be apart: the same folder, or one inside the other, would have
+    the download rewrite (and with filters, shrink) the source catalog. Checked before any write."""
+    if loc.is_http:
+        return
+    src_root, dest_real = loc.base, os.path.realpath(dest)
+    if os.path.commonpath([src_root, dest_real]) in (src_root, dest_real):
+        what = "is" if src_root == dest_real else "overlaps"
+        raise UserError(f"{dest}: the destination {what} the source catalog folder {src_root}; choose a folder outside it")
 
 
 def _download_all(loc, out, tasks, max_size, pool, report, progress, on_file) -> None:

@@ -184,3 +184,30 @@ def test_cli_exit_codes(hostile, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["download", str(hostile / "cat"), str(tmp_path / "d"), "--datetime", "June"])
     assert e.value.code == 2 and "bad datetime 'June'" in capsys.readouterr().err
+
+
+def _tree_state(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.json"))}
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "around"])
+def test_dest_overlapping_src_is_refused_before_any_write(source, tmp_path, capsys, where):
+    # issue 11.1: `download SRC SRC --split train` rewrote SRC's own tree (11 items -> 3)
+    src = tmp_path / "outer" / "cat"
+    shutil.copytree(source, src)
+    dest = {"same": src, "inside": src / "subset", "around": tmp_path / "outer"}[where]
+    before = _tree_state(tmp_path / "outer")
+    with pytest.raises(SystemExit) as e:
+        main(["download", str(src), str(dest), "--split", "test", "--quiet"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "source catalog folder" in err and len(err.strip().splitlines()) == 1
+    assert _tree_state(tmp_path / "outer") == before
+    assert not (src / "subset").exists()
+
+
+def test_bad_max_size_is_refused_before_any_write(source, tmp_path, capsys):
+    # issue 11.16: --max-size -1 wrote the catalog JSON, then refused every file
+    with pytest.raises(SystemExit) as e:
+        main(["download", str(source), str(tmp_path / "d"), "--max-size", "-1", "--quiet"])
+    assert e.value.code == 2 and "--max-size" in capsys.readouterr().err
+    assert not (tmp_path / "d").exists()
