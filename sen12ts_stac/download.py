@@ -40,10 +40,9 @@ from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progres
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import catalog_entry, write_json
 from sen12ts_stac.storage.checksums import hasher_for
-from sen12ts_stac.storage.http import http_session
+from sen12ts_stac.storage.http import MAX_JSON_BYTES, http_session
 
 DEFAULT_MAX_SIZE = 2 * 1024**3  # per file; the largest SEN12TS COG is ~4 MB
-MAX_JSON = 64 * 1024**2
 CHUNK = 1 << 20
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+=,@-]{0,254}$")
 
@@ -220,10 +219,10 @@ class Location:
             if self.is_http:
                 with self.session().get(loc, timeout=self.timeout, stream=True) as r:
                     r.raise_for_status()
-                    body = b"".join(_capped(r.iter_content(CHUNK), MAX_JSON, loc))
+                    body = b"".join(_capped(r.iter_content(CHUNK), MAX_JSON_BYTES, loc))
             else:
-                if os.path.getsize(loc) > MAX_JSON:
-                    raise Refused(f"{loc}: JSON document larger than {MAX_JSON:,} bytes")
+                if os.path.getsize(loc) > MAX_JSON_BYTES:
+                    raise Refused(f"{loc}: JSON document larger than {MAX_JSON_BYTES:,} bytes")
                 body = Path(loc).read_bytes()
             return orjson.loads(body), body
         except Refused:

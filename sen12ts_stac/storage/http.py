@@ -19,6 +19,7 @@ DEFAULT_TIMEOUT_S = 30.0  # connect / between bytes
 DEFAULT_DEADLINE_S = 120.0  # a whole request, body included
 DEFAULT_RETRIES = 5
 CHUNK = 1 << 16
+MAX_JSON_BYTES = 64 << 20  # a STAC JSON document larger than this is refused, not read into memory
 
 
 class BodyTooLarge(Exception):

@@ -37,7 +37,7 @@ import orjson
 import requests
 
 from sen12ts_stac.errors import SourceError, UserError
-from sen12ts_stac.storage import BodyTooLarge, DeadlineExceeded, capped_get, http_session, is_url, resolve
+from sen12ts_stac.storage import MAX_JSON_BYTES, BodyTooLarge, DeadlineExceeded, capped_get, http_session, is_url, resolve
 from sen12ts_stac.spec import bands as spec_bands
 from sen12ts_stac.spec.seasons import SEASONS, SPLITS
 
@@ -45,7 +45,6 @@ ASSET_KEYS = ("s1", "s2", "labels")
 SPLIT_ALIASES = {"val": "validate", "valid": "validate", "validation": "validate", "training": "train", "testing": "test"}
 DEFAULT_CACHE_TTL = 3600.0
 DEFAULT_CONCURRENCY = 16
-MAX_JSON_BYTES = 64 << 20  # a STAC document larger than this is refused, not read into memory
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,7 +226,8 @@ class Filter:
 def resolve_href(base: str, href: str) -> str:
     """``href`` made absolute against the document at ``base`` (a local path or a URL; for a
     remote document, its final URL after redirects). Other schemes (``s3://``) pass through.
-    A remote document may not point at a local file (``file://`` or a path): that is refused."""
+    A remote document may not point at a local file: a ``file://`` href in it is refused (an
+    absolute path in it is a path on the same host)."""
     if not isinstance(href, str):
         raise UserError(f"{base}: an href is {type(href).__name__}, not a string")
     loc = resolve(base, href)

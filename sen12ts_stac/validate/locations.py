@@ -8,13 +8,12 @@ import os
 import stat
 from typing import Any
 
-from sen12ts_stac.storage.http import BodyTooLarge, DeadlineExceeded, capped_get, thread_session
+from sen12ts_stac.storage.http import MAX_JSON_BYTES, BodyTooLarge, DeadlineExceeded, capped_get, thread_session
 from sen12ts_stac.storage.locations import folder_of, inside, is_url, resolve
 from sen12ts_stac.validate.report import ERROR, Finding
 
 __all__ = ["MAX_JSON_BYTES", "exists", "folder_of", "inside", "is_url", "loads", "read_bytes", "read_json", "remote_size", "resolve"]
 
-MAX_JSON_BYTES = 64 << 20  # a STAC JSON file larger than this is refused, not read into memory
 HTTP_TIMEOUT_S = 30.0
 
 try:  # orjson comes with stac-geoparquet; it parses STAC JSON 3-5x faster
@@ -27,11 +26,6 @@ except ImportError:  # pragma: no cover
 
     def loads(b: bytes) -> Any:
         return _json.loads(b)
-
-
-def session():
-    """This thread's HTTP session (the storage layer's one retry policy)."""
-    return thread_session()
 
 
 def read_bytes(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[bytes | None, str | None]:
@@ -94,9 +88,9 @@ def exists(where: str) -> tuple[bool | None, str]:
     import requests
 
     try:
-        r = session().head(where, timeout=HTTP_TIMEOUT_S, allow_redirects=True)
+        r = thread_session().head(where, timeout=HTTP_TIMEOUT_S, allow_redirects=True)
         if r.status_code in (405, 501):  # no HEAD: ask for one byte
-            r = session().get(where, timeout=HTTP_TIMEOUT_S, headers={"Range": "bytes=0-0"}, stream=True)
+            r = thread_session().get(where, timeout=HTTP_TIMEOUT_S, headers={"Range": "bytes=0-0"}, stream=True)
             r.close()
         return r.status_code in (200, 206), f"HTTP {r.status_code}"
     except requests.RequestException as e:
@@ -105,7 +99,7 @@ def exists(where: str) -> tuple[bool | None, str]:
 
 def remote_size(where: str) -> int | None:
     try:
-        r = session().head(where, timeout=HTTP_TIMEOUT_S, allow_redirects=True)
+        r = thread_session().head(where, timeout=HTTP_TIMEOUT_S, allow_redirects=True)
         n = r.headers.get("Content-Length")
         return int(n) if r.status_code == 200 and n and n.isdigit() else None
     except Exception:
