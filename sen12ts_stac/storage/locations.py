@@ -1,5 +1,5 @@
-"""What a location is (a local path or an http(s) URL) and how an href resolves against the
-document it was found in. Resolve against the document's *final* URL (after redirects): a
+"""What a location is (a local path, an http(s) URL or an object-store URL: ``s3://``,
+``az://``, ``gs://``) and how an href resolves against the document it was found in. Resolve against the document's *final* URL (after redirects): a
 catalog entry that answers 301 to another folder has its relative links there.
 """
 
@@ -10,15 +10,23 @@ import posixpath
 import urllib.parse
 from typing import Any
 
+from sen12ts_stac.storage import objects
+
+
+def is_http(s: str) -> bool:
+    """True for an http(s) URL."""
+    return s.startswith(("http://", "https://"))
+
 
 def is_url(s: str) -> bool:
-    """True for an http(s) URL (the only remote kind today)."""
-    return s.startswith(("http://", "https://"))
+    """True for a remote location: an http(s) or object-store URL (not a local path)."""
+    return is_http(s) or objects.is_object_url(s)
 
 
 def resolve(base: str, href: Any) -> str | None:
     """The absolute location an href points to, seen from the file ``base``: a normalised local
-    path or an http(s) URL; None for an href that is not a string or has another scheme."""
+    path, http(s) or object-store URL; None for an href that is not a string or has another
+    scheme."""
     if not isinstance(href, str) or not href.strip():
         return None
     href = href.strip()
@@ -29,6 +37,8 @@ def resolve(base: str, href: Any) -> str | None:
     scheme = urllib.parse.urlsplit(href).scheme
     if scheme and len(scheme) > 1:  # s3://, gs://, ... (a one-letter "scheme" is a Windows drive)
         return None
+    if objects.is_object_url(base):
+        return objects.join(base, href)
     if is_url(base):
         return norm_url(urllib.parse.urljoin(base, href))
     if os.path.isabs(href):

@@ -1,14 +1,14 @@
-"""Where things are: local paths and http(s) URLs, hrefs resolved against them, the catalog-root
+"""Where things are: local paths, http(s) and object-store URLs (through :mod:`sen12ts_stac.storage`), hrefs resolved against them, the catalog-root
 boundary, and JSON reads that refuse oversized files and never raise (a read problem is a finding).
 """
 
 from __future__ import annotations
 
 import os
-import stat
 from typing import Any
 
-from sen12ts_stac.storage.http import MAX_JSON_BYTES, BodyTooLarge, DeadlineExceeded, capped_get, thread_session
+from sen12ts_stac.storage import read as storage_read
+from sen12ts_stac.storage.http import MAX_JSON_BYTES
 from sen12ts_stac.storage.locations import folder_of, inside, is_url, resolve
 from sen12ts_stac.validate.report import ERROR, Finding
 
@@ -30,44 +30,10 @@ except ImportError:  # pragma: no cover
 
 def read_bytes(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[bytes | None, str | None]:
     """(content, None) or (None, problem). Files over ``max_bytes`` are refused unread."""
-    if is_url(where):
-        import requests
-
-        try:
-            got = capped_get(where, max_bytes, timeout=HTTP_TIMEOUT_S)
-        except BodyTooLarge as e:
-            return None, f"{e} for a JSON file (not read)"
-        except DeadlineExceeded as e:
-            return None, f"unreachable ({e})"
-        except requests.RequestException as e:
-            return None, f"unreachable ({type(e).__name__}: {str(e)[:120]})"
-        if got.status in (404, 410):
-            return None, f"no such file (HTTP {got.status})"
-        if got.status != 200:
-            return None, f"HTTP {got.status}"
-        return got.body, None
     try:
-        if not stat.S_ISREG(os.stat(where).st_mode) and not os.path.isdir(where):
-            return None, "not a regular file (a FIFO, device or socket is not read)"
-    except FileNotFoundError:
-        return None, "no such file"
-    except OSError as e:
-        return None, f"not readable ({e.strerror or e})"
-    try:
-        with open(where, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_bytes:
-                return None, f"{size:,} bytes, over the {max_bytes:,}-byte limit for a JSON file (not read)"
-            body = f.read(max_bytes + 1)
-            if len(body) > max_bytes:
-                return None, f"over the {max_bytes:,}-byte limit for a JSON file (not read)"
-            return body, None
-    except FileNotFoundError:
-        return None, "no such file"
-    except IsADirectoryError:
-        return None, "is a folder, not a file"
-    except OSError as e:
-        return None, f"not readable ({e.strerror or e})"
+        return storage_read.read_bytes(where, max_bytes, timeout=HTTP_TIMEOUT_S).body, None
+    except storage_read.ReadError as e:
+        return None, str(e)
 
 
 def read_json(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any, Finding | None]:
@@ -85,22 +51,17 @@ def exists(where: str) -> tuple[bool | None, str]:
     """(True/False, detail) for a file or URL; None when it could not be told (network error)."""
     if not is_url(where):
         return os.path.isfile(where), ""
-    import requests
-
     try:
-        r = thread_session().head(where, timeout=HTTP_TIMEOUT_S, allow_redirects=True)
-        if r.status_code in (405, 501):  # no HEAD: ask for one byte
-            r = thread_session().get(where, timeout=HTTP_TIMEOUT_S, headers={"Range": "bytes=0-0"}, stream=True)
-            r.close()
-        return r.status_code in (200, 206), f"HTTP {r.status_code}"
-    except requests.RequestException as e:
-        return None, f"unreachable ({type(e).__name__})"
+        size = storage_read.size_of(where, timeout=HTTP_TIMEOUT_S)
+    except storage_read.ReadError as e:
+        return None, str(e)
+    return size is not None, "" if size is not None else "no such file"
 
 
 def remote_size(where: str) -> int | None:
+    """The size of a remote file, None when it is missing, unreachable or not announced."""
     try:
-        r = thread_session().head(where, timeout=HTTP_TIMEOUT_S, allow_redirects=True)
-        n = r.headers.get("Content-Length")
-        return int(n) if r.status_code == 200 and n and n.isdigit() else None
-    except Exception:
+        size = storage_read.size_of(where, timeout=HTTP_TIMEOUT_S)
+    except storage_read.ReadError:
         return None
+    return size if size is not None and size >= 0 else None

@@ -1,0 +1,185 @@
+"""Reading any location, in one place: a local file, an http(s) URL or an object-store URL.
+Every read is capped (no unbounded body), non-regular local files (FIFOs, devices) are refused
+unread, http reads have an overall deadline, and failures are :class:`ReadError` with a
+one-line reason (``missing`` tells "there is nothing there" from "could not be read").
+
+Pixel reads go through GDAL instead: :func:`gdal_path` names the file for GDAL
+(``/vsicurl/``, ``/vsis3/``, ``/vsiaz/``, ``/vsigs/``) and :func:`gdal_options` gives the
+settings that make GDAL reach the same stores as obstore does.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from typing import Iterator
+
+import requests
+
+from sen12ts_stac.storage import objects
+from sen12ts_stac.storage.http import (CHUNK, DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, BodyTooLarge, DeadlineExceeded,
+                                       capped_get, thread_session)
+from sen12ts_stac.storage.locations import is_http
+
+
+class ReadError(Exception):
+    """A location could not be read; ``str()`` is the reason (the caller names the location)."""
+
+    def __init__(self, reason: str, missing: bool = False):
+        super().__init__(reason)
+        self.missing = missing
+
+
+@dataclass
+class Got:
+    """What a read returned: the body and where it really came from (the final URL after
+    redirects; hrefs in the document resolve against it)."""
+
+    body: bytes
+    url: str
+
+
+def read_bytes(where: str, max_bytes: int, *, timeout: float = DEFAULT_TIMEOUT_S,
+               deadline: float = DEFAULT_DEADLINE_S, session: requests.Session | None = None) -> Got:
+    """The whole content of ``where``, at most ``max_bytes`` (more is refused unread)."""
+    if is_http(where):
+        try:
+            got = capped_get(where, max_bytes, session=session, timeout=timeout, deadline=deadline)
+        except BodyTooLarge as e:
+            raise ReadError(f"{e} (not read)") from None
+        except DeadlineExceeded as e:
+            raise ReadError(f"unreachable ({e})") from None
+        except requests.RequestException as e:
+            raise ReadError(f"unreachable ({type(e).__name__}: {str(e)[:120]})") from None
+        if got.status in (404, 410):
+            raise ReadError(f"no such file (HTTP {got.status})", missing=True)
+        if got.status != 200:
+            raise ReadError(f"HTTP {got.status} {got.reason}".strip())
+        return Got(got.body, got.url)
+    if objects.is_object_url(where):
+        try:
+            return Got(objects.get(where, max_bytes), where)
+        except objects.ObjectStoreError as e:
+            raise ReadError(_without(where, str(e)), missing=e.missing) from None
+    return Got(_read_local(where, max_bytes), where)
+
+
+def _read_local(path: str, max_bytes: int) -> bytes:
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ReadError("no such file", missing=True) from None
+    except OSError as e:
+        raise ReadError(f"not readable ({e.strerror or e})") from None
+    if stat.S_ISDIR(mode):
+        raise ReadError("is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        raise ReadError("not a regular file (a FIFO, device or socket is not read)")
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise ReadError(f"{size:,} bytes, over the {max_bytes:,}-byte limit (not read)")
+            body = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ReadError("no such file", missing=True) from None
+    except OSError as e:
+        raise ReadError(f"not readable ({e.strerror or e})") from None
+    if len(body) > max_bytes:
+        raise ReadError(f"over the {max_bytes:,}-byte limit (not read)")
+    return body
+
+
+def size_of(where: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> int | None:
+    """The size in bytes of the file at ``where``; None when there is none (or an http server
+    does not say). Raises :class:`ReadError` when it cannot be told (unreachable)."""
+    if is_http(where):
+        try:
+            r = thread_session().head(where, timeout=timeout, allow_redirects=True)
+            if r.status_code in (405, 501):  # no HEAD: ask for one byte
+                with thread_session().get(where, timeout=timeout, headers={"Range": "bytes=0-0"}, stream=True) as r:
+                    total = r.headers.get("Content-Range", "").rpartition("/")[2]
+                    if r.status_code == 206 and total.isdigit():
+                        return int(total)
+            if r.status_code in (404, 410):
+                return None
+            if r.status_code != 200:
+                raise ReadError(f"HTTP {r.status_code}")
+            n = r.headers.get("Content-Length", "")
+            return int(n) if n.isdigit() else -1
+        except requests.RequestException as e:
+            raise ReadError(f"unreachable ({type(e).__name__})") from None
+    if objects.is_object_url(where):
+        try:
+            meta = objects.head(where)
+        except objects.ObjectStoreError as e:
+            raise ReadError(_without(where, str(e)), missing=e.missing) from None
+        return None if meta is None else meta["size"]
+    try:
+        st = os.stat(where)
+    except OSError:
+        return None
+    return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+def open_chunks(where: str, *, timeout: float = DEFAULT_TIMEOUT_S,
+                session: requests.Session | None = None) -> tuple[int | None, Iterator[bytes]]:
+    """(declared size or None, iterator of byte chunks) of the file at ``where``, for copies
+    too large to hold in memory; the caller caps and checks what it reads."""
+    if is_http(where):
+        try:
+            r = (session or thread_session()).get(where, timeout=timeout, stream=True)
+        except requests.RequestException as e:
+            raise ReadError(f"unreachable ({type(e).__name__}: {str(e)[:120]})") from None
+        if r.status_code != 200:
+            r.close()
+            raise ReadError(f"HTTP {r.status_code}", missing=r.status_code in (404, 410))
+        length = r.headers.get("Content-Length", "")
+
+        def http_chunks() -> Iterator[bytes]:
+            with r:
+                yield from r.iter_content(CHUNK)
+
+        return (int(length) if length.isdigit() else None), http_chunks()
+    if objects.is_object_url(where):
+        try:
+            return objects.get_chunks(where)
+        except objects.ObjectStoreError as e:
+            raise ReadError(_without(where, str(e)), missing=e.missing) from None
+    try:
+        if not stat.S_ISREG(os.stat(where).st_mode):
+            raise ReadError("not a regular file (not read)")
+        f = open(where, "rb")
+    except FileNotFoundError:
+        raise ReadError("no such file", missing=True) from None
+    except OSError as e:
+        raise ReadError(f"not readable ({e.strerror or e})") from None
+
+    def file_chunks() -> Iterator[bytes]:
+        with f:
+            yield from iter(lambda: f.read(CHUNK), b"")
+
+    return os.fstat(f.fileno()).st_size, file_chunks()
+
+
+def gdal_path(href: str) -> str:
+    """What GDAL opens for ``href``: ``/vsicurl/URL`` for http(s), ``/vsis3/bucket/key`` (and
+    ``/vsiaz/``, ``/vsigs/``) for object stores, the path itself otherwise."""
+    if is_http(href):
+        return "/vsicurl/" + href
+    if objects.is_object_url(href):
+        return objects.gdal_path(href)
+    if href.startswith("file://"):
+        return href[len("file://"):]
+    return href
+
+
+def gdal_options() -> dict[str, str]:
+    """GDAL settings for the object stores (see :func:`objects.gdal_options`)."""
+    return objects.gdal_options()
+
+
+def _without(where: str, message: str) -> str:
+    """An object-store message without the URL it starts with (the caller names the location)."""
+    return message[len(where) + 2:] if message.startswith(where + ": ") else message
