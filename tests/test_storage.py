@@ -79,7 +79,14 @@ def test_an_endless_body_meets_the_cap(trickle):
 def test_locations_resolve_and_contain():
     assert resolve("http://h/a/b/catalog.json", "../c/item.json#x") == "http://h/a/c/item.json"
     assert resolve("/data/cat/catalog.json", "./s1/x%20y.json") == "/data/cat/s1/x y.json"
-    assert resolve("/data/cat/catalog.json", "s3://bucket/key") is None
+    assert resolve("/data/cat/catalog.json", "s3://bucket/key") == "s3://bucket/key"
+    assert resolve("/data/cat/catalog.json", "ftp://host/key") is None
+    # object stores: relative links resolve inside the bucket, never above its root
+    assert resolve("s3://bkt/pre/fix/catalog.json", "./s1/../s2/item%201.json") == "s3://bkt/pre/fix/s2/item%201.json"
+    assert resolve("s3://bkt/catalog.json", "../../x.json") == "s3://bkt/x.json"
+    assert resolve("az://ctr/a/catalog.json", "b/c.json") == "az://ctr/a/b/c.json"
+    assert folder_of("gs://bkt/a/catalog.json") == "gs://bkt/a/"
+    assert inside("s3://bkt/a/", "s3://bkt/a/b.json") and not inside("s3://bkt/a/", "s3://other/a/b.json")
     assert resolve("/data/cat/catalog.json", 7) is None
     assert folder_of("http://h/a/catalog.json") == "http://h/a/"
     assert inside("/data/cat", "/data/cat/x.json") and not inside("/data/cat", "/data/catalogue/x.json")

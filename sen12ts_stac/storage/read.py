@@ -3,9 +3,7 @@ Every read is capped (no unbounded body), non-regular local files (FIFOs, device
 unread, http reads have an overall deadline, and failures are :class:`ReadError` with a
 one-line reason (``missing`` tells "there is nothing there" from "could not be read").
 
-Pixel reads go through GDAL instead: :func:`gdal_path` names the file for GDAL
-(``/vsicurl/``, ``/vsis3/``, ``/vsiaz/``, ``/vsigs/``) and :func:`gdal_options` gives the
-settings that make GDAL reach the same stores as obstore does.
+Pixel reads go through GDAL instead: see :mod:`sen12ts_stac.storage.raster`.
 """
 
 from __future__ import annotations
@@ -163,23 +161,34 @@ def open_chunks(where: str, *, timeout: float = DEFAULT_TIMEOUT_S,
     return os.fstat(f.fileno()).st_size, file_chunks()
 
 
-def gdal_path(href: str) -> str:
-    """What GDAL opens for ``href``: ``/vsicurl/URL`` for http(s), ``/vsis3/bucket/key`` (and
-    ``/vsiaz/``, ``/vsigs/``) for object stores, the path itself otherwise."""
-    if is_http(href):
-        return "/vsicurl/" + href
-    if objects.is_object_url(href):
-        return objects.gdal_path(href)
-    if href.startswith("file://"):
-        return href[len("file://"):]
-    return href
-
-
-def gdal_options() -> dict[str, str]:
-    """GDAL settings for the object stores (see :func:`objects.gdal_options`)."""
-    return objects.gdal_options()
-
-
 def _without(where: str, message: str) -> str:
     """An object-store message without the URL it starts with (the caller names the location)."""
     return message[len(where) + 2:] if message.startswith(where + ": ") else message
+
+
+def open_seekable(where: str):
+    """A seekable binary file object over ``where`` (for readers such as pyarrow's parquet
+    reader that jump around a large file): a local file, obstore's buffered reader for object
+    stores, fsspec's ranged HTTP file for http(s). Raises :class:`ReadError`."""
+    if objects.is_object_url(where):
+        try:
+            return objects.open_reader(where)
+        except objects.ObjectStoreError as e:
+            raise ReadError(_without(where, str(e)), missing=e.missing) from None
+    if is_http(where):
+        import fsspec
+
+        try:
+            return fsspec.open(where, "rb", block_size=1 << 20).open()
+        except FileNotFoundError:
+            raise ReadError("no such file", missing=True) from None
+        except Exception as e:  # noqa: BLE001 - fsspec/aiohttp raise many types
+            raise ReadError(f"unreachable ({type(e).__name__}: {str(e)[:120]})") from None
+    try:
+        if not stat.S_ISREG(os.stat(where).st_mode):
+            raise ReadError("not a regular file (not read)")
+        return open(where, "rb")
+    except FileNotFoundError:
+        raise ReadError("no such file", missing=True) from None
+    except OSError as e:
+        raise ReadError(f"not readable ({e.strerror or e})") from None

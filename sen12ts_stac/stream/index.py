@@ -16,7 +16,6 @@ document, still concurrent.
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
 import datetime as dt
 import json
@@ -24,7 +23,6 @@ import math
 import os
 import re
 import sqlite3
-import stat
 import sys
 import threading
 import time
@@ -37,7 +35,9 @@ import orjson
 import requests
 
 from sen12ts_stac.errors import SourceError, UserError
-from sen12ts_stac.storage import MAX_JSON_BYTES, BodyTooLarge, DeadlineExceeded, capped_get, http_session, is_url, resolve
+from sen12ts_stac.storage import (MAX_JSON_BYTES, BodyTooLarge, DeadlineExceeded, ReadError, capped_get, http_session,
+                                  is_http, is_url, open_seekable, read_bytes, resolve)
+from sen12ts_stac.storage.walk import walk
 from sen12ts_stac.spec import bands as spec_bands
 from sen12ts_stac.spec.seasons import SEASONS, SPLITS
 
@@ -351,15 +351,15 @@ class Fetcher:
             s = self._local.session = http_session(self.retries, self.pool)
         return s
 
-    def get_json(self, loc: str, remember: bool = True) -> dict:
-        """The document at ``loc``; ``remember=False`` for documents read once (items), so a
-        walk of 250k items does not keep them all in memory."""
+    def get_json(self, loc: str) -> dict:
+        """The document at ``loc``. Catalogs and collections are remembered; items are not (they
+        are read once, and a walk of 250k items must not keep them all in memory)."""
         with self._lock:
             if loc in self._memo:
                 return self._memo[loc]
         obj = self._read(loc)
         with self._lock:
-            if remember:
+            if obj.get("type") != "Feature":
                 self._memo[loc] = obj
             self.stats.add(documents=1)
         return obj
@@ -371,19 +371,11 @@ class Fetcher:
             return self._final.get(loc, loc)
 
     def _read(self, loc: str) -> dict:
-        if not is_url(loc):
+        if not is_http(loc):  # local files and object stores: no HTTP cache
             try:
-                if not stat.S_ISREG(os.stat(loc).st_mode):
-                    raise UserError(f"{loc}: not a regular file (not read)")
-                with open(loc, "rb") as f:
-                    body = f.read(MAX_JSON_BYTES + 1)
-                if len(body) > MAX_JSON_BYTES:
-                    raise UserError(f"{loc}: over the {MAX_JSON_BYTES:,}-byte limit for a JSON document (not read)")
-                return _parse(body, loc)
-            except FileNotFoundError:
-                raise UserError(f"{loc}: no such file") from None
-            except OSError as e:
-                raise UserError(f"{loc}: cannot read ({e.strerror or e})") from None
+                return _parse(read_bytes(loc, MAX_JSON_BYTES).body, loc)
+            except ReadError as e:
+                raise (UserError if not is_url(loc) or e.missing else SourceError)(f"{loc}: {e}") from None
         cached = self.cache.get(loc) if self.cache is not None else None
         headers = {"Accept": "application/json, application/geo+json;q=0.9, */*;q=0.5"}
         if cached is not None:
@@ -659,8 +651,8 @@ class IndexOptions:
 
 
 def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher) -> list[TripletRecord]:
-    """Follow child/item links from ``entry`` with a pool of threads, descending only into
-    triplet collections (and, with filters, only into wanted AOIs and blocks)."""
+    """Follow child/item links from ``entry`` with the storage walker's threads, descending only
+    into triplet collections (and, with filters, only into wanted AOIs and blocks)."""
     blocks = filt.blocks()
     intern = _Interner()
     records: list[TripletRecord] = []
@@ -669,73 +661,46 @@ def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher)
     # walking already point at it
     stats: dict[str, dict] = {}
     progress = _Progress(opts.progress, f"indexing {entry}")
-    seen: set[str] = set()
 
-    def children(obj: dict, loc: str) -> list[tuple[str, bool]]:
-        """(location, is an item) of the links to follow."""
+    def visit(loc: str, obj: dict) -> tuple[TripletRecord | None, list[str]]:
+        """Runs in a walker thread: an item becomes its record right here, so the walk never
+        holds more than a few parsed items; other documents give the links to follow."""
         t = obj.get("type")
         if t == "Feature":
-            return []
+            return record_from_item(obj, loc, stats, intern), []
         if t == "Catalog":
             m = re.match(r"^sen12ts_([a-z]+)$", str(obj.get("id", "")))
             if m and not filt.wants_aoi(m.group(1)):
-                return []
+                return None, []
         if t == "Collection":
             cid = str(obj.get("id", ""))
             if not is_triplet_collection(obj) or not filt.wants_collection(cid):
-                return []
+                return None, []
             aoi = _aoi_from_collection(cid)
             if aoi and not filt.wants_aoi(aoi):
-                return []
+                return None, []
             triplet_collections[cid] = (obj, loc)
             stats.setdefault(cid, {})
         out = []
-        for link in obj.get("links", []):
-            if link.get("rel") not in ("child", "item") or not link.get("href"):
+        for link in obj.get("links") or []:
+            if not isinstance(link, dict) or link.get("rel") not in ("child", "item") or not link.get("href"):
                 continue
             href = link["href"]
             if blocks is not None and link["rel"] == "child":
-                m = re.search(r"(block_[^/]+)/catalog\.json$", href)
+                m = re.search(r"(block_[^/]+)/catalog\.json$", str(href))
                 if m and m.group(1) not in blocks:
                     continue
-            out.append((resolve_href(loc, href), link["rel"] == "item"))
-        return out
+            out.append(resolve_href(loc, href))
+        return None, out
 
-    def work(loc: str, is_item: bool):
-        """Read one document; an item becomes its record right here, in the worker, so the
-        walk never holds more than a few parsed items."""
-        obj = fetcher.get_json(loc, remember=not is_item)
-        if obj.get("type") == "Feature":
-            return None, record_from_item(obj, fetcher.final_url(loc), stats, intern)
-        return obj, None
+    def read(loc: str) -> tuple[dict, str]:
+        return fetcher.get_json(loc), fetcher.final_url(loc)
 
-    todo: collections.deque = collections.deque([(entry, False)])
-    seen.add(entry)
-    limit = 4 * max(1, opts.concurrency)
     try:
-        with cf.ThreadPoolExecutor(max_workers=max(1, opts.concurrency), thread_name_prefix="sen12ts-index") as pool:
-            pending: dict = {}
-            while todo or pending:
-                while todo and len(pending) < limit:
-                    loc, is_item = todo.popleft()
-                    pending[pool.submit(work, loc, is_item)] = loc
-                done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
-                for fut in done:
-                    loc = pending.pop(fut)
-                    try:
-                        obj, record = fut.result()
-                    except UserError:
-                        for f in pending:
-                            f.cancel()
-                        raise
-                    if record is not None and filt.match(record):
-                        records.append(record)
-                    if obj is not None:
-                        for child, is_item in children(obj, fetcher.final_url(loc)):
-                            if child not in seen:
-                                seen.add(child)
-                                todo.append((child, is_item))
-                progress.update(fetcher.stats.documents, len(records))
+        for record in walk(entry, visit, read=read, workers=max(1, opts.concurrency)):
+            if record is not None and filt.match(record):
+                records.append(record)
+            progress.update(fetcher.stats.documents, len(records))
     finally:
         progress.close()
     for cid, (coll, loc) in triplet_collections.items():
@@ -922,16 +887,9 @@ def _from_parquet(loc: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher) 
     import pyarrow.parquet as pq
 
     try:
-        if is_url(loc):
-            import fsspec
-
-            fh = fsspec.open(loc, "rb", block_size=1 << 20).open()
-        else:
-            fh = open(loc, "rb")
-    except FileNotFoundError:
-        raise UserError(f"{loc}: no such file") from None
-    except Exception as e:  # noqa: BLE001 - fsspec/aiohttp raise many types
-        raise SourceError(f"{loc}: cannot open ({_short(e)})") from None
+        fh = open_seekable(loc)
+    except ReadError as e:
+        raise (UserError if e.missing or not is_url(loc) else SourceError)(f"{loc}: cannot open ({e})") from None
     try:
         pf = pq.ParquetFile(fh)
         names = pf.schema_arrow.names
@@ -1048,7 +1006,8 @@ def _records_from_table(table, base: str, stats: dict, filt: Filter) -> list[Tri
 
 
 def detect(catalog: str | os.PathLike, fetcher: Fetcher | None = None) -> tuple[str, str]:
-    """``(kind, location)``: kind is ``local``, ``http``, ``api``, ``mlhub`` or ``parquet``.
+    """``(kind, location)``: kind is ``local``, ``remote`` (a static catalog at an http(s) or
+    object-store URL), ``api``, ``mlhub`` or ``parquet``.
     Explicit prefixes ``stac-api+http(s)://`` and ``mlhub+http(s)://`` win; an http(s) URL is
     an API when its landing page conforms to item search or has a ``search`` link."""
     s = os.fspath(catalog)
@@ -1061,12 +1020,12 @@ def detect(catalog: str | os.PathLike, fetcher: Fetcher | None = None) -> tuple[
     if is_url(s):
         if urllib.parse.urlsplit(s).path.endswith((".parquet", ".geoparquet")):
             return "parquet", s
-        if fetcher is not None:
+        if fetcher is not None and is_http(s):  # an object store holds static catalogs only
             obj = fetcher.get_json(s)
             conforms = " ".join(obj.get("conformsTo") or [])
             if "item-search" in conforms or any(l.get("rel") == "search" for l in obj.get("links", [])):
                 return "api", s
-        return "http", s
+        return "remote", s
     p = Path(s).expanduser()
     if p.suffix in (".parquet", ".geoparquet"):
         return "parquet", str(p.resolve())
@@ -1092,11 +1051,13 @@ def load_index(catalog: str | os.PathLike, *, aoi=None, split=None, seasons=None
     * the http(s) URL of a static ``catalog.json`` (walked with ``concurrency`` threads, through
       the on-disk cache in ``cache_dir``: documents younger than ``cache_ttl`` seconds are not
       re-requested, older ones are revalidated with ETag / Last-Modified);
+    * the object-store URL of a static ``catalog.json``: ``s3://``, ``az://``, ``gs://``
+      (configured as in :mod:`sen12ts_stac.storage.objects`; no cache);
     * a STAC API root: ``stac-api+http(s)://...``, or any http(s) URL whose landing page conforms
       to item search (pystac-client; ``page_size`` items per page, one search per collection);
     * ``mlhub+http(s)://host/root``: an MLHub-style API through the ``radiant-mlhub`` client;
       the key is ``api_key``, else ``MLHUB_API_KEY`` / ``~/.mlhub/profiles``, else anonymous;
-    * a stac-geoparquet file (``.parquet``, local or http(s)).
+    * a stac-geoparquet file (``.parquet``: local, http(s) or object store).
 
     Filters (``None`` = all): ``aoi`` (name or list), ``split`` (train / validate / test; "val"
     is accepted), ``seasons`` (spring / summer / fall / winter), ``bbox`` (minlon, minlat,
@@ -1116,12 +1077,12 @@ def load_index(catalog: str | os.PathLike, *, aoi=None, split=None, seasons=None
         raise UserError(f"concurrency must be at least 1, got {concurrency}")
     http_cache = None
     s = os.fspath(catalog)
-    if cache and is_url(s.split("+", 1)[-1]):
+    if cache and is_http(s.split("+", 1)[-1]):
         http_cache = HttpCache(cache_dir or default_cache_dir())
     fetcher = Fetcher(http_cache, ttl=cache_ttl if cache else 0.0, timeout=timeout, retries=retries, pool=concurrency)
     try:
         kind, loc = detect(catalog, fetcher)
-        if kind in ("local", "http"):
+        if kind in ("local", "remote"):
             records = _walk_static(loc, filt, opts, fetcher)
         elif kind == "api":
             records = _from_stac_api(loc, filt, opts)

@@ -1,5 +1,6 @@
-"""Reading COG assets: only the bands asked for, optionally a window, from a local path or over
-http(s) through GDAL's ``/vsicurl/`` (range requests, header/region caching), with retries.
+"""Reading COG assets: only the bands asked for, optionally a window, from a local path, over
+http(s) or from an object store (GDAL's ``/vsicurl/``, ``/vsis3/``, ``/vsiaz/``, ``/vsigs/``:
+range requests, header/region caching; see :mod:`sen12ts_stac.storage.raster`), with retries.
 
 Retry policy, in two layers:
 
@@ -17,10 +18,6 @@ into "raise" or "skip and count" (see ``on_error`` in :func:`~sen12ts_stac.strea
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
-import glob
-import os
 import random
 import re
 import threading
@@ -33,53 +30,8 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from sen12ts_stac.errors import SourceError
-from sen12ts_stac.storage.http import BodyTooLarge, DeadlineExceeded, capped_get
-
-# GDAL settings for cloud-optimised reads over http (all documented GDAL config options):
-GDAL_HTTP_OPTIONS = {
-    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing / sidecar probing per open
-    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",  # never probe .ovr/.aux.xml/.msk
-    "GDAL_HTTP_MULTIRANGE": "YES",  # several byte ranges in one request where GDAL can
-    "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",  # adjacent tiles in one range
-    "VSI_CACHE": "TRUE",  # per-handle block cache of the bytes read
-    "VSI_CACHE_SIZE": str(8 << 20),
-    "CPL_VSIL_CURL_CACHE_SIZE": str(128 << 20),  # process-wide region cache: headers stay warm across opens
-    "GDAL_INGESTED_BYTES_AT_OPEN": "32768",  # the whole IFD of our COGs in the first request
-    "GDAL_NUM_THREADS": "1",  # parallelism comes from the loader's threads
-}
-
-
-def _gdal_library():
-    """The libgdal rasterio is linked against (the wheel bundles it), for
-    ``VSICurlPartialClearCache``; ``None`` when it cannot be found (retries then rely on GDAL's
-    own)."""
-    here = os.path.dirname(rasterio.__file__)
-    candidates = sorted(glob.glob(os.path.join(here, "..", "rasterio.libs", "libgdal*")))
-    candidates += [c for c in [ctypes.util.find_library("gdal")] if c]
-    for c in candidates:
-        try:
-            lib = ctypes.CDLL(c)
-            lib.VSICurlPartialClearCache.argtypes = [ctypes.c_char_p]
-            return lib
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
-_GDAL = None
-_GDAL_LOCK = threading.Lock()
-
-
-def forget_url(path: str) -> None:
-    """Drop what GDAL's /vsicurl/ caches about ``path`` (file size, existence, bytes), so the
-    next open really asks the server again."""
-    global _GDAL
-    with _GDAL_LOCK:
-        if _GDAL is None:
-            _GDAL = _gdal_library() or False
-    if _GDAL:
-        _GDAL.VSICurlPartialClearCache(path.encode())
-
+from sen12ts_stac.storage import raster as storage_raster
+from sen12ts_stac.storage.read import ReadError
 
 class AssetReadError(SourceError):
     """An asset could not be read; ``href`` is the asset, the message names it and the cause."""
@@ -114,7 +66,7 @@ class ReadOptions:
     whole_file_bytes: int = 16 << 20
 
     def env(self) -> dict:
-        opts = dict(GDAL_HTTP_OPTIONS)
+        opts = storage_raster.gdal_options()
         opts.update({
             "GDAL_HTTP_MAX_RETRY": str(self.gdal_retries),
             "GDAL_HTTP_RETRY_DELAY": str(self.gdal_retry_delay),
@@ -125,15 +77,6 @@ class ReadOptions:
         return opts
 
 
-def gdal_path(href: str) -> str:
-    """What GDAL opens for ``href``: ``/vsicurl/URL`` for http(s), the path itself otherwise."""
-    if href.startswith(("http://", "https://")):
-        return "/vsicurl/" + href
-    if href.startswith("file://"):
-        return href[len("file://"):]
-    return href
-
-
 _TRANSIENT = re.compile(
     r"HTTP response code: (429|5\d\d)|timed? ?out|timeout|Connection (reset|refused|was reset)|"
     r"Couldn't connect|Recv failure|Send failure|transfer closed|Empty reply|SSL|"
@@ -142,29 +85,15 @@ _TRANSIENT = re.compile(
 )
 
 
-# GDAL's words for a server that answers range requests with the whole body (no Range support),
-# or with a chunked body and no Content-Length (GDAL then cannot size the file)
-_NO_RANGES = re.compile(r"Range downloading not supported|not recognized as being in a supported file format",
-                        re.IGNORECASE)
-MAX_WHOLE_FILE_BYTES = 256 << 20  # a plain-http fallback read holds at most this much in memory
-
-
 def _read_whole(href: str, indexes, window, options: "ReadOptions", expect_count, out) -> np.ndarray:
     """Read from one whole-file GET into memory, for plain http hosts that refuse ranges or send
     chunked bodies (our files are a few MB); capped and with an overall deadline."""
-    import requests
-    from rasterio.io import MemoryFile
-
     try:
-        got = capped_get(href, MAX_WHOLE_FILE_BYTES, timeout=options.timeout, deadline=max(4.0 * options.timeout, 60.0))
-    except (BodyTooLarge, DeadlineExceeded, requests.RequestException) as e:
-        raise AssetReadError(href, f"whole-file read (the server refuses ranges) failed: {e}") from None
-    if got.status != 200:
-        raise AssetReadError(href, f"HTTP {got.status} {got.reason}".strip())
-    try:
-        with MemoryFile(got.body) as mem, mem.open() as ds:
+        with storage_raster.open_whole(href, timeout=options.timeout) as ds:
             _check_count(href, ds, indexes, expect_count)
             return ds.read(list(indexes), window=window, out=out)
+    except ReadError as e:
+        raise AssetReadError(href, f"whole-file read (the server refuses ranges) failed: {e}") from None
     except RasterioError as e:
         raise AssetReadError(href, " ".join(str(e).split())) from None
 
@@ -208,8 +137,8 @@ def read_bands(href: str, indexes: list[int] | tuple[int, ...], *, window: Windo
     ``window``. Returns ``(array [len(indexes), H, W] in the file's dtype, retries used)``.
     ``expect_count`` checks the file has that many bands (a catalog/file mismatch is an error,
     not a silent wrong read). Raises :class:`AssetReadError`."""
-    path = gdal_path(href)
-    remote = path.startswith("/vsi") or "://" in path  # http(s), and s3:// etc. that rasterio maps to /vsis3/...
+    path = storage_raster.gdal_path(href)
+    remote = path.startswith("/vsi")  # http(s) and object stores
     whole = (remote and window is None and options.whole_file_bytes > 0 and expect_count is not None
              and 2 * len(indexes) >= expect_count)
     attempt = 0
@@ -226,12 +155,11 @@ def read_bands(href: str, indexes: list[int] | tuple[int, ...], *, window: Windo
             raise
         except (RasterioError, OSError, MemoryError) as e:
             message = " ".join(str(e).split()) or type(e).__name__
-            if path.startswith("/vsicurl/") and _NO_RANGES.search(message):
+            if storage_raster.refuses_ranges(href, message):
                 return _read_whole(href, indexes, window, options, expect_count, out), attempt
             if not remote or not is_transient(message) or attempt >= options.retries:
                 raise AssetReadError(href, message, attempt + 1) from None
-            if path.startswith("/vsicurl/"):
-                forget_url(path)
+            storage_raster.forget(path)
             delay = min(options.max_backoff, options.backoff * (2 ** attempt))
             time.sleep(delay * (0.5 + random.random()))
             attempt += 1

@@ -469,15 +469,16 @@ def probe_asset(target: str, raster: bool, checksum: bool) -> dict:
 def _raster_info(target: str, size: int | None) -> dict:
     import warnings
 
-    import rasterio
     from rasterio.errors import RasterioError
     from rio_cogeo.cogeo import cog_validate
 
+    from sen12ts_stac.storage import ReadError, open_raster
+
     out: dict[str, Any] = {}
-    with rasterio.Env(**GDAL_ENV), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            with rasterio.open(target) as ds:
+            with open_raster(target, **GDAL_ENV) as ds:
                 out.update(driver=ds.driver, count=ds.count, dtypes=list(ds.dtypes), nodata=list(ds.nodatavals),
                            blocks=[list(b) for b in ds.block_shapes], width=ds.width, height=ds.height,
                            crs=ds.crs.to_string() if ds.crs else None, transform=list(ds.transform)[:6],
@@ -486,17 +487,18 @@ def _raster_info(target: str, size: int | None) -> dict:
                 if ds.crs:
                     out["footprint"] = _footprint(ds)
                     out["geographic"] = bool(ds.crs.is_geographic)
-        except (RasterioError, OSError, ValueError) as e:
+                if out.get("driver") == "GTiff":
+                    try:  # the same open file (GDAL path, or the in-memory copy of a no-Range host)
+                        ok, errors, warns = cog_validate(ds.name, quiet=True)
+                        out["cog_errors"], out["cog_warnings"] = list(errors), list(warns)
+                    except Exception as e:
+                        out["cog_errors"], out["cog_warnings"] = [f"COG validation failed: {str(e)[:160]}"], []
+        except (RasterioError, OSError, ValueError, ReadError) as e:
             out["problem"] = f"not a readable GeoTIFF ({str(e)[:160]})"
             return out
         if out.get("driver") != "GTiff":
             out["problem"] = f"is a {out.get('driver')} file, not a GeoTIFF"
             return out
-        try:
-            ok, errors, warns = cog_validate(target, quiet=True)
-            out["cog_errors"], out["cog_warnings"] = list(errors), list(warns)
-        except Exception as e:
-            out["cog_errors"], out["cog_warnings"] = [f"COG validation failed: {str(e)[:160]}"], []
     return out
 
 

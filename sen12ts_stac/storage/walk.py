@@ -1,0 +1,123 @@
+"""The one walker of static STAC trees, for every location kind and every command.
+
+:func:`walk` reads the entry document and every document reached from it, each at most once
+(loops and repeated links are not followed), with a pool of threads, and yields what a
+``visit`` hook makes of each. The hooks decide everything command-specific: which links to
+follow (``visit`` returns them, already resolved), what to keep of a document (validate keeps
+findings, the stream index a triplet record, download a copy plan, info counts), how to read
+(``read``: the stream index reads through its HTTP cache) and what a read error becomes
+(``on_error``).
+
+Results come out in a fixed order whatever the timing: first in, first out over the order in
+which links were found (breadth first), so two runs over the same tree yield the same sequence.
+At most ``window`` documents are in flight, so a walk over 250k items never holds more than a
+few of them in memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import orjson
+
+from sen12ts_stac.storage.http import MAX_JSON_BYTES
+from sen12ts_stac.storage.locations import resolve
+from sen12ts_stac.storage.read import ReadError, read_bytes
+
+R = TypeVar("R")
+Visit = Callable[[str, Any], tuple[R, Iterable[str]]]
+
+
+class DocumentError(ReadError):
+    """A document could not be read or is not a JSON object; ``where`` names it."""
+
+    def __init__(self, where: str, reason: str, missing: bool = False):
+        super().__init__(reason, missing=missing)
+        self.where = where
+
+    def line(self) -> str:
+        return f"{self.where}: {self}"
+
+
+def read_document(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[dict, str]:
+    """``(JSON object, final location)`` of the document at ``where`` (any location kind;
+    http redirects followed: hrefs inside resolve against the final location). Raises
+    :class:`DocumentError`."""
+    try:
+        got = read_bytes(where, max_bytes)
+    except ReadError as e:
+        raise DocumentError(where, str(e), e.missing) from None
+    try:
+        obj = orjson.loads(got.body)
+    except orjson.JSONDecodeError as e:
+        raise DocumentError(where, f"not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise DocumentError(where, f"expected a JSON object, got {type(obj).__name__}")
+    return obj, got.url
+
+
+def link_targets(obj: dict, where: str, rels: tuple[str, ...] = ("child", "item")) -> list[str]:
+    """The resolved locations of ``obj``'s links with one of ``rels``, in link order; links that
+    are malformed or of another scheme are left out (validate reports those itself)."""
+    links = obj.get("links")
+    out = []
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("rel") in rels:
+            target = resolve(where, link.get("href"))
+            if target is not None:
+                out.append(target)
+    return out
+
+
+def walk(entry: str, visit: Visit, *, read: Callable[[str], tuple[Any, str]] = read_document, workers: int = 8,
+         window: int | None = None, on_error: Callable[[str, Exception], R] | None = None) -> Iterator[R]:
+    """``visit(final location, document)`` for ``entry`` and every location the visits return,
+    each location read once; yields the visits' results in first-found order. ``read`` and
+    ``visit`` run in the pool (``workers`` threads; 1: in this thread). A read error goes to
+    ``on_error(location, error)``, whose result is yielded (without it the error is raised and
+    the walk stops)."""
+    seen = {entry}
+    todo: collections.deque[str] = collections.deque([entry])
+    limit = window or 4 * max(1, workers)
+
+    def one(where: str) -> tuple[Exception | None, Any, list[str]]:
+        try:
+            obj, final = read(where)
+        except Exception as e:  # noqa: BLE001 - handed to on_error in the caller's thread
+            return e, None, []
+        result, nxt = visit(final, obj)
+        return None, result, list(nxt)
+
+    def take(where: str, done: tuple[Exception | None, Any, list[str]]) -> Iterator[R]:
+        error, result, nxt = done
+        if error is not None:
+            if on_error is None:
+                raise error
+            yield on_error(where, error)
+            return
+        yield result
+        for target in nxt:
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+
+    if workers <= 1:
+        while todo:
+            where = todo.popleft()
+            yield from take(where, one(where))
+        return
+    inflight: collections.deque[tuple[str, cf.Future]] = collections.deque()
+    pool = cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sen12ts-walk")
+    try:
+        while todo or inflight:
+            while todo and len(inflight) < limit:
+                where = todo.popleft()
+                inflight.append((where, pool.submit(one, where)))
+            where, fut = inflight.popleft()
+            yield from take(where, fut.result())
+    finally:
+        for _, fut in inflight:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
