@@ -21,6 +21,9 @@ install: $(BIN)/sen12ts-stac
 	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || echo "chromium not installed: the browser test will skip"
 	@command -v npm >/dev/null && bash scripts/stac-browser.sh build http://127.0.0.1:8431/catalog.json "" /browser/ >/dev/null \
 	  || echo "STAC Browser not built (npm missing or build failed): the browser test will try again or skip"
+	@# Azurite (npm, Microsoft's Azure Blob emulator) for the object-store tests (idempotent).
+	@command -v npm >/dev/null && bash scripts/azurite.sh install >/dev/null \
+	  || echo "Azurite not installed (npm missing or install failed): the Azure tests will skip"
 
 # The main job: a small catalog made offline, then validated and summarised.
 demo: install

@@ -48,3 +48,25 @@ def serve_dir():
     for s in servers:
         s.shutdown()
         s.server_close()
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A moto S3 server on 127.0.0.1 (tests/objectstores.py: S3Server). Make a bucket per test."""
+    from objectstores import s3_server
+
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    """Azurite's blob service on 127.0.0.1 (tests/objectstores.py: AzuriteServer), installed by
+    scripts/azurite.sh if need be; skips only when Node.js/npm is absent. A container per test."""
+    from objectstores import azurite_available, azurite_server
+
+    why = azurite_available()
+    if why:
+        pytest.skip(why)
+    with azurite_server() as server:
+        yield server
