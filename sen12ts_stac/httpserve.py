@@ -1,6 +1,21 @@
 """A static file server for catalogs: HTTP Range requests (what GDAL's /vsicurl/ and COG readers
 need), CORS (what STAC Browser needs), loopback by default. Used by ``sen12ts-stac serve`` and
-by the tests."""
+by the tests.
+
+What it refuses (404 unless said otherwise), because a served folder may hold links and files its
+owner never meant to publish (docs/distribute.md, "What serve refuses"):
+
+* anything whose real path (symlinks resolved, the file and every folder above it) lies outside
+  the real root: a link to ``/etc/passwd`` or to a folder elsewhere, Range requests included;
+* any path with a dot-component, before or after resolving links: run state (``.sen12ts/``, which
+  records the arguments of ``create``), temporaries (``.x.tif.abcd1234.tmp``), ``.git``;
+* files that are not regular files or folders (a FIFO would hang the thread that opens it);
+* directory listings (STAC Browser, GDAL and the loaders never need them; ``list_directories``);
+* paths that are no file name at all (a NUL byte, undecodable escapes): 400, never a traceback.
+
+An idle connection is closed after ``timeout`` seconds (``RangeHandler.timeout``, or
+``start_server(idle_timeout=...)``): each open connection holds a thread.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +33,9 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
     """SimpleHTTPRequestHandler plus single-range ``Range: bytes=a-b`` support and CORS."""
 
     quiet = True
+    timeout = 30.0  # seconds a connection may stay silent (socketserver sets it on the socket)
+    list_directories = False
+    _refused: tuple[int, str] | None = None
 
     def log_message(self, fmt, *args) -> None:
         if not self.quiet:
@@ -35,11 +53,29 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
         self.end_headers()
 
+    def translate_path(self, path: str) -> str:
+        """The file's real path, or (with ``_refused`` set) the reason not to serve it."""
+        p = super().translate_path(path)
+        self._refused = refusal(p, self.directory)
+        if self._refused:
+            return p
+        real = os.path.realpath(p)
+        return real + "/" if p.endswith("/") and not real.endswith("/") else real
+
+    def list_directory(self, path):
+        if self.list_directories:
+            return super().list_directory(path)
+        self.send_error(404, "File not found")
+        return None
+
     def send_head(self):
+        path = self.translate_path(self.path)
+        if self._refused:
+            self.send_error(*self._refused)
+            return None
         m = _RANGE.match(self.headers.get("Range", "").strip())
         if not m or (not m.group(1) and not m.group(2)):
             return super().send_head()
-        path = self.translate_path(self.path)
         if os.path.isdir(path) or not os.path.isfile(path):
             return super().send_head()
         size = os.path.getsize(path)
@@ -72,10 +108,37 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self._remaining = None
         try:
             self.connection.sendfile(source, source.tell(), remaining)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
             # the client hung up mid-answer: normal for range readers (GDAL aborts a GET once it
             # has the bytes it wanted), not a server error worth a traceback
             self.close_connection = True
+
+
+def _dotted(rel: str) -> bool:
+    return any(w.startswith(".") for w in rel.split(os.sep) if w != ".")
+
+
+def refusal(path: str, directory: str) -> tuple[int, str] | None:
+    """Why ``path`` (a translated request path below ``directory``) must not be served: an
+    ``(HTTP status, message)``, or None when it may be."""
+    try:
+        if "\0" in path:
+            raise ValueError("NUL byte")
+        if _dotted(os.path.relpath(path, directory)):
+            return 404, "File not found"
+        root, real = os.path.realpath(directory), os.path.realpath(path)
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            return 404, "File not found"  # a link out of the served folder
+        if _dotted(os.path.relpath(real, root)):
+            return 404, "File not found"  # a link to run state inside it
+        if os.path.isdir(real):
+            index = next((i for i in ("index.html", "index.htm") if os.path.isfile(os.path.join(real, i))), None)
+            return refusal(os.path.join(path, index), directory) if index else None
+        if os.path.exists(real) and not os.path.isfile(real):
+            return 404, "File not found"  # FIFO, socket, device
+    except ValueError:  # NUL, or an escape that is no file name (os.fsencode cannot encode it)
+        return 400, "Bad request path"
+    return None
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -86,8 +149,11 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 def start_server(directory: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 handler: type[RangeHandler] = RangeHandler) -> http.server.ThreadingHTTPServer:
-    """Start serving ``directory`` in a daemon thread; ``server.server_address`` has the port."""
+                 handler: type[RangeHandler] = RangeHandler, idle_timeout: float | None = None) -> http.server.ThreadingHTTPServer:
+    """Start serving ``directory`` in a daemon thread; ``server.server_address`` has the port.
+    ``idle_timeout``: seconds before a silent connection is closed (default ``handler.timeout``)."""
+    if idle_timeout is not None:
+        handler = type(handler.__name__, (handler,), {"timeout": idle_timeout})
     httpd = _Server((host, port), functools.partial(handler, directory=str(Path(directory))))
     threading.Thread(target=httpd.serve_forever, daemon=True, name=f"serve {directory}").start()
     return httpd

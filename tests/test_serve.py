@@ -60,7 +60,8 @@ def test_ranges_and_whole_files_are_served_byte_exact(catalog):
         r = requests.get(href, headers={"Range": f"bytes={len(data)}-"}, timeout=5)
         assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{len(data)}"
         listing = requests.get(s.url.rsplit("/", 1)[0] + "/california/", timeout=5)
-        assert listing.ok and "triplets/" in listing.text  # a directory listing (not a file) still works
+        assert listing.status_code == 404 and "triplets/" not in listing.text  # no directory listings (issue 11.4)
+        assert requests.get(s.url.rsplit("/", 1)[0] + "/california/.sen12ts/run.json", timeout=5).status_code == 404
 
 
 def test_a_client_hanging_up_mid_file_is_not_a_server_error(tmp_path, capsys):

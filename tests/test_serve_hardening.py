@@ -1,0 +1,144 @@
+"""serve's static server against a hostile folder and hostile clients (issue 11 items 4, 9, 12):
+no file outside the real root (symlinks, Range included), no run state or dot-files, no
+directory listings, no traceback for a path that is no file name, and idle connections closed."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import pytest
+import requests
+
+from sen12ts_stac.cli import main
+from sen12ts_stac.httpserve import RangeHandler, start_server
+from sen12ts_stac.serve import handler_with_mounts
+
+
+@pytest.fixture
+def hostile(tmp_path):
+    """A served folder ``root`` beside a ``secret`` folder, with links out of the root and run state in it."""
+    root, secret = tmp_path / "root", tmp_path / "secret"
+    (root / "a" / ".sen12ts").mkdir(parents=True)
+    secret.mkdir()
+    (secret / "key.txt").write_text("TOKEN=hunter2")
+    (secret / "index.html").write_text("secret index")
+    (root / "catalog.json").write_text('{"id": "ok"}')
+    (root / "a" / "item.json").write_text('{"id": "item"}')
+    (root / "a" / ".sen12ts" / "run.json").write_text('{"source_options": {"token": "hunter2"}}')
+    (root / "a" / ".x.tif.abcd1234.tmp").write_text("half written")
+    (root / ".hidden.json").write_text("{}")
+    os.symlink(secret / "key.txt", root / "a" / "passwd.txt")  # a file link out
+    os.symlink(secret, root / "a" / "elsewhere")  # a folder link out
+    os.symlink(root / "a" / ".sen12ts" / "run.json", root / "a" / "run.json")  # a link in, to run state
+    os.symlink("item.json", root / "a" / "alias.json")  # a link within the root: fine
+    (root / "b").mkdir()
+    os.symlink(secret / "index.html", root / "b" / "index.html")  # a folder whose index leaves
+    os.mkfifo(root / "a" / "fifo.json")
+    return root
+
+
+@pytest.fixture
+def served(hostile, request):
+    handler = getattr(request, "param", RangeHandler)
+    httpd = start_server(hostile, handler=handler)
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+REFUSED = ["/a/passwd.txt", "/a/elsewhere/key.txt", "/a/elsewhere/", "/a/elsewhere", "/a/.sen12ts/run.json",
+           "/a/%2esen12ts/run.json", "/a/run.json", "/a/.x.tif.abcd1234.tmp", "/.hidden.json", "/a/.sen12ts/",
+           "/b/", "/a/fifo.json", "/a/", "/", "/a/elsewhere/../../secret/key.txt"]
+
+
+@pytest.mark.parametrize("served", [RangeHandler, handler_with_mounts({"/browser/": "/nonexistent"})], indirect=True)
+def test_nothing_outside_the_real_root_no_run_state_no_listings(served):
+    assert requests.get(served + "/catalog.json", timeout=5).json() == {"id": "ok"}
+    assert requests.get(served + "/a/alias.json", timeout=5).json() == {"id": "item"}  # links inside the root still work
+    for path in REFUSED:
+        for headers in ({}, {"Range": "bytes=0-3"}, {"Range": "bytes=-5"}):
+            r = requests.get(served + path, headers=headers, timeout=5)
+            assert r.status_code == 404, (path, headers, r.status_code)
+            assert b"hunter2" not in r.content and b"secret index" not in r.content and b"<li>" not in r.content
+        assert requests.head(served + path, timeout=5).status_code == 404, path
+
+
+def test_a_mount_is_confined_to_its_own_folder(tmp_path, hostile):
+    dist = tmp_path / "dist"
+    dist.mkdir()
+    (dist / "index.html").write_text("browser")
+    os.symlink(hostile / "a" / "passwd.txt", dist / "leak.txt")
+    httpd = start_server(hostile, handler=handler_with_mounts({"/browser/": dist}))
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        assert requests.get(base + "/browser/", timeout=5).text == "browser"
+        assert requests.get(base + "/browser/leak.txt", timeout=5).status_code == 404
+        assert requests.get(base + "/browser/../a/item.json", timeout=5).json() == {"id": "item"}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def _raw(addr, request: bytes) -> bytes:
+    with socket.create_connection(addr, timeout=5) as c:
+        c.sendall(request)
+        out = b""
+        while chunk := c.recv(65536):
+            out += chunk
+        return out
+
+
+@pytest.mark.parametrize("path", [b"/%00", b"/a/%00.json", b"/%ed%a0%80", b"/a/%00/x", b"/%c0%af%00"])
+def test_a_path_that_is_no_file_name_is_a_400_without_a_traceback(hostile, path, capfd):
+    httpd = start_server(hostile)
+    try:
+        for method in (b"GET", b"HEAD"):
+            head = _raw(httpd.server_address[:2], method + b" " + path + b" HTTP/1.0\r\n\r\n")
+            assert head.split(b"\r\n", 1)[0] in (b"HTTP/1.0 400 Bad request path", b"HTTP/1.0 404 File not found"), head[:80]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_idle_connections_are_closed_and_their_threads_end(hostile):
+    httpd = start_server(hostile, idle_timeout=0.5)
+    before = threading.active_count()
+    conns = [socket.create_connection(httpd.server_address[:2], timeout=10) for _ in range(20)]
+    try:
+        deadline = time.monotonic() + 5
+        while threading.active_count() < before + 20 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() >= before + 20  # one thread per connection while it is open
+        t0 = time.monotonic()
+        for c in conns:
+            assert c.recv(1) == b""  # the server hung up on the silent client
+        assert time.monotonic() - t0 < 5
+        deadline = time.monotonic() + 5
+        while threading.active_count() > before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert threading.active_count() <= before
+        # a client that asks something is still answered
+        assert requests.get(f"http://127.0.0.1:{httpd.server_address[1]}/catalog.json", timeout=5).ok
+    finally:
+        for c in conns:
+            c.close()
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_the_default_idle_timeout_is_finite():
+    assert 0 < RangeHandler.timeout <= 120
+
+
+@pytest.mark.parametrize("args", [["--port", "99999"], ["--port", "-1"], ["--api-port", "70000"], ["--idle-timeout", "0"]])
+def test_out_of_range_ports_are_one_line_errors(tmp_path, capsys, args):
+    (tmp_path / "catalog.json").write_text("{}")
+    with pytest.raises(SystemExit) as e:
+        main(["serve", str(tmp_path), *args])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("sen12ts-stac: error: ") and args[0] in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
