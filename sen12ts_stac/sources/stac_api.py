@@ -19,10 +19,11 @@ with a rasterio ``WarpedVRT``. Where each layer comes from (docs/sources.md has 
   arcsec ~ 90 m, Dec 2019 - Nov 2020) for its season, resampled bilinearly; November 2019 uses
   fall 2020 and December 2020 winter 2019/20 (same calendar season). With ``coherence=none``, or
   where ASF has no tile, coherence is NaN. Interferometric **phase** has no open product: NaN.
-* **Sentinel-2 L2A**: Earth Search ``sentinel-2-l2a`` (asset keys ``coastal, blue, ... scl``) by
-  default, or Planetary Computer (``B01 ... SCL``); reflectance = DN x scale + offset from the
-  asset's ``raster:bands`` (the BOA offset of baseline >= 04.00 is skipped where Earth Search says
-  ``earthsearch:boa_offset_applied``), stored x 10000. Granules of the same date are mosaicked,
+* **Sentinel-2 L2A**: Earth Search ``sentinel-2-c1-l2a`` (Collection 1, asset keys ``coastal,
+  blue, ... scl``) by default, or ``sentinel-2-l2a`` of Earth Search or Planetary Computer
+  (``B01 ... SCL``); reflectance = DN x scale + offset by the rules of ``provider_items`` (the
+  processing baseline, Earth Search's ``earthsearch:boa_offset_applied``, ``raster:bands``),
+  stored x 10000. Granules of the same date are mosaicked,
   the least cloudy on top (as the original). ``cloud_mask`` and the tile's cloud and validity
   fractions come from SCL.
 * **Land cover**: ESA WorldCover 2020 (``esa-worldcover``, asset ``map``) or USDA CDL 2020
@@ -61,6 +62,7 @@ from urllib3.util.retry import Retry
 
 from sen12ts_stac.errors import SourceError, UserError
 from sen12ts_stac.sources.base import Reading
+from sen12ts_stac.sources.provider_items import is_cdl_cropland, is_worldcover_2020, item_date, raster_meta, s2_scale_offset
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import AOI
 from sen12ts_stac.spec.grid import RESOLUTION_M, TILE_PX, Tile
@@ -80,13 +82,13 @@ ENV_ALL = "SEN12TS_STAC_URL"
 ENV = {role: f"SEN12TS_{role.upper()}_URL" for role in ROLES}
 
 S1_COLLECTION = "sentinel-1-rtc"
-S2_COLLECTION = "sentinel-2-l2a"
+S2_COLLECTION = "sentinel-2-c1-l2a"  # Earth Search Collection 1 (docs/sources.md: why)
 DEM_COLLECTION = "cop-dem-glo-30"
 COHERENCE_COLLECTION = "sentinel-1-global-coherence"
-# label table -> (collection, asset key, item filter)
+# label table -> (collection, asset key, item filter(id, properties), no-data when raster:bands has none)
 LANDCOVER = {
-    "worldcover": ("esa-worldcover", "map", lambda p: str(p.get("esa_worldcover:product_version", "1")).startswith("1")),
-    "cdl": ("usda-cdl", "cropland", lambda p: p.get("usda_cdl:type", "cropland") == "cropland"),
+    "worldcover": ("esa-worldcover", "map", is_worldcover_2020, 0),  # 0 = "No data" in the WorldCover legend
+    "cdl": ("usda-cdl", "cropland", is_cdl_cropland, 0),  # 0 = "Background" (outside the survey): no-data, docs/sources.md
 }
 # Our S2 band -> (Earth Search asset key, Planetary Computer asset key)
 S2_ASSETS = {
@@ -202,11 +204,6 @@ def read_on_tile(href: str, tile: Tile, *, resampling: Resampling = Resampling.n
     raise AssertionError("unreachable")
 
 
-def _raster_meta(asset) -> dict:
-    rb = (asset.extra_fields.get("raster:bands") or [{}])[0]
-    return rb if isinstance(rb, dict) else {}
-
-
 # ---------------------------------------------------------------------------------------- geometry
 def _heading_deg(lat: float, orbit_state: str) -> float:
     """Ground-track heading (clockwise from north) of a sun-synchronous orbit at ``lat``."""
@@ -271,8 +268,7 @@ def _date_range(a: dt.date, b: dt.date) -> str:
 
 
 def _item_date(item) -> dt.date:
-    d = item.datetime or item.common_metadata.start_datetime
-    return d.astimezone(dt.timezone.utc).date() if d.tzinfo else d.date()
+    return item_date(item.properties)
 
 
 def _href(item) -> str:
@@ -397,21 +393,6 @@ class StacApiSource:
                 return keys
         return None
 
-    @staticmethod
-    def _s2_scale_offset(item, asset) -> tuple[float, float]:
-        rb = _raster_meta(asset)
-        scale = float(rb.get("scale", 1e-4))
-        p = item.properties
-        if p.get("earthsearch:boa_offset_applied") is True:
-            return scale, 0.0  # Earth Search already removed the BOA offset from the pixels
-        if "offset" in rb:
-            return scale, float(rb["offset"])
-        try:
-            baseline = float(p.get("s2:processing_baseline", "0"))
-        except ValueError:
-            baseline = 0.0
-        return scale, (-0.1 if baseline >= 4.0 else 0.0)  # PC: DN carry +1000 from baseline 04.00
-
     def read_s2(self, tile: Tile, scene: OpticalScene) -> Reading:
         items = self._tile_cache(tile)["optical"].get(scene.id) or self._optical_items(tile, scene)
         refl = np.full((12, N, N), np.nan, np.float32)
@@ -424,14 +405,14 @@ class StacApiSource:
             def read(name, item=item, keys=keys):
                 asset = item.assets[keys[name]]
                 rs = Resampling.nearest if name == "SCL" else Resampling.bilinear
-                return read_on_tile(asset.href, tile, resampling=rs, src_nodata=_raster_meta(asset).get("nodata", 0),
+                return read_on_tile(asset.href, tile, resampling=rs, src_nodata=raster_meta(asset).get("nodata", 0),
                                     settings=self.settings)
 
             layers = self._parallel(read, names)
             ok = ~np.any([np.ma.getmaskarray(x) for x in layers], axis=0)
             ok &= np.asarray(layers[-1].filled(0)) != 0
             for i, name in enumerate(names[:-1]):
-                scale, offset = self._s2_scale_offset(item, item.assets[keys[name]])
+                scale, offset = s2_scale_offset(item.properties, raster_meta(item.assets[keys[name]]))
                 refl[i][ok] = layers[i].data[ok].astype(np.float32) * scale + offset
             scl[ok] = layers[-1].data[ok]
             have |= ok
@@ -474,7 +455,7 @@ class StacApiSource:
             item, pol = arg
             asset = item.assets[pol]
             return read_on_tile(asset.href, tile, resampling=Resampling.bilinear,
-                                src_nodata=_raster_meta(asset).get("nodata", -32768), settings=self.settings)
+                                src_nodata=raster_meta(asset).get("nodata", -32768), settings=self.settings)
 
         layers = self._parallel(read, [(i, p) for i in items for p in ("vh", "vv")])
         out = []
@@ -497,7 +478,7 @@ class StacApiSource:
             dem = np.full((N + 2, N + 2), np.nan)
             for item in items:
                 layer = read_on_tile(item.assets["data"].href, tile, resampling=Resampling.bilinear, pad=1,
-                                     src_nodata=_raster_meta(item.assets["data"]).get("nodata"), settings=self.settings)
+                                     src_nodata=raster_meta(item.assets["data"]).get("nodata"), settings=self.settings)
                 fill = np.isnan(dem) & ~np.ma.getmaskarray(layer)
                 dem[fill] = layer.data[fill]
             slope, gx, gy = terrain(dem)
@@ -549,7 +530,7 @@ class StacApiSource:
         newest = groups[0][0]
         lia_asset = next((newest.assets[k] for k in LIA_ASSETS if k in newest.assets), None)
         if lia_asset is not None:
-            lia = read_on_tile(lia_asset.href, tile, resampling=Resampling.bilinear, src_nodata=_raster_meta(lia_asset).get("nodata"),
+            lia = read_on_tile(lia_asset.href, tile, resampling=Resampling.bilinear, src_nodata=raster_meta(lia_asset).get("nodata"),
                                settings=self.settings).filled(np.nan).astype(np.float32)
             geometry_ok = np.isfinite(lia) & (lia < 90.0)
         else:
@@ -570,14 +551,14 @@ class StacApiSource:
 
     # ------------------------------------------------------------------ land cover
     def read_label(self, tile: Tile) -> Reading:
-        collection, key, keep = self.landcover
+        collection, key, keep, nodata = self.landcover
         items = [i for i in self._search("landcover", collection, tile, _date_range(dt.date(2020, 1, 1), dt.date(2020, 12, 31)))
-                 if key in i.assets and keep(i.properties)]
+                 if key in i.assets and keep(i.id, i.properties)]
         label = np.full((N, N), bands.LABEL.nodata, np.uint8)
         have = np.zeros((N, N), bool)
         for item in items:
             asset = item.assets[key]
-            layer = read_on_tile(asset.href, tile, resampling=Resampling.nearest, src_nodata=_raster_meta(asset).get("nodata"),
+            layer = read_on_tile(asset.href, tile, resampling=Resampling.nearest, src_nodata=raster_meta(asset).get("nodata", nodata),
                                  settings=self.settings)
             values = layer.data.astype(np.int64)
             ok = ~np.ma.getmaskarray(layer) & ~have & (values >= 0) & (values < 255)

