@@ -17,9 +17,11 @@ from __future__ import annotations
 import os
 import posixpath
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,12 +175,13 @@ def build_browser(catalog_url: str, prefix: str = BROWSER_PREFIX) -> Path:
 
 
 def start(root: str | Path, host: str = "127.0.0.1", port: int = 8000, api: bool = False, api_port: int = 7822,
-          browser_dist: str | Path | None = None) -> Served:
-    """Serve ``root`` (and the API / STAC Browser if asked); returns the running servers."""
+          browser_dist: str | Path | None = None, idle_timeout: float | None = None) -> Served:
+    """Serve ``root`` (and the API / STAC Browser if asked); returns the running servers.
+    ``idle_timeout``: seconds before the static server closes a silent connection."""
     root = _root_catalog(Path(root))
     mounts = {BROWSER_PREFIX: browser_dist} if browser_dist else {}
     try:
-        httpd = start_server(root, host=host, port=port, handler=handler_with_mounts(mounts))
+        httpd = start_server(root, host=host, port=port, handler=handler_with_mounts(mounts), idle_timeout=idle_timeout)
     except OSError as e:
         raise UserError(f"cannot serve on {host}:{port} ({e.strerror or e})") from None
     base = f"http://{host}:{httpd.server_address[1]}"
@@ -194,38 +197,64 @@ def start(root: str | Path, host: str = "127.0.0.1", port: int = 8000, api: bool
     return served
 
 
+PORT = click.IntRange(0, 65535)
+
+
+class _Stop(Exception):
+    """SIGTERM or SIGHUP: stop the way Ctrl-C does (systemd, Docker and CI send SIGTERM)."""
+
+
+def _on_signal(signum, frame):
+    raise _Stop(signal.Signals(signum).name)
+
+
 @click.command("serve")
 @click.argument("root", type=click.Path(path_type=Path))
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you say otherwise.")
-@click.option("--port", type=int, default=8000, show_default=True, help="Port of the static server (0: any free port).")
+@click.option("--port", type=PORT, default=8000, show_default=True, help="Port of the static server (0: any free port).")
 @click.option("--api", is_flag=True, help="Also run a STAC API (rustac serve, memory backend) over the catalog's items.")
-@click.option("--api-port", type=int, default=7822, show_default=True, help="Port of the STAC API.")
+@click.option("--api-port", type=PORT, default=7822, show_default=True, help="Port of the STAC API.")
 @click.option("--browser", is_flag=True, help="Build STAC Browser for this URL (npm; about 1.5 min the first time, "
               "cached after) and serve it under /browser/.")
-def serve_command(root, host, port, api, api_port, browser) -> None:
+@click.option("--idle-timeout", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
+              help="Seconds before the static server closes a connection that sends nothing.")
+def serve_command(root, host, port, api, api_port, browser, idle_timeout) -> None:
     """Serve a catalog folder over HTTP (Range + CORS) for STAC Browser, GDAL and the loaders."""
     if browser and port == 0:
         raise UserError("--browser needs a fixed --port: STAC Browser is built for one catalog URL")
     _root_catalog(root)
-    dist = None
-    if browser:
-        target = f"http://{host}:{api_port}" if api else f"http://{host}:{port}/catalog.json"
-        click.echo(f"building STAC Browser for {target} (cached after the first time) ...")
-        dist = build_browser(target)
-    served = start(root, host=host, port=port, api=api, api_port=api_port, browser_dist=dist)
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"warning: listening on {host}, reachable from other machines", err=True)
-    click.echo(f"catalog:      {served.url}")
-    if served.api_url:
-        click.echo(f"STAC API:     {served.api_url}")
-    if served.browser_url:
-        click.echo(f"STAC Browser: {served.browser_url}")
-    click.echo("Ctrl-C to stop")
+    stops = (signal.SIGTERM, signal.SIGHUP)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, _on_signal) for s in stops} if main_thread else {}
+    served = None
     try:
+        dist = None
+        if browser:
+            target = f"http://{host}:{api_port}" if api else f"http://{host}:{port}/catalog.json"
+            click.echo(f"building STAC Browser for {target} (cached after the first time) ...")
+            dist = build_browser(target)
+        served = start(root, host=host, port=port, api=api, api_port=api_port, browser_dist=dist, idle_timeout=idle_timeout)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            click.echo(f"warning: listening on {host}, reachable from other machines", err=True)
+        click.echo(f"catalog:      {served.url}")
+        if served.api_url:
+            click.echo(f"STAC API:     {served.api_url}")
+        if served.browser_url:
+            click.echo(f"STAC Browser: {served.browser_url}")
+        click.echo("Ctrl-C to stop")
         while served.api_proc is None or served.api_proc.poll() is None:
             time.sleep(0.5)
         raise UserError(f"rustac serve stopped (exit {served.api_proc.returncode})")
-    except KeyboardInterrupt:
-        click.echo("stopped")
+    except (KeyboardInterrupt, _Stop) as e:
+        click.echo(f"stopped ({e})" if isinstance(e, _Stop) else "stopped")
     finally:
-        served.close()
+        if main_thread:  # a second signal must not cut the clean-up short
+            for s in (*stops, signal.SIGINT):
+                previous.setdefault(s, signal.getsignal(s))
+                signal.signal(s, signal.SIG_IGN)
+        try:
+            if served is not None:
+                served.close()
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
