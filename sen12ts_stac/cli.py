@@ -15,6 +15,7 @@ from sen12ts_stac import __version__
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.download import download_command
 from sen12ts_stac.export import export_command
+from sen12ts_stac.publish import publish_command
 from sen12ts_stac.serve import serve_command
 from sen12ts_stac.validate.command import validate_command
 
@@ -130,6 +131,7 @@ cli.add_command(validate_command)
 cli.add_command(export_command)
 cli.add_command(serve_command)
 cli.add_command(download_command)
+cli.add_command(publish_command)
 
 
 def main(argv: list[str] | None = None) -> None:

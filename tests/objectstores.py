@@ -316,8 +316,18 @@ class FaultProxy:
         self.lock = threading.Lock()
 
     def puts(self) -> list[str]:
-        """Paths (no query) of the successful PUTs, in order: what was uploaded when."""
-        return [urllib.parse.urlsplit(p).path for m, p, s in self.forwarded if m == "PUT" and s < 300]
+        """Paths (no query) of the objects that became visible, in order: a plain PUT, the
+        completion of an S3 multipart upload (POST ?uploadId=) or of Azure blocks (PUT
+        ?comp=blocklist); the parts and blocks themselves are left out."""
+        out = []
+        for method, path, status in self.forwarded:
+            u = urllib.parse.urlsplit(path)
+            q = urllib.parse.parse_qs(u.query)
+            done = (method == "PUT" and (not u.query or q.get("comp") == ["blocklist"])) or \
+                   (method == "POST" and "uploadId" in q)
+            if done and status < 300:
+                out.append(u.path)
+        return out
 
 
 @contextmanager
@@ -327,8 +337,9 @@ def fault_proxy(upstream: str, *, fail: tuple[int, ...] = (503, 500), reset_get:
     request (method, path + query, Range header) is answered once with each status in ``fail``,
     in order (503 carries an S3 SlowDown body, 500 an InternalError one), then forwarded. With
     ``reset_get``, the first forwarded GET of an object (a body of at least ``min_reset_bytes``)
-    per distinct request gets half its body, then a TCP reset; with ``reset_put``, the first PUT
-    of a body of at least ``min_reset_bytes`` is reset after half of it is read. ``delay``
+    per distinct request gets half its body, then a TCP reset; with ``reset_put``, the first
+    forwarded PUT per distinct request with a body of at least ``min_reset_bytes`` is reset
+    after half of it is read. ``delay``
     seconds are added before each answer. Point the product at it with AWS_ENDPOINT_URL (or a
     connection string's BlobEndpoint)."""
     up = urllib.parse.urlsplit(upstream)
