@@ -36,7 +36,8 @@ from pathlib import Path
 
 import click
 import orjson
-from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from sen12ts_stac.errors import Interrupted, UserError
 from sen12ts_stac.storage import objects
@@ -171,8 +172,8 @@ def _remote(prefix: objects.ObjectURL) -> tuple[dict[str, int], dict[str, list]]
     so wrong credentials or a missing bucket end the command before anything is written."""
     try:
         listing = dict(objects.list_prefix(str(prefix)))
-    except objects.ObjectStoreError as e:
-        raise UserError(f"{e} (nothing was uploaded)") from None
+    except objects.ObjectStoreError as e:  # (the storage layer's --anonymous hint is for readers)
+        raise UserError(f"{str(e).replace(', or --anonymous for a public bucket', '')} (nothing was uploaded)") from None
     manifest: dict[str, list] = {}
     if MANIFEST in listing:
         try:
@@ -241,12 +242,11 @@ def _upload(pool: cf.Executor, prefix: objects.ObjectURL, report: PublishReport,
             progress: bool) -> None:
     """Upload ``report.planned`` stage by stage; the first failure cancels what has not started
     and is raised once the uploads under way have finished (they are recorded)."""
-    columns = [TextColumn("[bold]publish"), BarColumn(), MofNCompleteColumn(), TextColumn("files"), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn()]
+    columns = [TextColumn("[bold]publish"), BarColumn(), TextColumn("{task.fields[files]}/%d files" % len(report.planned)),
+               DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
     lock = threading.Lock()
-    with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task("publish", total=sum(f.size for f in report.planned) or None)
-        files_task = bar.add_task("files", total=len(report.planned), visible=False)
+    with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
+        task = bar.add_task("publish", total=sum(f.size for f in report.planned) or None, files=0)
         stages = sorted({f.stage for f in report.planned})
         for stage in stages:
             batch = [f for f in report.planned if f.stage == stage]
@@ -267,8 +267,7 @@ def _upload(pool: cf.Executor, prefix: objects.ObjectURL, report: PublishReport,
                         written[f.rel] = [size, checksum]
                         report.uploaded.append(f.rel)
                         report.bytes += size
-                    bar.update(task, advance=size)
-                    bar.update(files_task, advance=1)
+                    bar.update(task, advance=size, files=len(report.uploaded))
             except BaseException:
                 for other in futures:
                     other.cancel()

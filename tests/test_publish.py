@@ -198,6 +198,7 @@ def test_wrong_credentials_publish_nothing(s3, azurite, src, capsys, monkeypatch
         code, out, err = run(capsys, src, s3.url(bucket, "cat"))
     assert code == 2 and err.count("\n") == 1 and "access denied" in err and "nothing was uploaded" in err
     assert err.startswith("sen12ts-stac: error: s3://") and "not-the-secret-4242" not in err + out
+    assert "--anonymous" not in err  # a reader's hint, not publish's
     assert s3.keys(bucket) == []
 
     azurite.use(monkeypatch)
