@@ -3,12 +3,15 @@ STAC API over the same items so that pystac-client can search them.
 
 * The static server is :mod:`sen12ts_stac.httpserve` (HTTP Range + CORS), bound to 127.0.0.1
   unless another host is asked for.
-* ``api=True`` starts ``rustac serve`` (memory backend) as a subprocess on ``api_port``. It is
+* ``api=True`` starts ``rustac serve`` (memory backend) as a subprocess on a loopback port behind
+  the filter front (:mod:`sen12ts_stac.apifront`) on ``api_port``, which answers CQL2 ``filter``,
+  ``query`` and ``/queryables`` that the memory backend ignores. rustac is
   fed one collection JSON (its tree links removed) and one ndjson file of items per collection,
   made from the ``export`` ndjson when present, else from the JSON tree. Relative hrefs are made
   absolute URLs on the static server: an API item lives at ``/collections/x/items/y``, where a
   relative href would point nowhere, and rustac resolves relative hrefs against its working
-  directory (see docs/distribute.md). DuckDB is switched off: it needs an extension download.
+  directory (see docs/distribute.md). DuckDB is switched off: it needs its `spatial` extension
+  from the web, and would serve one parquet file (one collection) only.
 * ``browser_dist`` mounts a built STAC Browser (``scripts/stac-browser.sh``) under ``/browser/``.
 """
 
@@ -18,6 +21,7 @@ import os
 import posixpath
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +34,7 @@ import click
 import orjson
 import requests
 
+from sen12ts_stac.apifront import bind_front, load_items, start_front
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.export import NDJSON_NAME, find_collections, iter_items, rebase_item
 from sen12ts_stac.fsio import read_json
@@ -68,6 +73,7 @@ class Served:
     api_url: str | None = None
     browser_url: str | None = None
     api_proc: subprocess.Popen | None = None
+    api_front: object | None = None
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -77,6 +83,9 @@ class Served:
                 self.api_proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.api_proc.kill()
+        if self.api_front is not None:
+            self.api_front.shutdown()
+            self.api_front.server_close()
         self.httpd.shutdown()
         self.httpd.server_close()
         if self._tmp is not None:
@@ -142,11 +151,18 @@ def rustac_binary() -> str:
     return exe
 
 
-def start_api(inputs: list[Path], host: str, port: int, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """Start ``rustac serve`` on ``host:port`` and wait until its landing page answers."""
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_api(inputs: list[Path], host: str, port: int, timeout: float = 60.0, public: str | None = None) -> tuple[subprocess.Popen, str]:
+    """Start ``rustac serve`` on ``host:port`` and wait until its landing page answers; ``public``:
+    the URL its links name, when clients reach it through a front."""
     url = f"http://{host}:{port}"
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([rustac_binary(), "serve", "--addr", f"{host}:{port}", "--use-duckdb", "false",
+    proc = subprocess.Popen([rustac_binary(), "serve", "--addr", public or f"{host}:{port}", "--bind", f"{host}:{port}", "--use-duckdb", "false",
                              *map(str, inputs)], stdout=log, stderr=subprocess.STDOUT, cwd=inputs[0].parent if inputs else None)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -188,9 +204,15 @@ def start(root: str | Path, host: str = "127.0.0.1", port: int = 8000, api: bool
     served = Served(url=f"{base}/catalog.json", httpd=httpd, browser_url=f"{base}{BROWSER_PREFIX}" if browser_dist else None)
     if api:
         try:
+            try:  # the front first: a port in use is said at once
+                served.api_front = front = bind_front(host, api_port)
+            except OSError as e:
+                raise UserError(f"cannot serve the STAC API on {host}:{api_port} ({e.strerror or e})") from None
+            served.api_url = f"http://{host}:{front.server_address[1]}"
             served._tmp = tempfile.TemporaryDirectory(prefix="sen12ts-api-")
             inputs = api_inputs(root, base, Path(served._tmp.name))
-            served.api_proc, served.api_url = start_api(inputs, host, api_port)
+            served.api_proc, upstream = start_api(inputs, "127.0.0.1", _free_port(), public=served.api_url)
+            start_front(front, upstream, load_items([p for p in inputs if p.suffix == ".ndjson"]))
         except BaseException:
             served.close()
             raise

@@ -1,0 +1,334 @@
+"""The filter front of ``serve --api``: a small HTTP proxy in front of ``rustac serve`` that adds
+what rustac's memory backend lacks and would otherwise ignore in silence (a CQL2 ``filter``
+answered with 200 and no features, ``query`` dropped, ``/queryables`` empty).
+
+* ``filter`` (CQL2 text or JSON, parsed and evaluated by the ``cql2`` package) and ``query`` (the
+  STAC query extension, translated to CQL2) on ``/search`` (GET and POST) and
+  ``/collections/{id}/items`` are evaluated here over the items the API was loaded with; the
+  request goes on to rustac as a POST ``/search`` with the matching ``ids`` and the rest of the
+  request (collections, bbox, datetime, intersects, limit), so paging, links and the item JSON
+  stay rustac's (its next links carry the ids, not the filter).
+* A property the catalog does not have, or an operator CQL2 does not define, is a 400 naming it.
+* ``sortby``, ``fields`` and ``q``, which rustac ignores, are refused with 400.
+* ``/queryables`` and ``/collections/{id}/queryables`` answer a JSON Schema built from the items
+  (string properties with few values list them: ``ml-aoi:split`` -> train, validation, test);
+  the landing page and ``/conformance`` announce filter, CQL2 and query.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+import threading
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import cql2
+import requests
+
+CONFORMANCE = [
+    "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
+    "https://api.stacspec.org/v1.0.0-rc.1/item-search#query",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions-plus",
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+]
+QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
+CRS84 = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "https://www.opengis.net/def/crs/OGC/1.3/CRS84", "EPSG:4326")
+OPS = {"and", "or", "not", "=", "<>", "<", "<=", ">", ">=", "like", "between", "in", "isNull", "casei", "accenti",
+       "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within", "s_overlaps", "s_crosses", "s_contains",
+       "+", "-", "*", "/", "%", "^", "div"}
+QUERY_OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": "in"}
+REFUSED = ("sortby", "fields", "q")  # rustac's memory backend ignores them
+TOP_LEVEL = {"id": {"type": "string", "title": "Item ID"}, "collection": {"type": "string", "title": "Collection ID"},
+             "geometry": {"$ref": "https://geojson.org/schema/Geometry.json", "title": "Geometry"}}
+DATETIMES = {"datetime", "start_datetime", "end_datetime", "created", "updated"}
+MAX_BODY = 64 << 20
+ENUM_MAX = 20
+
+
+class BadRequest(Exception):
+    pass
+
+
+def _json_type(v: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(type(v), "null")
+
+
+def queryables(items: list[dict], url: str, title: str) -> dict:
+    """A JSON Schema of the properties ``items`` have (types seen; enums of short string sets)."""
+    types: dict[str, set[str]] = {}
+    values: dict[str, set] = {}
+    for item in items:
+        for k, v in item["properties"].items():
+            types.setdefault(k, set()).add(_json_type(v))
+            if isinstance(v, str) and len(values.setdefault(k, set())) <= ENUM_MAX:
+                values[k].add(v)
+    props: dict[str, Any] = dict(TOP_LEVEL)
+    for k in sorted(types):
+        t = types[k] - {"null"} or {"null"}
+        t = {"number"} if t == {"integer", "number"} else t
+        schema: dict[str, Any] = {"type": next(iter(t)) if len(t) == 1 else sorted(t)}
+        if k in DATETIMES:
+            schema["format"] = "date-time"
+        elif t == {"string"} and len(values.get(k, ())) <= ENUM_MAX:
+            schema["enum"] = sorted(values[k])
+        props[k] = schema
+    return {"$schema": "https://json-schema.org/draft/2019-09/schema", "$id": url, "type": "object", "title": title,
+            "properties": props, "additionalProperties": True}
+
+
+def _walk(node: Any):
+    if isinstance(node, dict):
+        yield node
+        for v in node.values():
+            yield from _walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _walk(v)
+
+
+def parse_filter(flt: Any, lang: str | None, crs: str | None, known: set[str]) -> cql2.Expr:
+    """``filter`` (+ ``filter-lang``, ``filter-crs``) as a checked CQL2 expression; BadRequest says why not."""
+    if crs and crs not in CRS84:
+        raise BadRequest(f"filter-crs {crs!r} is not supported: give coordinates in {CRS84[0]}")
+    lang = lang or ("cql2-json" if isinstance(flt, dict) else "cql2-text")
+    try:
+        if lang == "cql2-text" and isinstance(flt, str):
+            expr = cql2.parse_text(flt)
+        elif lang == "cql2-json":
+            expr = cql2.Expr(json.loads(flt) if isinstance(flt, str) else flt)
+        else:
+            raise BadRequest(f"filter-lang {lang!r} is not supported (cql2-text or cql2-json)")
+        expr.validate()
+    except BadRequest:
+        raise
+    except Exception as e:  # cql2 raises ParseError, ValidationError, ValueError and bare Exception
+        raise BadRequest(f"filter is not valid {lang}: {' '.join(str(e).split())}") from None
+    for node in _walk(expr.to_json()):
+        if "property" in node and node["property"] not in known:
+            raise BadRequest(f"filter: unknown property {node['property']!r}: see /queryables for what can be filtered on")
+        if "op" in node and node["op"] not in OPS:
+            raise BadRequest(f"filter: operator {node['op']!r} is not supported")
+    return expr
+
+
+def query_to_cql2(query: Any) -> dict:
+    """The STAC query extension (``{"prop": {"eq": v, ...}}``) as CQL2 JSON."""
+    if isinstance(query, str):
+        try:
+            query = json.loads(query)
+        except ValueError as e:
+            raise BadRequest(f"query is not JSON: {e}") from None
+    if not isinstance(query, dict):
+        raise BadRequest("query must be an object: {property: {operator: value}}")
+    args = []
+    for prop, ops in query.items():
+        if not isinstance(ops, dict):
+            raise BadRequest(f"query: {prop!r} must map operators to values")
+        for op, v in ops.items():
+            p = {"property": prop}
+            if op in QUERY_OPS:
+                args.append({"op": QUERY_OPS[op], "args": [p, v]})
+            elif op in ("startsWith", "endsWith", "contains") and isinstance(v, str):
+                pattern = {"startsWith": f"{v}%", "endsWith": f"%{v}", "contains": f"%{v}%"}[op]
+                args.append({"op": "like", "args": [p, pattern]})
+            else:
+                raise BadRequest(f"query: operator {op!r} on {prop!r} is not supported ({', '.join(QUERY_OPS)}, startsWith, endsWith, contains)")
+    return {"op": "and", "args": args} if len(args) > 1 else args[0] if args else {"op": "=", "args": [1, 1]}
+
+
+def _matches(expr: cql2.Expr, item: dict) -> bool:
+    try:
+        return bool(expr.matches(item))
+    except Exception:  # a property this item lacks: unknown, so no match (SQL's NULL)
+        return False
+
+
+def _listify(v: Any) -> list:
+    return [s for s in v.split(",") if s] if isinstance(v, str) else list(v)
+
+
+def _search_body(req: dict, method: str) -> dict:
+    """The non-filter part of a search request as a POST /search body (GET strings converted)."""
+    body = {k: req[k] for k in ("collections", "ids", "bbox", "datetime", "intersects", "limit") if req.get(k) not in (None, "")}
+    if method == "GET":
+        try:
+            for k in ("collections", "ids"):
+                if k in body:
+                    body[k] = _listify(body[k])
+            if "bbox" in body:
+                body["bbox"] = [float(x) for x in _listify(body["bbox"])]
+            if "limit" in body:
+                body["limit"] = int(body["limit"])
+            if "intersects" in body:
+                body["intersects"] = json.loads(body["intersects"])
+        except ValueError as e:
+            raise BadRequest(f"bad search parameter: {e}") from None
+    return body
+
+
+class FrontHandler(http.server.BaseHTTPRequestHandler):
+    """Proxies to ``upstream`` (rustac) and answers filter, query and queryables itself."""
+
+    upstream = ""  # rustac's own address
+    public = ""  # the URL clients use (the front's), as rustac writes it in its links
+    items: list[dict] = []
+    timeout = 30.0
+    quiet = True
+    _session = threading.local()
+
+    def log_message(self, fmt, *args) -> None:
+        if not self.quiet:
+            super().log_message(fmt, *args)
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_OPTIONS(self) -> None:
+        if self.upstream:
+            return self._proxy("OPTIONS", self.path, None)
+        self._send(503, {"code": "ServiceUnavailable", "description": "the STAC API is starting"})
+
+    def _send(self, status: int, doc: Any, ctype: str = "application/json", headers: dict | None = None) -> None:
+        data = doc if isinstance(doc, bytes) else json.dumps(doc).encode()
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        if not any(k.lower() == "access-control-allow-origin" for k in (headers or {})):
+            self.send_header("Access-Control-Allow-Origin", "*")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _base(self) -> str:
+        return self.public or "http://%s:%d" % self.server.server_address[:2]
+
+    def _route(self, method: str) -> None:
+        if not self.upstream:
+            return self._send(503, {"code": "ServiceUnavailable", "description": "the STAC API is starting"})
+        url = urlsplit(self.path)
+        path = url.path.rstrip("/") or "/"
+        try:
+            body = None
+            n = int(self.headers.get("Content-Length") or 0)
+            if n > MAX_BODY:
+                raise BadRequest(f"request body over {MAX_BODY >> 20} MiB")
+            raw = self.rfile.read(n) if n else b""
+            if method == "GET":
+                req = dict(parse_qsl(url.query, keep_blank_values=True))
+            else:
+                try:
+                    req = body = json.loads(raw or b"{}")
+                except ValueError as e:
+                    raise BadRequest(f"request body is not JSON: {e}") from None
+                if not isinstance(req, dict):
+                    raise BadRequest("request body must be a JSON object")
+            m = re.fullmatch(r"/collections/([^/]+)/(items|queryables)", path)
+            if method == "GET" and (path == "/queryables" or (m and m.group(2) == "queryables")):
+                return self._queryables(m.group(1) if m else None)
+            if path == "/search" or (m and m.group(2) == "items"):
+                for k in REFUSED:
+                    if req.get(k) not in (None, "", [], {}):
+                        raise BadRequest(f"{k} is not supported by this API (rustac serve, memory backend)")
+                if req.get("filter") not in (None, "") or req.get("query") not in (None, ""):
+                    if m:
+                        req = {**req, "collections": [m.group(1)]}
+                    return self._filtered(req, method)
+            self._proxy(method, self.path, raw if method != "GET" else None)
+        except BadRequest as e:
+            self._send(400, {"code": "BadRequest", "description": str(e)})
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True
+        except Exception as e:  # a bug here: say it in one line rather than a traceback on the console
+            self.log_error("%s %s: %s: %s", method, self.path, type(e).__name__, e)
+            self._send(500, {"code": "InternalServerError", "description": f"{type(e).__name__}: {e}"})
+
+    def _queryables(self, cid: str | None) -> None:
+        items = [i for i in self.items if cid is None or i.get("collection") == cid]
+        if cid is not None and not items:
+            return self._send(404, {"code": "NotFound", "description": f"no collection {cid!r} with items"})
+        url = f"{self._base()}{'/collections/' + cid if cid else ''}/queryables"
+        self._send(200, queryables(items, url, f"Queryables of {cid or 'every collection'}"), "application/schema+json")
+
+    def _filtered(self, req: dict, method: str) -> None:
+        known = set(TOP_LEVEL) | {k for i in self.items for k in i["properties"]}
+        exprs = []
+        if req.get("filter") not in (None, ""):
+            exprs.append(parse_filter(req["filter"], req.get("filter-lang"), req.get("filter-crs"), known).to_json())
+        if req.get("query") not in (None, ""):
+            exprs.append(parse_filter(query_to_cql2(req["query"]), "cql2-json", None, known).to_json())
+        expr = cql2.Expr(exprs[0] if len(exprs) == 1 else {"op": "and", "args": exprs})
+        body = _search_body(req, method)
+        colls = set(body.get("collections") or ()) or None
+        wanted = set(body["ids"]) if body.get("ids") else None
+        ids = [i["id"] for i in self.items if (colls is None or i.get("collection") in colls)
+               and (wanted is None or i["id"] in wanted) and _matches(expr, i)]
+        if not ids:  # rustac reads an empty ids list as "any id"
+            base = self._base()
+            return self._send(200, {"type": "FeatureCollection", "features": [], "numberMatched": 0, "numberReturned": 0,
+                                    "links": [{"rel": "root", "href": f"{base}/", "type": "application/json"}]},
+                              "application/geo+json")
+        self._proxy("POST", "/search", json.dumps({**body, "ids": ids}).encode())
+
+    def _proxy(self, method: str, path: str, data: bytes | None) -> None:
+        session = getattr(self._session, "s", None) or requests.Session()
+        self._session.s = session
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "content-type")}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            r = session.request(method, self.upstream + path, data=data, headers=headers, timeout=120)
+        except requests.RequestException as e:
+            return self._send(502, {"code": "BadGateway", "description": f"rustac serve did not answer: {e}"})
+        content = r.content
+        p = urlsplit(path).path.rstrip("/") or "/"
+        if method == "GET" and r.ok and p in ("/", "/conformance"):
+            doc = r.json()
+            doc["conformsTo"] = list(dict.fromkeys([*doc.get("conformsTo", []), *CONFORMANCE]))
+            if p == "/":
+                doc.setdefault("links", []).append({"rel": QUERYABLES_REL, "href": f"{self._base()}/queryables",
+                                                    "type": "application/schema+json", "title": "Queryables"})
+            content = json.dumps(doc).encode()
+        skip = {"connection", "transfer-encoding", "content-length", "content-encoding", "keep-alive", "content-type"}
+        self._send(r.status_code, content, r.headers.get("Content-Type", "application/json"),
+                   {k: v for k, v in r.headers.items() if k.lower() not in skip})
+
+
+def load_items(ndjson_files: list) -> list[dict]:
+    """What filtering needs of each item (id, collection, geometry, bbox, properties)."""
+    items = []
+    for path in ndjson_files:
+        with open(path, "rb") as f:
+            for line in f:
+                if line.strip():
+                    i = json.loads(line)
+                    items.append({k: i[k] for k in ("id", "collection", "geometry", "bbox", "properties") if k in i})
+    return items
+
+
+def bind_front(host: str, port: int) -> http.server.ThreadingHTTPServer:
+    """Serve the front on ``host:port`` (0: any free port) in a daemon thread; it answers 503
+    until ``start_front`` gives it rustac's address."""
+    httpd = http.server.ThreadingHTTPServer((host, port), FrontHandler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True, name=f"api front {host}:{port}").start()
+    return httpd
+
+
+def start_front(httpd: http.server.ThreadingHTTPServer, upstream: str, items: list[dict]) -> None:
+    """Point the front at ``upstream`` (rustac) with the items it filters."""
+    host, port = httpd.server_address[:2]
+    httpd.RequestHandlerClass = type("Front", (FrontHandler,), {
+        "upstream": upstream.rstrip("/"), "public": f"http://{host}:{port}", "items": items, "_session": threading.local()})

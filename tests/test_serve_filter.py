@@ -1,0 +1,157 @@
+"""CQL2 filter, query and queryables on `serve --api` (issue 12 item 3), through pystac-client and
+plain HTTP, against the served items: each answer is compared with what plain Python finds in the
+catalog's own JSON. rustac's memory backend alone answers a filter with 200 and no features."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shutil
+import socket
+import warnings
+from datetime import datetime
+
+import pytest
+import requests
+
+from sen12ts_stac.export import find_collections, iter_items
+from sen12ts_stac.serve import start
+
+pystac_client = pytest.importorskip("pystac_client")
+shapely_geometry = pytest.importorskip("shapely.geometry")
+
+SPLITS = ("train", "validation", "test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def api(small_catalog, tmp_path_factory):
+    """The test catalog with its triplets spread over the three splits, served with --api; yields
+    (api URL, every item as a dict)."""
+    root = tmp_path_factory.mktemp("filter") / "cat"
+    shutil.copytree(small_catalog, root)
+    split = itertools.cycle(SPLITS)
+    items = []
+    for cpath in find_collections(root):
+        for d, item in iter_items(cpath):
+            if "ml-aoi:split" in item["properties"]:
+                item["properties"]["ml-aoi:split"] = next(split)
+                (cpath.parent / d / f"{item['id']}.json").write_text(json.dumps(item))
+            items.append(item)
+    with start(root, port=0, api=True, api_port=free_port()) as s:
+        yield s.api_url, items
+
+
+def expect(items, pred) -> set[str]:
+    return {i["id"] for i in items if pred(i["properties"], i)}
+
+
+def search(url, **kw) -> set[str]:
+    client = pystac_client.Client.open(url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. DoesNotConformTo("FILTER")
+        return {i.id for i in client.search(limit=7, **kw).items()}  # small pages: paging is exercised
+
+
+def ts(s: str) -> datetime:
+    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def test_filter_by_split_returns_exactly_the_train_items(api):
+    url, items = api
+    want = expect(items, lambda p, i: p.get("ml-aoi:split") == "train")
+    assert 0 < len(want) < len([i for i in items if "ml-aoi:split" in i["properties"]])
+    assert search(url, filter={"op": "=", "args": [{"property": "ml-aoi:split"}, "train"]}) == want
+    assert search(url, filter="\"ml-aoi:split\" = 'train'", filter_lang="cql2-text") == want
+
+
+CASES = {
+    "<>": ({"op": "<>", "args": [{"property": "ml-aoi:split"}, "train"]},
+           lambda p, i: "ml-aoi:split" in p and p["ml-aoi:split"] != "train"),
+    "in": ("\"ml-aoi:split\" IN ('validation', 'test')", lambda p, i: p.get("ml-aoi:split") in ("validation", "test")),
+    "and/not": ("\"sen12ts:season\" = 'fall' AND NOT \"ml-aoi:split\" = 'train'",
+                lambda p, i: p.get("sen12ts:season") == "fall" and "ml-aoi:split" in p and p["ml-aoi:split"] != "train"),
+    "or": ({"op": "or", "args": [{"op": "=", "args": [{"property": "ml-aoi:split"}, "test"]},
+                                 {"op": "=", "args": [{"property": "sen12ts:season"}, "summer"]}]},
+           lambda p, i: p.get("ml-aoi:split") == "test" or p.get("sen12ts:season") == "summer"),
+    "datetime >=": ("datetime >= TIMESTAMP('2020-09-01T00:00:00Z')", lambda p, i: bool(p["datetime"]) and ts(p["datetime"]) >= ts("2020-09-01T00:00:00Z")),
+    "datetime < json": ({"op": "<", "args": [{"property": "datetime"}, {"timestamp": "2020-07-15T00:00:00Z"}]},
+                        lambda p, i: bool(p["datetime"]) and ts(p["datetime"]) < ts("2020-07-15T00:00:00Z")),
+    "id": ({"op": "like", "args": [{"property": "id"}, "triplet_%"]}, lambda p, i: i["id"].startswith("triplet_")),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_filter_operators_match_the_catalog(api, case):
+    url, items = api
+    flt, pred = CASES[case]
+    want = expect(items, pred)
+    assert want, "the case selects nothing: it proves nothing"
+    assert search(url, filter=flt) == want
+
+
+def test_s_intersects_with_a_bbox_and_the_query_extension(api):
+    url, items = api
+    one = next(i for i in items if "ml-aoi:split" in i["properties"])
+    w, s, e, n = one["bbox"]
+    box = [w, s, w + (e - w) / 4, s + (n - s) / 4]
+    want = {i["id"] for i in items if shapely_geometry.shape(i["geometry"]).intersects(shapely_geometry.box(*box))}
+    assert one["id"] in want and len(want) < len(items)
+    assert search(url, filter={"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": box}]}) == want
+    assert search(url, filter=f"S_INTERSECTS(geometry, BBOX({', '.join(map(str, box))}))") == want
+    both = {"op": "and", "args": [{"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": box}]},
+                                  {"op": "=", "args": [{"property": "ml-aoi:split"}, "test"]}]}
+    assert search(url, filter=both, collections=[one["collection"]]) == {
+        i["id"] for i in items if i["id"] in want and i["properties"].get("ml-aoi:split") == "test" and i["collection"] == one["collection"]}
+    assert search(url, query={"ml-aoi:split": {"eq": "validation"}}) == expect(items, lambda p, i: p.get("ml-aoi:split") == "validation")
+    assert search(url, query={"ml-aoi:split": {"in": ["test"]}}, datetime="2020-09-01/2020-12-31") == expect(
+        items, lambda p, i: p.get("ml-aoi:split") == "test" and (p["datetime"] or "") >= "2020-09-01")
+
+
+def test_plain_http_get_post_and_items_endpoint(api):
+    url, items = api
+    r = requests.get(url + "/search", params={"filter": "1 = 1", "filter-lang": "cql2-text", "limit": 1000}, timeout=30)
+    assert r.status_code == 200 and len(r.json()["features"]) == len(items)
+    r = requests.get(url + "/search", params={"filter": "1 = 0"}, timeout=30)
+    assert r.status_code == 200 and r.json()["features"] == []
+    r = requests.post(url + "/search", json={"filter-lang": "cql2-text", "filter": "\"ml-aoi:split\" = 'test'", "limit": 1000}, timeout=30)
+    assert {f["id"] for f in r.json()["features"]} == expect(items, lambda p, i: p.get("ml-aoi:split") == "test")
+    triplets = next(i["collection"] for i in items if "ml-aoi:split" in i["properties"])
+    r = requests.get(f"{url}/collections/{triplets}/items", params={"filter": "\"ml-aoi:split\" = 'validation'", "limit": 1000}, timeout=30)
+    assert {f["id"] for f in r.json()["features"]} == expect(
+        items, lambda p, i: p.get("ml-aoi:split") == "validation" and i["collection"] == triplets)
+
+
+@pytest.mark.parametrize("params, says", [
+    ({"filter": "\"ml-aoi:spilt\" = 'train'"}, "unknown property 'ml-aoi:spilt'"),
+    ({"filter": "\"ml-aoi:split\" = "}, "not valid cql2-text"),
+    ({"filter": "{\"op\": \"=\"}", "filter-lang": "cql2-json"}, "not valid cql2-json"),
+    ({"filter": "1 = 1", "filter-lang": "sql"}, "filter-lang 'sql'"),
+    ({"filter": "1 = 1", "filter-crs": "EPSG:32610"}, "filter-crs"),
+    ({"query": "{\"ml-aoi:split\": {\"regex\": \"t.*\"}}"}, "operator 'regex'"),
+    ({"sortby": "-datetime"}, "sortby is not supported"),
+    ({"fields": "id"}, "fields is not supported"),
+])
+def test_what_cannot_be_honoured_is_a_400_naming_it(api, params, says):
+    url, _ = api
+    r = requests.get(url + "/search", params=params, timeout=30)
+    assert r.status_code == 400 and says in r.json()["description"], r.text
+
+
+def test_queryables_and_conformance(api):
+    url, items = api
+    client = pystac_client.Client.open(url)
+    assert client.conforms_to("FILTER") and client.conforms_to("QUERY")
+    q = requests.get(url + "/queryables", timeout=30)
+    assert q.ok and q.headers["Content-Type"].startswith("application/schema+json")
+    props = q.json()["properties"]
+    assert props["ml-aoi:split"] == {"type": "string", "enum": sorted(SPLITS)}
+    assert props["datetime"]["format"] == "date-time" and "geometry" in props and "sen12ts:season" in props
+    coll = next(i["collection"] for i in items if i["id"].startswith("s1"))
+    assert "ml-aoi:split" not in requests.get(f"{url}/collections/{coll}/queryables", timeout=30).json()["properties"]
+    assert requests.get(f"{url}/collections/nope/queryables", timeout=30).status_code == 404
