@@ -211,10 +211,11 @@ def test_to_stac_classes(table):
     names = [d["name"] for d in out]
     assert len(set(names)) == len(names)
     for d in out:
-        assert set(d) == {"value", "name", "description", "color_hint"}
+        assert set(d) == {"value", "name", "title", "description", "color_hint"}
         assert re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)*", d["name"]), d["name"]
         assert re.fullmatch(r"[0-9A-F]{6}", d["color_hint"])
         assert d["description"] == table[d["value"]].name.strip()
+        assert d["title"] == d["description"]
         assert d["color_hint"] == table[d["value"]].color[1:].upper()
 
 

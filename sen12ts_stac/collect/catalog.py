@@ -161,7 +161,7 @@ def _summaries(kind: str, records: list[ItemRecord], aoi: AOI) -> dict:
     return s
 
 
-def _item_assets(kind: str, stats: dict[str, BandStats]) -> dict:
+def _item_assets(kind: str, stats: dict[str, BandStats], aoi: AOI) -> dict:
     if kind == "triplets":
         out = {}
         for key, product in ASSET_PRODUCT.items():
@@ -175,6 +175,8 @@ def _item_assets(kind: str, stats: dict[str, BandStats]) -> dict:
         for rb, st in zip(meta["raster:bands"], stats[kind].stac()):
             if st:
                 rb["statistics"] = st
+    if kind == "labels":
+        meta["classification:classes"] = class_table(aoi.label_table).to_stac_classes()
     roles = ["labels", "labels-raster"] if kind == "labels" else ["data"]
     return {kind: {"type": COG, "title": KIND_INFO[kind][0], "roles": roles, **meta},
             "thumbnail": {"type": PNG, "roles": ["thumbnail"]}}
@@ -206,8 +208,8 @@ def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[
                 ],
             })
             written += 1
-        exts = {"s1": ["sar", "sat", "raster"], "s2": ["eo", "raster"], "labels": ["label", "raster", "classification"],
-                "triplets": ["ml-aoi", "raster"]}[kind]
+        exts = {"s1": ["sar", "sat", "raster", "eo"], "s2": ["eo", "raster"], "labels": ["label", "raster", "eo", "classification"],
+                "triplets": ["ml-aoi", "raster", "eo"]}[kind]
         write_json(layout.collection_dir(kind) / "collection.json", {
             "type": "Collection", "stac_version": STAC_VERSION, "stac_extensions": [EXT[e] for e in exts],
             "id": cid, "title": f"SEN12TS {aoi.title}: {KIND_INFO[kind][0]}",
@@ -217,7 +219,7 @@ def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[
             "providers": providers,
             "extent": _extent(recs),
             "summaries": _summaries(kind, recs, aoi),
-            "item_assets": _item_assets(kind, stats),
+            "item_assets": _item_assets(kind, stats, aoi),
             "links": [
                 {"rel": "root", "href": "../../catalog.json", "type": STAC_JSON},
                 {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},

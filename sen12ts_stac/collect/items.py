@@ -2,7 +2,9 @@
 
 Items are built as JSON dicts (no pystac tree, no href resolution), so writing 10k items costs
 10k small dict builds; pystac reads every one of them back (tests check that, and validate them
-against the schemas). Extension versions are the ones pystac 1.15 writes.
+against the schemas). Extension versions are the ones pystac 1.15 writes, so reading an item
+does not migrate it (classification v2.0.0: pystac rewrites v1.x items to it on read, and its
+schema ships in ``spec/data/stac-schemas`` because the offline cache lacks it).
 
 Per triplet: an S1 item, an S2 item, and a triplet record (ml-aoi) that links its label and both
 features and carries the split. Per tile: one label item (``label:type`` raster) whose ``source``
@@ -32,7 +34,7 @@ EXT = {
     "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
     "label": "https://stac-extensions.github.io/label/v1.0.1/schema.json",
     "ml-aoi": "https://stac-extensions.github.io/ml-aoi/v0.2.0/schema.json",
-    "classification": "https://stac-extensions.github.io/classification/v1.1.0/schema.json",
+    "classification": "https://stac-extensions.github.io/classification/v2.0.0/schema.json",
 }
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 PNG = "image/png"
@@ -90,7 +92,9 @@ def _nodata(value):
 
 def band_metadata(product: bands.Product) -> dict:
     """Asset fields that describe the file's bands: STAC 1.1 ``bands`` (names), ``raster:bands``
-    (dtype, nodata, scale/offset, unit) and, for optical data, ``eo:bands``."""
+    (dtype, nodata, scale/offset, unit) and ``eo:bands`` for every product, radar and labels
+    included: odc-stac 0.5 (and other readers written for STAC 1.0) take band names and aliases
+    only from ``eo:bands``, so without it ``odc.stac.load(items, bands=["vh_t0"])`` fails."""
     out: dict = {
         "bands": [{"name": b.name, "description": b.description} for b in product.bands],
         "raster:bands": [],
@@ -102,12 +106,11 @@ def band_metadata(product: bands.Product) -> dict:
         if b.scale is not None:
             rb["scale"], rb["offset"] = b.scale, b.offset or 0.0
         out["raster:bands"].append(rb)
-    if product is bands.S2:
-        out["eo:bands"] = [
-            {k: v for k, v in (("name", b.name), ("description", b.description), ("common_name", b.common_name),
-                               ("center_wavelength", b.center_wavelength), ("full_width_half_max", b.full_width_half_max)) if v is not None}
-            for b in product.bands
-        ]
+    out["eo:bands"] = [
+        {k: v for k, v in (("name", b.name), ("description", b.description), ("common_name", b.common_name),
+                           ("center_wavelength", b.center_wavelength), ("full_width_half_max", b.full_width_half_max)) if v is not None}
+        for b in product.bands
+    ]
     return out
 
 
@@ -172,7 +175,7 @@ class ItemBuilder:
             "s1", item_id("s1", tile, t.key), here, geometry, bbox, props,
             {"s1": _data_asset("./s1.tif", "Sentinel-1 RTC backscatter, coherence, phase (4 dates), LIA, slope, validity", bands.S1, t.s1),
              "thumbnail": {"href": "./thumbnail.png", "type": PNG, "title": "VV/VH false colour, newest date", "roles": ["thumbnail"]}},
-            ["proj", "raster", "sar", "sat", "file"], t.s1_derived_from,
+            ["proj", "raster", "eo", "sar", "sat", "file"], t.s1_derived_from,
         )
 
     def s2(self, t: TripletMeta) -> dict:
@@ -220,7 +223,7 @@ class ItemBuilder:
         item = self._item(
             "labels", item_id("labels", tile), here, geometry, bbox, props,
             {"labels": asset, "thumbnail": {"href": "./thumbnail.png", "type": PNG, "title": "Land-cover classes", "roles": ["thumbnail"]}},
-            ["proj", "raster", "label", "classification", "file"], derived_from or [],
+            ["proj", "raster", "eo", "label", "classification", "file"], derived_from or [],
         )
         for t in sorted(triplets, key=lambda t: t.key):
             for kind in ("s1", "s2"):
@@ -262,7 +265,7 @@ class ItemBuilder:
             "thumbnail": {"href": rel(here, s2.rsplit("/", 1)[0] + "/thumbnail.png"), "type": PNG, "roles": ["thumbnail"]},
         }
         item = self._item("triplets", item_id("triplets", tile, t.key), here, geometry, bbox, props, assets,
-                          ["proj", "raster", "ml-aoi", "file"], [])
+                          ["proj", "raster", "eo", "ml-aoi", "file"], [])
         for target, role in ((lab, "label"), (s1, "feature"), (s2, "feature")):
             item["links"].append({"rel": "derived_from", "href": rel(here, target), "type": STAC_JSON, "ml-aoi:role": role})
         return item

@@ -202,13 +202,13 @@ class ClassTable:
     # -- STAC ----------------------------------------------------------------------------------
 
     def to_stac_classes(self) -> list[dict]:
-        """``classification:classes`` objects (classification extension v1.1.0).
+        """``classification:classes`` objects (classification extension v2.0.0, also valid v1.1.0).
 
-        Each is ``{"value", "name", "description", "color_hint"}``: ``name`` is a slug of the
-        source name (lowercase, runs of non-alphanumerics -> ``_``, stripped), made unique by
-        appending ``_<value>`` to every member of a group of colliding slugs; ``description`` is
-        the source name with surrounding whitespace stripped; ``color_hint`` is ``RRGGBB``
-        (uppercase, no ``#``).
+        Each is ``{"value", "name", "title", "description", "color_hint"}``: ``name`` is a slug of
+        the source name (lowercase, runs of non-alphanumerics -> ``_``, stripped), made unique by
+        appending ``_<value>`` to every member of a group of colliding slugs; ``title`` (what a
+        legend shows) and ``description`` are the source name with surrounding whitespace
+        stripped; ``color_hint`` is ``RRGGBB`` (uppercase, no ``#``).
         """
         slugs = {c.value: _slug(c.name) or f"class_{c.value}" for c in self.classes}
         counts: dict[str, int] = {}
@@ -223,6 +223,7 @@ class ClassTable:
             {
                 "value": c.value,
                 "name": slugs[c.value],
+                "title": c.name.strip(),
                 "description": c.name.strip(),
                 "color_hint": c.color.lstrip("#").upper(),
             }

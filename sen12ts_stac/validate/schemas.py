@@ -1,6 +1,7 @@
 """STAC JSON-schema validation offline: a schema cache laid out by URL, validators compiled once.
 
-Where a schema comes from, in order: this process's memory; pystac's bundled core v1.1.0 and
+Where a schema comes from, in order: this process's memory; the package's own copies
+(``spec/data/stac-schemas``: classification v2.0.0); pystac's bundled core v1.1.0 and
 GeoJSON schemas; the JSON-Schema meta-schemas; the cache folder (``<dir>/<host>/<path>``, the
 layout of ``shared/stac-schemas``); the network, only when allowed, and then stored in the cache.
 A schema that cannot be had is *not checked*, and said so; it never passes silently.
@@ -72,8 +73,13 @@ class SchemaUnavailable(Exception):
         self.url, self.reason = url, reason
 
 
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "spec" / "data" / "stac-schemas"  # laid out by URL
+
+
 def _bundled() -> dict[str, Any]:
     out: dict[str, Any] = {}
+    for p in BUNDLED_DIR.rglob("*.json"):  # schemas the catalog uses that the cache may lack
+        out[f"https://{p.relative_to(BUNDLED_DIR).as_posix()}"] = json.loads(p.read_bytes())
     try:
         from pystac.validation.local_validator import get_local_schema_cache
 
