@@ -125,7 +125,7 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
             write_bytes(path, data)
             return None
         product, arr = data
-        w = write_cog(path, arr, product, tile)
+        w = write_cog(path, arr, product, tile, classes=class_table(aoi.label_table) if product is bands.LABEL else None)
         return FileInfo(w.size, w.checksum)
 
     try:
