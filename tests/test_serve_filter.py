@@ -155,3 +155,17 @@ def test_queryables_and_conformance(api):
     coll = next(i["collection"] for i in items if i["id"].startswith("s1"))
     assert "ml-aoi:split" not in requests.get(f"{url}/collections/{coll}/queryables", timeout=30).json()["properties"]
     assert requests.get(f"{url}/collections/nope/queryables", timeout=30).status_code == 404
+
+
+def test_plain_get_searches_that_rustac_alone_fails_with_500(api):
+    url, items = api
+    coll = next(i["collection"] for i in items if "ml-aoi:split" in i["properties"])
+    r = requests.get(url + "/search", params={"collections": coll, "limit": 1000}, timeout=30)
+    assert r.status_code == 200 and {f["id"] for f in r.json()["features"]} == {i["id"] for i in items if i["collection"] == coll}
+    w, s, e, n = items[0]["bbox"]
+    r = requests.get(url + "/search", params={"bbox": f"{w},{s},{e},{n}", "limit": 2}, timeout=30)
+    assert r.status_code == 200 and len(r.json()["features"]) == 2
+    r = requests.get(url + "/search", params={"limit": "many"}, timeout=30)
+    assert r.status_code == 400 and "bad search parameter" in r.json()["description"]
+    r = requests.get(url + "/collections", params={"filter": "id = 'x'"}, timeout=30)
+    assert r.status_code == 400 and "collection search" in r.json()["description"]
