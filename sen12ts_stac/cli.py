@@ -116,11 +116,15 @@ def import_legacy(folder, aoi, out, max_invalid, seed, workers, overwrite, quiet
 
 
 @cli.command()
-@click.argument("path", type=click.Path(path_type=Path))
-def info(path: Path) -> None:
-    """Summarise a catalog: collections, item counts, splits, tiles, dates, bytes."""
+@click.argument("path")
+@click.option("--anonymous", is_flag=True, help="Read a public bucket without credentials (unsigned requests).")
+def info(path: str, anonymous: bool) -> None:
+    """Summarise a catalog (folder, catalog file, or http(s)/s3/az/gs URL): collections, item
+    counts, splits, tiles, dates, bytes."""
     from sen12ts_stac.inspect import summarise
+    from sen12ts_stac.storage import set_anonymous
 
+    set_anonymous(anonymous)
     for line in summarise(path):
         click.echo(line)
 

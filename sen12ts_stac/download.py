@@ -30,7 +30,7 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
 import click
 import orjson
@@ -39,11 +39,14 @@ from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progres
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import catalog_entry, write_json
+from sen12ts_stac.storage import MAX_JSON_BYTES, DeadlineExceeded, ReadError, folder_of, is_url, read_bytes, resolve
 from sen12ts_stac.storage.checksums import hasher_for
-from sen12ts_stac.storage.http import MAX_JSON_BYTES, http_session
+from sen12ts_stac.storage.read import Stream, open_chunks
+from sen12ts_stac.storage.walk import walk
 
 DEFAULT_MAX_SIZE = 2 * 1024**3  # per file; the largest SEN12TS COG is ~4 MB
 CHUNK = 1 << 20
+MIN_RATE = 64 << 10  # bytes/s: a file transfer slower than this on average is cut off (on top of the base deadline)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+=,@-]{0,254}$")
 
 
@@ -168,98 +171,81 @@ def safe_rel(rel: str) -> str:
 
 
 class Location:
-    """The source catalog: reading documents and files, and where each lies below its root."""
+    """The source catalog: a local folder or the URL of a static catalog (http(s), s3://, az://,
+    gs://); reading documents and files through :mod:`sen12ts_stac.storage`, and where each lies
+    below the root."""
 
-    def __init__(self, src: str, timeout: float = 60.0):
-        self.timeout = timeout
-        self.is_http = src.startswith(("http://", "https://"))
-        self._local = threading.local()
-        if self.is_http:
-            entry = src if src.endswith(".json") else src.rstrip("/") + "/catalog.json"
-            self.entry = entry
-            self.base = entry.rsplit("/", 1)[0] + "/"
+    def __init__(self, src: str, timeout: float = 60.0, deadline: float = 120.0):
+        self.timeout, self.deadline = timeout, deadline
+        self.remote = is_url(src)
+        if self.remote:
+            self.entry = src if src.endswith(".json") else src.rstrip("/") + "/catalog.json"
+            self.base = folder_of(self.entry)
         else:
-            entry = catalog_entry(src, also=" or an http(s) URL")
+            entry = catalog_entry(src, also=" or the URL of a catalog (http(s), s3://, az://, gs://)")
             self.entry = str(entry.resolve())
             self.base = str(Path(os.path.realpath(entry)).parent)
 
-    def session(self) -> requests.Session:
-        s = getattr(self._local, "s", None)
-        if s is None:
-            s = self._local.s = http_session(retries=4)
-        return s
+    def rebase(self, final_entry: str) -> None:
+        """The entry answered from ``final_entry`` (a redirect): the root is its folder."""
+        self.entry, self.base = final_entry, folder_of(final_entry)
 
     def join(self, doc: str, href: str) -> str:
-        if self.is_http:
-            return urllib.parse.urljoin(doc, href)
-        if "://" in href:
-            return href
-        return os.path.normpath(os.path.join(os.path.dirname(doc), href))
+        target = resolve(doc, href)
+        if target is None:
+            raise Refused(f"href {href!r} is not a path or a supported URL")
+        return target
 
     def rel(self, loc: str) -> str:
         """``loc`` relative to the root folder, checked safe; Refused if it lies outside."""
-        if self.is_http:
+        if self.remote:
             u, b = urllib.parse.urlsplit(loc), urllib.parse.urlsplit(self.base)
             if (u.scheme, u.netloc) != (b.scheme, b.netloc) or u.query or u.fragment:
                 raise Refused(f"{loc} is not below the catalog root {self.base}")
-            path = urllib.parse.unquote(u.path)
+            path, base_path = urllib.parse.unquote(u.path), urllib.parse.unquote(b.path)
             norm = posixpath.normpath(path)
-            if not norm.startswith(b.path) or ".." in path.split("/"):
+            if not norm.startswith(base_path) or ".." in path.split("/"):
                 raise Refused(f"{loc} leaves the catalog root {self.base}")
-            return safe_rel(norm[len(b.path):])
-        if "://" in loc:
+            return safe_rel(norm[len(base_path):])
+        if is_url(loc):
             raise Refused(f"{loc} is a URL in a local catalog")
         real = os.path.realpath(loc)  # a symlink pointing out of the catalog is refused here
         if os.path.commonpath([real, self.base]) != self.base:
             raise Refused(f"{loc} resolves to {real}, outside the catalog root {self.base}")
         return safe_rel(Path(os.path.relpath(real, self.base)).as_posix())
 
-    def read_json(self, loc: str) -> tuple[dict, bytes]:
+    def read_json(self, loc: str) -> tuple[dict, str]:
+        """``(document, final location)``; Refused when it cannot be read or is not an object.
+        A document that redirects elsewhere is refused (its relative links would point
+        somewhere else than the copy's); only the entry may redirect (see :meth:`rebase`)."""
         try:
-            if self.is_http:
-                with self.session().get(loc, timeout=self.timeout, stream=True) as r:
-                    r.raise_for_status()
-                    body = b"".join(_capped(r.iter_content(CHUNK), MAX_JSON_BYTES, loc))
-            else:
-                if os.path.getsize(loc) > MAX_JSON_BYTES:
-                    raise Refused(f"{loc}: JSON document larger than {MAX_JSON_BYTES:,} bytes")
-                body = Path(loc).read_bytes()
-            return orjson.loads(body), body
-        except Refused:
-            raise
-        except (OSError, requests.RequestException, orjson.JSONDecodeError) as e:
-            raise Refused(f"{loc}: cannot read ({type(e).__name__}: {str(e)[:200]})") from None
+            got = read_bytes(loc, MAX_JSON_BYTES, timeout=self.timeout, deadline=self.deadline)
+        except ReadError as e:
+            raise Refused(f"{loc}: cannot read ({e})") from None
+        if got.url != loc and loc != self.entry:
+            raise Refused(f"{loc}: redirects to {got.url}; a document below the entry may not move")
+        try:
+            obj = orjson.loads(got.body)
+        except orjson.JSONDecodeError as e:
+            raise Refused(f"{loc}: not valid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise Refused(f"{loc}: not a JSON object")
+        return obj, got.url
 
-    def open_chunks(self, loc: str):
-        """(declared Content-Length or None, iterator of byte chunks)."""
-        if self.is_http:
-            r = self.session().get(loc, timeout=self.timeout, stream=True)
-            if r.status_code != 200:
-                r.close()
-                raise Refused(f"{loc}: HTTP {r.status_code}")
-            length = r.headers.get("Content-Length")
-
-            def chunks():
-                with r:
-                    yield from r.iter_content(CHUNK)
-
-            return (int(length) if length and length.isdigit() else None), chunks()
-        f = open(loc, "rb")
-
-        def chunks():
-            with f:
-                yield from iter(lambda: f.read(CHUNK), b"")
-
-        return os.fstat(f.fileno()).st_size, chunks()
-
-
-def _capped(chunks: Iterable[bytes], limit: int, what: str) -> Iterable[bytes]:
-    n = 0
-    for c in chunks:
-        n += len(c)
-        if n > limit:
-            raise Refused(f"{what}: larger than {limit:,} bytes")
-        yield c
+    def open_chunks(self, loc: str, size: int | None) -> Stream:
+        """The file at ``loc`` as a stream. A redirect to another origin is refused (another
+        host's bytes never land in DEST), and over http the transfer has an overall deadline
+        that allows for its declared size (a server trickling bytes is cut off)."""
+        deadline = self.deadline + (size if size is not None else DEFAULT_MAX_SIZE // 64) / MIN_RATE
+        try:
+            stream = open_chunks(loc, timeout=self.timeout, deadline=deadline)
+        except ReadError as e:
+            raise Refused(f"{loc}: {e}") from None
+        asked, final = urllib.parse.urlsplit(loc), urllib.parse.urlsplit(stream.url)
+        if (asked.scheme, asked.netloc) != (final.scheme, final.netloc):
+            stream.close()
+            raise Refused(f"{loc} redirects to another origin ({final.scheme}://{final.netloc}); not followed")
+        return stream
 
 
 # --------------------------------------------------------------------------------------------
@@ -307,57 +293,67 @@ class DownloadReport:
         return out
 
 
-def _plan(loc: Location, filters: Filters, max_size: int, pool: cf.Executor, report: DownloadReport,
+def _plan(loc: Location, filters: Filters, max_size: int, workers: int, report: DownloadReport,
           write_item: Callable[[str, dict], None]) -> tuple[dict[str, Node], dict[str, FileTask]]:
-    """Walk the catalog level by level (documents fetched concurrently), keeping the chosen items."""
+    """Walk the catalog (the storage walker: documents fetched concurrently), keeping the chosen
+    items; every document and link target must lie below the root."""
     nodes: dict[str, Node] = {}
     tasks: dict[str, FileTask] = {}
     parents: dict[str, str | None] = {}
+    linked_from: dict[str, str] = {}  # document location -> rel of the document that linked it first
     try:
-        root_obj, _ = loc.read_json(loc.entry)
-        root_rel = loc.rel(loc.entry)
+        root_obj, final = loc.read_json(loc.entry)
+        if final != loc.entry:
+            loc.rebase(final)
+        loc.rel(loc.entry)
     except Refused as e:
         raise UserError(str(e)) from None
-    frontier: list[tuple[str, str | None, dict | None]] = [(loc.entry, None, root_obj)]
-    seen = {root_rel}
 
-    def fetch(entry):
-        path, parent, obj = entry
-        if obj is not None:
-            return obj, None
-        try:
-            return loc.read_json(path)[0], None
-        except Refused as e:
-            return None, str(e)
+    def read(where: str) -> tuple[dict, str]:
+        return (root_obj, loc.entry) if where == loc.entry else loc.read_json(where)
 
-    while frontier:
-        next_frontier = []
-        for (path, parent, _), (obj, err) in zip(frontier, pool.map(fetch, frontier)):
-            if err:
-                report.findings.append(err)
+    def visit(path: str, obj: dict) -> tuple[tuple, list[str]]:
+        """Runs in a walker thread: which links to follow (below the root only)."""
+        if obj.get("type") == "Feature" or (obj.get("type") == "Collection"
+                                            and not filters.wants_collection(str(obj.get("id", "")))):
+            return (path, obj, []), []
+        rel, found, refused = loc.rel(path), [], []
+        for link in obj.get("links") or []:
+            if not isinstance(link, dict) or link.get("rel") not in ("child", "item") or not link.get("href"):
                 continue
-            rel = loc.rel(path)
-            kind = obj.get("type")
-            if kind == "Feature":
-                _take_item(loc, path, rel, obj, filters, max_size, report, tasks, parents, parent, write_item)
-                continue
-            if kind == "Collection" and not filters.wants_collection(str(obj.get("id", ""))):
-                continue
-            nodes[rel] = Node(rel, obj)
-            parents[rel] = parent
-            for link in obj.get("links", []):
-                if link.get("rel") not in ("child", "item") or not link.get("href"):
-                    continue
+            try:
                 target = loc.join(path, link["href"])
-                try:
-                    trel = loc.rel(target)
-                except Refused as e:
-                    report.findings.append(f"{rel}: {link['rel']} link {link['href']!r} refused: {e}")
-                    continue
-                if trel not in seen:
-                    seen.add(trel)
-                    next_frontier.append((target, rel, None))
-        frontier = next_frontier
+                loc.rel(target)
+            except Refused as e:
+                refused.append(f"{rel}: {link['rel']} link {str(link['href'])[:200]!r} refused: {e}")
+                continue
+            found.append(target)
+        return (path, obj, refused), found
+
+    def on_error(where: str, e: Exception) -> tuple:
+        if not isinstance(e, Refused):
+            raise e
+        return where, None, [str(e)]
+
+    for path, obj, refused in walk(loc.entry, visit, read=read, workers=workers, on_error=on_error):
+        report.findings += refused
+        if obj is None:
+            continue
+        rel = loc.rel(path)
+        parent = linked_from.get(path)
+        kind = obj.get("type")
+        if kind == "Feature":
+            _take_item(loc, path, rel, obj, filters, max_size, report, tasks, parents, parent, write_item)
+            continue
+        if kind == "Collection" and not filters.wants_collection(str(obj.get("id", ""))):
+            continue
+        nodes[rel] = Node(rel, obj)
+        parents[rel] = parent
+        for link in obj.get("links") or []:
+            if isinstance(link, dict) and link.get("rel") in ("child", "item") and link.get("href"):
+                target = resolve(path, link["href"])
+                if target is not None:
+                    linked_from.setdefault(target, rel)
     # keep the chain of documents above every chosen item
     kept_docs = set()
     for rel, parent in parents.items():
@@ -474,7 +470,8 @@ def fetch_file(loc: Location, dest: Dest, task: FileTask, max_size: int, on_byte
     h = hasher_for(task.checksum)
     n = 0
     try:
-        length, chunks = loc.open_chunks(task.src)
+        stream = loc.open_chunks(task.src, task.size)
+        length, chunks = stream.size, stream.chunks
         if length is not None and length > limit:
             raise Refused(f"server announces {length:,} bytes, more than the {'declared file:size' if task.size is not None else 'limit'} {limit:,}")
         with open(part, "wb") as f:
@@ -492,7 +489,7 @@ def fetch_file(loc: Location, dest: Dest, task: FileTask, max_size: int, on_byte
             raise Refused(f"checksum mismatch: got {task.checksum[:4]}{h.hexdigest()[:16]}..., file:checksum says {task.checksum[:20]}...")
         os.replace(part, final)
         return "downloaded", n
-    except (OSError, requests.RequestException) as e:
+    except (OSError, requests.RequestException, DeadlineExceeded, ReadError) as e:
         raise Refused(f"{task.src}: {type(e).__name__}: {str(e)[:200]}") from None
     finally:
         part.unlink(missing_ok=True)
@@ -549,7 +546,7 @@ def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=Non
             report.findings.append(f"item {item.get('id')}: {e}; refused")
 
     with cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
-        nodes, tasks = _plan(loc, filters, max_size, pool, report, write_item)
+        nodes, tasks = _plan(loc, filters, max_size, workers, report, write_item)
         report.files = len(tasks)
         if not dry_run:
             _write_tree(nodes, out, loc.rel(loc.entry), report)
@@ -561,7 +558,7 @@ def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=Non
 def _refuse_overlap(loc: Location, dest: str | os.PathLike) -> None:
     """A local SRC and DEST must be apart: the same folder, or one inside the other, would have
     the download rewrite (and with filters, shrink) the source catalog. Checked before any write."""
-    if loc.is_http:
+    if loc.remote:
         return
     src_root, dest_real = loc.base, os.path.realpath(dest)
     if os.path.commonpath([src_root, dest_real]) in (src_root, dest_real):

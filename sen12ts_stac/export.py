@@ -22,6 +22,7 @@ them. ``create`` rewrites collection.json, so export again after adding tiles.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ import orjson
 from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.fsio import atomic_path, catalog_entry, read_json, walk_tree, write_json
+from sen12ts_stac.fsio import atomic_path, catalog_entry, read_json, walk_local, write_json
 from sen12ts_stac.storage.checksums import sha256_multihash
 
 PARQUET_KEY = "geoparquet-items"
@@ -63,17 +64,17 @@ class CollectionExport:
 
 def find_collections(root: str | Path) -> list[Path]:
     """Every collection.json reachable from a catalog folder or file through local child links."""
-    return [p for p, obj in walk_tree(catalog_entry(root), ("child",), descend=lambda o: o.get("type") != "Collection")
+    return [Path(p) for p, obj in walk_local(catalog_entry(root), ("child",), descend=lambda o: o.get("type") != "Collection")
             if obj.get("type") == "Collection"]
 
 
 def iter_items(collection_json: str | Path) -> Iterator[tuple[str, dict]]:
     """``(folder of the item relative to the collection folder, item)`` for every item below a
-    collection, in link order (child catalogs depth first)."""
-    base = Path(collection_json).resolve().parent.as_posix()
-    for p, obj in walk_tree(collection_json, ("child", "item")):
+    collection, in link order (child catalogs before their items)."""
+    base = posixpath.dirname(os.path.abspath(collection_json))  # as the walker names files
+    for p, obj in walk_local(collection_json, ("child", "item")):
         if obj.get("type") == "Feature":
-            yield posixpath.relpath(p.parent.as_posix(), base), obj
+            yield posixpath.relpath(posixpath.dirname(p), base), obj
 
 
 def _relative_to(target: str, start: str) -> str:

@@ -97,27 +97,16 @@ def catalog_entry(path: str | os.PathLike, also: str = "") -> Path:
     return entry
 
 
-def local_links(obj: dict, rels: tuple[str, ...]) -> Iterator[str]:
-    """The hrefs of ``obj``'s links with one of ``rels`` that point at local files."""
-    for link in obj.get("links", []):
-        href = link.get("href", "")
-        if link.get("rel") in rels and href and "://" not in href:
-            yield href
-
-
-def walk_tree(entry: str | os.PathLike, rels: tuple[str, ...] = ("child", "item"),
-              descend: Callable[[dict], bool] | None = None) -> Iterator[tuple[Path, dict]]:
+def walk_local(entry: str | os.PathLike, rels: tuple[str, ...] = ("child", "item"),
+               descend: Callable[[dict], bool] | None = None) -> Iterator[tuple[str, dict]]:
     """``(path, object)`` for ``entry`` and every local STAC JSON file reached from it through
-    links with one of ``rels``, depth first in link order; each file is read once and loops are
-    not followed. ``descend(obj)`` False: yield ``obj`` but do not follow its links."""
-    seen: set[Path] = set()
-    stack = [Path(entry).resolve()]
-    while stack:
-        p = stack.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        obj = read_json(p)
-        yield p, obj
-        if descend is None or descend(obj):
-            stack += [(p.parent / h).resolve() for h in reversed(list(local_links(obj, rels)))]
+    links with one of ``rels`` (the storage walker, local links only); each file is read once
+    and loops are not followed. ``descend(obj)`` False: yield ``obj`` but do not follow its
+    links. A file that cannot be read is a one-line UserError naming it."""
+    from sen12ts_stac.errors import UserError
+    from sen12ts_stac.storage.walk import DocumentError, walk_documents
+
+    try:
+        yield from walk_documents(os.path.abspath(entry), rels, descend=descend)
+    except DocumentError as e:
+        raise UserError(e.line()) from None

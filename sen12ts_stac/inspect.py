@@ -1,15 +1,30 @@
-"""``info``: a quick summary of a catalog written by ``create`` (or any static STAC catalog)."""
+"""``info``: a quick summary of a catalog written by ``create`` (or any static STAC catalog), in a
+local folder or at an http(s) or object-store URL."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
-from pathlib import Path
 
-from sen12ts_stac.fsio import catalog_entry, read_json, walk_tree
+from sen12ts_stac.errors import UserError
+from sen12ts_stac.fsio import catalog_entry
+from sen12ts_stac.storage import is_url, resolve
+from sen12ts_stac.storage.walk import DocumentError, walk_documents
 
 
-def summarise(path: Path) -> list[str]:
-    entry = catalog_entry(path)
+def summarise(path: str | os.PathLike) -> list[str]:
+    s = os.fspath(path)
+    if is_url(s):
+        entry = s + "catalog.json" if s.endswith("/") else s
+    else:
+        entry = str(catalog_entry(path).resolve())
+    try:
+        return _summarise(entry)
+    except DocumentError as e:
+        raise UserError(e.line()) from None
+
+
+def _summarise(entry: str) -> list[str]:
     items: Counter = Counter()
     splits: Counter = Counter()
     seasons: Counter = Counter()
@@ -18,7 +33,9 @@ def summarise(path: Path) -> list[str]:
     dates: list[str] = []
     nbytes = 0
     assets_seen: set[str] = set()
-    for p, obj in walk_tree(entry):
+    root: dict = {}
+    for p, obj in walk_documents(entry):
+        root = root or obj
         t = obj.get("type")
         if t == "Collection":
             collections.append((obj["id"], obj.get("title", "")))
@@ -34,11 +51,10 @@ def summarise(path: Path) -> list[str]:
                 dates.append(props["datetime"])
             for a in obj.get("assets", {}).values():  # triplet records repeat their features' assets
                 href = a.get("href", "")
-                target = href if "://" in href else str((p.parent / href).resolve())
+                target = resolve(p, href) or href
                 if target not in assets_seen:
                     assets_seen.add(target)
                     nbytes += a.get("file:size", 0)
-    root = read_json(entry)
     out = [f"{root.get('id')}: {root.get('title', root.get('description', ''))}", f"  {entry}"]
     out.append(f"collections: {len(collections)}")
     for cid, title in collections:

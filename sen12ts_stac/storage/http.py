@@ -6,9 +6,11 @@ per-read timeout, so the whole body has its own clock), never an unbounded body.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
+from typing import Iterator
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -66,22 +68,17 @@ class Fetched:
     reason: str = ""
 
 
-def capped_get(url: str, max_bytes: int, *, session: requests.Session | None = None,
-               timeout: float = DEFAULT_TIMEOUT_S, deadline: float = DEFAULT_DEADLINE_S,
-               headers: dict | None = None) -> Fetched:
-    """GET ``url`` and read at most ``max_bytes`` of body within ``deadline`` seconds overall.
-    Raises :class:`BodyTooLarge`, :class:`DeadlineExceeded` or ``requests.RequestException``.
-    A non-200 status is returned with an empty body (its body is not read)."""
+@contextlib.contextmanager
+def streamed_get(url: str, *, session: requests.Session | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                 deadline: float = DEFAULT_DEADLINE_S, headers: dict | None = None) -> Iterator[tuple[requests.Response, Iterator[bytes]]]:
+    """GET ``url`` as a stream: ``(response, chunks)``, where iterating ``chunks`` raises
+    :class:`DeadlineExceeded` once ``deadline`` seconds have passed since the request began (a
+    timer shuts the socket, so even a server that trickles a byte every few seconds is stopped).
+    The caller caps what it keeps and checks the status."""
     s = session or thread_session()
     start = time.monotonic()
     expired = threading.Event()
     with s.get(url, timeout=timeout, stream=True, headers=headers) as r:
-        if r.status_code != 200:
-            return Fetched(r.status_code, r.url, dict(r.headers), b"", r.reason or "")
-        length = r.headers.get("Content-Length")
-        if length and length.isdigit() and int(length) > max_bytes:
-            raise BodyTooLarge(f"{int(length):,} bytes, over the {max_bytes:,}-byte limit")
-
         def expire() -> None:  # a blocked read only wakes when its connection is shut
             expired.set()
             _shut(r)
@@ -89,21 +86,44 @@ def capped_get(url: str, max_bytes: int, *, session: requests.Session | None = N
         timer = threading.Timer(max(0.0, deadline - (time.monotonic() - start)), expire)
         timer.daemon = True
         timer.start()
-        parts, size = [], 0
-        try:
-            for chunk in r.iter_content(CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise BodyTooLarge(f"over the {max_bytes:,}-byte limit")
-                parts.append(chunk)
-        except (requests.RequestException, OSError, ValueError, AttributeError):
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                for chunk in r.iter_content(CHUNK):
+                    if expired.is_set():
+                        break
+                    yield chunk
+            except (requests.RequestException, OSError, ValueError, AttributeError):
+                if expired.is_set():
+                    raise DeadlineExceeded(f"no complete answer within {deadline:g} s") from None
+                raise
             if expired.is_set():
-                raise DeadlineExceeded(f"no complete answer within {deadline:g} s") from None
-            raise
+                raise DeadlineExceeded(f"no complete answer within {deadline:g} s")
+
+        try:
+            yield r, chunks()
         finally:
             timer.cancel()
-        if expired.is_set():
-            raise DeadlineExceeded(f"no complete answer within {deadline:g} s")
+
+
+def capped_get(url: str, max_bytes: int, *, session: requests.Session | None = None,
+               timeout: float = DEFAULT_TIMEOUT_S, deadline: float = DEFAULT_DEADLINE_S,
+               headers: dict | None = None) -> Fetched:
+    """GET ``url`` and read at most ``max_bytes`` of body within ``deadline`` seconds overall.
+    Raises :class:`BodyTooLarge`, :class:`DeadlineExceeded` or ``requests.RequestException``.
+    A non-200 status is returned with an empty body (its body is not read)."""
+    with streamed_get(url, session=session, timeout=timeout, deadline=deadline, headers=headers) as (r, chunks):
+        if r.status_code != 200:
+            return Fetched(r.status_code, r.url, dict(r.headers), b"", r.reason or "")
+        length = r.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > max_bytes:
+            raise BodyTooLarge(f"{int(length):,} bytes, over the {max_bytes:,}-byte limit")
+        parts, size = [], 0
+        for chunk in chunks:
+            size += len(chunk)
+            if size > max_bytes:
+                raise BodyTooLarge(f"over the {max_bytes:,}-byte limit")
+            parts.append(chunk)
         return Fetched(r.status_code, r.url, dict(r.headers), b"".join(parts), r.reason or "")
 
 

@@ -20,10 +20,12 @@ leave this module: every error message is passed through :func:`scrub`.
 
 from __future__ import annotations
 
+import io
 import os
 import posixpath
 import re
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import timedelta
@@ -230,39 +232,52 @@ def gdal_path(url: str) -> str:
 
 
 def get(url: str, max_bytes: int) -> bytes:
-    """The object's bytes; refused (unread) when it is larger than ``max_bytes``."""
-    import obstore
-
-    u = ObjectURL.parse(url)
-    try:
-        result = obstore.get(store_for(u), u.key)
-        size = result.meta["size"]
-        if size > max_bytes:
-            raise ObjectStoreError(f"{url}: {size:,} bytes, over the {max_bytes:,}-byte limit (not read)")
-        return bytes(result.bytes())
-    except ObjectStoreError:
-        raise
-    except Exception as e:  # noqa: BLE001
-        raise _error(url, e) from None
+    """The object's bytes; refused (unread) when it is larger than ``max_bytes``. A connection
+    lost mid-body is resumed from where it broke (obstore retries requests, not bodies)."""
+    size, chunks = get_chunks(url)
+    if size > max_bytes:
+        raise ObjectStoreError(f"{url}: {size:,} bytes, over the {max_bytes:,}-byte limit (not read)")
+    parts, n = [], 0
+    for c in chunks:
+        n += len(c)
+        if n > max_bytes:
+            raise ObjectStoreError(f"{url}: over the {max_bytes:,}-byte limit (not read)")
+        parts.append(c)
+    return b"".join(parts)
 
 
 def get_chunks(url: str) -> tuple[int, Iterator[bytes]]:
-    """(size, iterator of byte chunks) of the object, streamed."""
+    """(size, iterator of byte chunks) of the object, streamed; a body cut off mid-way (a reset
+    connection) is resumed with a range request from the byte it stopped at, up to
+    :data:`MAX_RETRIES` times."""
     import obstore
 
     u = ObjectURL.parse(url)
+    store = store_for(u)
     try:
-        result = obstore.get(store_for(u), u.key)
+        result = obstore.get(store, u.key)
         size = result.meta["size"]
     except Exception as e:  # noqa: BLE001
         raise _error(url, e) from None
 
     def chunks() -> Iterator[bytes]:
-        try:
-            for c in result.stream(min_chunk_size=1 << 20):
-                yield bytes(c)
-        except Exception as e:  # noqa: BLE001
-            raise _error(url, e) from None
+        nonlocal result
+        offset, failures = 0, 0
+        while True:
+            try:
+                for c in result.stream(min_chunk_size=1 << 20):
+                    offset += len(c)
+                    yield bytes(c)
+                return
+            except Exception as e:  # noqa: BLE001
+                failures += 1
+                if failures > MAX_RETRIES or offset >= size:
+                    raise _error(url, e) from None
+            time.sleep(min(5.0, 0.1 * 2 ** failures))
+            try:
+                result = obstore.get(store, u.key, options={"range": {"offset": offset}})
+            except Exception as e:  # noqa: BLE001
+                raise _error(url, e) from None
 
     return size, chunks()
 
@@ -318,15 +333,51 @@ def list_prefix(url: str) -> Iterator[tuple[str, int]]:
         raise _error(url, e) from None
 
 
-def open_reader(url: str):
-    """A seekable, buffered file object over the object (for pyarrow's parquet reader)."""
+def open_reader(url: str) -> io.BufferedReader:
+    """A seekable, buffered binary file over the object (ranged reads; for pyarrow's parquet
+    reader, which jumps to the footer first)."""
     import obstore
 
     u = ObjectURL.parse(url)
     try:
-        return obstore.open_reader(store_for(u), u.key, buffer_size=1 << 20)
+        reader = obstore.open_reader(store_for(u), u.key, buffer_size=1 << 20)
     except Exception as e:  # noqa: BLE001
         raise _error(url, e) from None
+    return io.BufferedReader(_RawReader(reader, url), buffer_size=1 << 20)
+
+
+class _RawReader(io.RawIOBase):
+    """obstore's ReadableFile as a standard raw file (it lacks ``closed``/``readinto``, which
+    pyarrow and io.BufferedReader expect)."""
+
+    def __init__(self, reader, url: str):
+        super().__init__()
+        self._r, self._url = reader, url
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            data = bytes(self._r.read(len(buffer)))
+        except Exception as e:  # noqa: BLE001
+            raise OSError(str(_error(self._url, e))) from None
+        buffer[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._r.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._r.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._r.close()
+        super().close()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,16 +8,17 @@ Pixel reads go through GDAL instead: see :mod:`sen12ts_stac.storage.raster`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import requests
 
 from sen12ts_stac.storage import objects
 from sen12ts_stac.storage.http import (CHUNK, DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, BodyTooLarge, DeadlineExceeded,
-                                       capped_get, thread_session)
+                                       capped_get, streamed_get, thread_session)
 from sen12ts_stac.storage.locations import is_http
 
 
@@ -121,30 +122,50 @@ def size_of(where: str, *, timeout: float = DEFAULT_TIMEOUT_S) -> int | None:
     return st.st_size if stat.S_ISREG(st.st_mode) else None
 
 
-def open_chunks(where: str, *, timeout: float = DEFAULT_TIMEOUT_S,
-                session: requests.Session | None = None) -> tuple[int | None, Iterator[bytes]]:
-    """(declared size or None, iterator of byte chunks) of the file at ``where``, for copies
-    too large to hold in memory; the caller caps and checks what it reads."""
+@dataclass
+class Stream:
+    """An open file being read in chunks: its declared size (None when not announced), where it
+    really is (the final URL after redirects) and the chunks, which end the read when exhausted."""
+
+    size: int | None
+    url: str
+    chunks: Iterator[bytes]
+    closer: Callable[[], object] | None = None
+
+    def close(self) -> None:
+        """Give the connection or file back without reading the rest."""
+        if self.closer is not None:
+            self.closer()
+
+
+def open_chunks(where: str, *, timeout: float = DEFAULT_TIMEOUT_S, deadline: float = DEFAULT_DEADLINE_S,
+                session: requests.Session | None = None) -> Stream:
+    """``where`` opened for a copy too large to hold in memory; the caller caps and checks what
+    it reads. Over http the whole transfer has ``deadline`` seconds (iterating past it raises
+    :class:`~sen12ts_stac.storage.http.DeadlineExceeded`). Raises :class:`ReadError`."""
     if is_http(where):
+        stack = contextlib.ExitStack()
         try:
-            r = (session or thread_session()).get(where, timeout=timeout, stream=True)
+            r, chunks = stack.enter_context(streamed_get(where, session=session, timeout=timeout, deadline=deadline))
         except requests.RequestException as e:
+            stack.close()
             raise ReadError(f"unreachable ({type(e).__name__}: {str(e)[:120]})") from None
         if r.status_code != 200:
-            r.close()
+            stack.close()
             raise ReadError(f"HTTP {r.status_code}", missing=r.status_code in (404, 410))
         length = r.headers.get("Content-Length", "")
 
         def http_chunks() -> Iterator[bytes]:
-            with r:
-                yield from r.iter_content(CHUNK)
+            with stack:
+                yield from chunks
 
-        return (int(length) if length.isdigit() else None), http_chunks()
+        return Stream(int(length) if length.isdigit() else None, r.url, http_chunks(), stack.close)
     if objects.is_object_url(where):
         try:
-            return objects.get_chunks(where)
+            size, chunks = objects.get_chunks(where)
         except objects.ObjectStoreError as e:
             raise ReadError(_without(where, str(e)), missing=e.missing) from None
+        return Stream(size, where, chunks)
     try:
         if not stat.S_ISREG(os.stat(where).st_mode):
             raise ReadError("not a regular file (not read)")
@@ -158,7 +179,7 @@ def open_chunks(where: str, *, timeout: float = DEFAULT_TIMEOUT_S,
         with f:
             yield from iter(lambda: f.read(CHUNK), b"")
 
-    return os.fstat(f.fileno()).st_size, file_chunks()
+    return Stream(os.fstat(f.fileno()).st_size, where, file_chunks(), f.close)
 
 
 def _without(where: str, message: str) -> str:

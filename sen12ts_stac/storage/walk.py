@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import urllib.parse
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import orjson
 
 from sen12ts_stac.storage.http import MAX_JSON_BYTES
-from sen12ts_stac.storage.locations import resolve
+from sen12ts_stac.storage.locations import is_url, resolve
 from sen12ts_stac.storage.read import ReadError, read_bytes
 
 R = TypeVar("R")
@@ -121,3 +122,28 @@ def walk(entry: str, visit: Visit, *, read: Callable[[str], tuple[Any, str]] = r
         for _, fut in inflight:
             fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def walk_documents(entry: str, rels: tuple[str, ...] = ("child", "item"), *, descend: Callable[[dict], bool] | None = None,
+                   workers: int = 8) -> Iterator[tuple[str, dict]]:
+    """``(location, document)`` for ``entry`` and every STAC document reached from it through
+    links with one of ``rels``, staying where the entry is (a local tree follows local links
+    only, a remote one links of the same origin or bucket); ``descend(document)`` False: yield
+    it but do not follow its links. A document that cannot be read raises
+    :class:`DocumentError`."""
+    home = _origin(entry)
+
+    def visit(where: str, obj: dict) -> tuple[tuple[str, dict], list[str]]:
+        follow = descend is None or descend(obj)
+        targets = link_targets(obj, where, rels) if follow else []
+        return (where, obj), [t for t in targets if _origin(t) == home]
+
+    yield from walk(entry, visit, workers=workers)
+
+
+def _origin(where: str) -> str:
+    """``scheme://host`` (or bucket) of a URL; "" for a local path."""
+    if not is_url(where):
+        return ""
+    u = urllib.parse.urlsplit(where)
+    return f"{u.scheme}://{u.netloc}"

@@ -80,7 +80,9 @@ class ReadOptions:
 _TRANSIENT = re.compile(
     r"HTTP response code: (429|5\d\d)|timed? ?out|timeout|Connection (reset|refused|was reset)|"
     r"Couldn't connect|Recv failure|Send failure|transfer closed|Empty reply|SSL|"
-    r"Operation too slow|Failed to connect|Could not resolve",
+    r"Operation too slow|Failed to connect|Could not resolve|"
+    # a remote body cut off mid-way: GDAL's object-store readers only say the read failed
+    r"Read failed|IO error|HTTP error code: (429|5\d\d)",
     re.IGNORECASE,
 )
 
