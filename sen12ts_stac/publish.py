@@ -26,6 +26,7 @@ command there, in one line, with nothing written. Credentials come from the envi
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import mimetypes
 import os
 import posixpath
@@ -208,7 +209,8 @@ def publish(src: str | os.PathLike, dest_url: str, *, workers: int = 8, dry_run:
         # A file may be unchanged only if the object has its size and the manifest its size too:
         # only those are hashed now; the others are hashed while they upload.
         maybe = [f for f in files if listing.get(f.rel) == f.size and (manifest.get(f.rel) or [None])[0] == f.size]
-        sums = dict(zip((f.rel for f in maybe), pool.map(lambda f: sha256_multihash(f.path), maybe)))
+        with contextlib.closing(_bounded(pool, lambda f: sha256_multihash(f.path), maybe, 4 * workers)) as hashed:
+            sums = {f.rel: fut.result() for f, fut in hashed}
         report.planned = sorted((f for f in files if f.rel not in sums or sums[f.rel] != manifest[f.rel][1]),
                                 key=lambda f: (f.stage, f.rel))
         report.unchanged = len(files) - len(report.planned)
@@ -218,7 +220,7 @@ def publish(src: str | os.PathLike, dest_url: str, *, workers: int = 8, dry_run:
             return report
         written: dict[str, list] = {}
         try:
-            _upload(pool, prefix, report, written, progress)
+            _upload(pool, workers, prefix, report, written, progress)
             for rel in report.to_delete:
                 objects.delete(str(prefix.with_key(prefix.key + rel)))
                 report.deleted.append(rel)
@@ -238,47 +240,71 @@ def publish(src: str | os.PathLike, dest_url: str, *, workers: int = 8, dry_run:
     return report
 
 
-def _upload(pool: cf.Executor, prefix: objects.ObjectURL, report: PublishReport, written: dict[str, list],
-            progress: bool) -> None:
-    """Upload ``report.planned`` stage by stage; the first failure cancels what has not started
-    and is raised once the uploads under way have finished (they are recorded)."""
+def _upload(pool: cf.Executor, workers: int, prefix: objects.ObjectURL, report: PublishReport,
+            written: dict[str, list], progress: bool) -> None:
+    """Upload ``report.planned`` stage by stage. The first failure stops new uploads; it is
+    raised once those under way have finished and been recorded in ``written``."""
     columns = [TextColumn("[bold]publish"), BarColumn(), TextColumn("{task.fields[files]}/%d files" % len(report.planned)),
                DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
-    lock = threading.Lock()
     with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task("publish", total=sum(f.size for f in report.planned) or None, files=0)
-        stages = sorted({f.stage for f in report.planned})
-        for stage in stages:
+        for stage in sorted({f.stage for f in report.planned}):
             batch = [f for f in report.planned if f.stage == stage]
-            futures = {pool.submit(_put_file, prefix, f): f for f in batch}
-            error: BaseException | None = None
+            stop, error, leftover = threading.Event(), None, []
+            running = _bounded(pool, lambda f: _put_file(prefix, f), batch, 4 * workers, stop, leftover)
             try:
-                for fut in cf.as_completed(futures):
-                    f = futures[fut]
+                for f, fut in running:
                     try:
                         size, checksum = fut.result()
-                    except BaseException as e:  # noqa: BLE001 - raised below, after the others finish
-                        if error is None:
-                            error = e
-                            for other in futures:
-                                other.cancel()
+                    except Exception as e:  # noqa: BLE001 - raised below, after the uploads under way
+                        error = error or e
+                        stop.set()
                         continue
-                    with lock:
-                        written[f.rel] = [size, checksum]
-                        report.uploaded.append(f.rel)
-                        report.bytes += size
+                    written[f.rel] = [size, checksum]
+                    report.uploaded.append(f.rel)
+                    report.bytes += size
                     bar.update(task, advance=size, files=len(report.uploaded))
-            except BaseException:
-                for other in futures:
-                    other.cancel()
-                cf.wait(futures)
-                for fut, f in futures.items():  # what finished while we stopped is up: record it
-                    if fut.done() and not fut.cancelled() and fut.exception() is None and f.rel not in written:
+            except BaseException:  # Ctrl-C: the uploads under way finish, and are recorded
+                running.close()
+                for f, fut in leftover:
+                    if not fut.cancelled() and fut.exception() is None:
                         written[f.rel] = list(fut.result())
                         report.uploaded.append(f.rel)
                 raise
             if error is not None:
                 raise error
+
+
+_END = object()
+
+
+def _bounded(pool: cf.Executor, fn, items, limit: int, stop: threading.Event | None = None,
+             leftover: list | None = None):
+    """``(item, finished future)`` of ``fn(item)`` for each item, run on ``pool`` with at most
+    ``limit`` submitted at once (memory stays flat for a million files). Once ``stop`` is set
+    nothing new starts; what is under way is still yielded. Ended early (closed, or an exception
+    such as Ctrl-C), it cancels what has not started, waits for the rest and puts those
+    ``(item, future)`` pairs in ``leftover``."""
+    pending: dict[cf.Future, object] = {}
+    it = iter(items)
+    try:
+        while True:
+            while len(pending) < limit and not (stop is not None and stop.is_set()):
+                item = next(it, _END)
+                if item is _END:
+                    break
+                pending[pool.submit(fn, item)] = item
+            if not pending:
+                return
+            done, _ = cf.wait(pending, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                yield pending.pop(fut), fut
+    finally:
+        for fut in pending:
+            fut.cancel()
+        cf.wait(pending)
+        if leftover is not None:
+            leftover.extend((item, fut) for fut, item in pending.items())
 
 
 def _put_file(prefix: objects.ObjectURL, f: LocalFile) -> tuple[int, str]:

@@ -233,9 +233,11 @@ def test_refusals(src, tmp_path, capsys, args, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_failure_midway_resumes(s3, src, capsys, monkeypatch):
-    """An upload failing for good stops the run before the parents (the root catalog is not
-    published); the next run uploads only what is still missing."""
+@pytest.mark.parametrize("how", ["store error", "ctrl-c"])
+def test_failure_midway_resumes(s3, src, capsys, monkeypatch, how):
+    """An upload failing for good (or Ctrl-C) stops the run before the parents (the root
+    catalog is not published); the manifest keeps what got up, so the next run uploads only
+    what is still missing."""
     s3.use(monkeypatch)
     bucket = s3.make_bucket()
     files = local_rels(src)
@@ -244,12 +246,17 @@ def test_failure_midway_resumes(s3, src, capsys, monkeypatch):
 
     def flaky_put(url, data, content_type=None):
         if url.endswith(item):
+            if how == "ctrl-c":
+                raise KeyboardInterrupt
             raise objects.ObjectStoreError(f"{url}: Generic S3 error: the network went away")
         return real_put(url, data, content_type=content_type)
 
     monkeypatch.setattr(publish_mod.objects, "put", flaky_put)
     code, _, err = run(capsys, src, s3.url(bucket, "cat"))
-    assert code == 2 and err.count("\n") == 1 and "the root catalog not yet" in err and "run the same command again" in err
+    if how == "ctrl-c":
+        assert code == 130 and err == "sen12ts-stac: interrupted; run the same command again to resume\n"
+    else:
+        assert code == 2 and err.count("\n") == 1 and "the root catalog not yet" in err and "run the same command again" in err
     up = s3.keys(bucket, "cat/")
     assert "cat/catalog.json" not in up and f"cat/{item}" not in up and f"cat/{MANIFEST}" in up
     assert not any(k.endswith("collection.json") for k in up)  # parents wait for every item
