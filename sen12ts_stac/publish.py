@@ -235,7 +235,11 @@ def publish(src: str | os.PathLike, dest_url: str, *, workers: int = 8, dry_run:
         except BaseException:
             _save_manifest(prefix, listing, manifest, written, report.deleted, quiet=True)
             raise
-    _save_manifest(prefix, listing, manifest, written, report.deleted)
+    try:
+        _save_manifest(prefix, listing, manifest, written, report.deleted)
+    except objects.ObjectStoreError as e:
+        raise UserError(f"{e}; every file was published but the manifest not written, so the next run uploads "
+                        "them again") from None
     report.seconds = time.perf_counter() - t0
     return report
 

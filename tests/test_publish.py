@@ -266,3 +266,12 @@ def test_failure_midway_resumes(s3, src, capsys, monkeypatch, how):
     assert code == 0 and f"{len(up) - 1} already there" in out
     assert f"published {len(files) - (len(up) - 1)} files" in out
     assert s3.keys(bucket, "cat/") == sorted([f"cat/{f}" for f in files] + [f"cat/{MANIFEST}"])
+
+
+def test_bucket_root_and_catalog_json_as_src(store, src, capsys):
+    """DEST_URL may be the bucket itself; SRC may name the root catalog.json."""
+    url = store.url().rstrip("/")
+    code, out, err = run(capsys, src / "catalog.json", url)
+    assert code == 0, err
+    assert store.keys() == sorted(local_rels(src) + [MANIFEST])
+    assert "published 0 files" in run(capsys, src, url + "/")[1]
