@@ -17,20 +17,21 @@ from click.testing import CliRunner
 
 from sen12ts_stac.cli import cli, main
 from sen12ts_stac.validate import Options, validate
-from sen12ts_stac.validate.checks import _date_rules
+from sen12ts_stac.validate.rules import _date_rules
 from sen12ts_stac.validate.schemas import SchemaStore, SchemaUnavailable
 
 CLI = Path(sys.executable).with_name("sen12ts-stac")
 
 
 def clone(src: Path, dst: Path) -> Path:
-    """A copy of a catalog whose JSON files are real copies and whose binaries are symlinks
-    (replace, never edit, a binary: ``replace_bytes``)."""
+    """A copy of a catalog whose JSON files are real copies and whose binaries are hard links
+    (replace, never edit, a binary: ``replace_bytes``). Not symlinks: validate refuses files that
+    symlinks inside the root point to outside it."""
 
     def copy(s, d):
         if s.endswith(".json"):
             return shutil.copy2(s, d)
-        os.symlink(os.path.abspath(s), d)
+        os.link(s, d)
         return d
 
     shutil.copytree(src, dst, copy_function=copy, ignore=shutil.ignore_patterns(".sen12ts"))
@@ -107,7 +108,7 @@ def _not_tiff(root: Path):
 def _dtype(root: Path):
     item = first(root, "s2_*.json")
     edit(item, lambda d: d["assets"]["s2"]["raster:bands"][3].update(data_type="uint16"))
-    return item, "assets", "band 4 is int16 in the file, raster:bands says uint16"
+    return item, "assets", "band 4 (B04) is int16 in the file, raster:bands says 'uint16'"
 
 
 def _proj(root: Path):

@@ -1,16 +1,12 @@
-"""The checks beyond JSON schemas: what makes a (SEN12TS) STAC catalog right.
+"""The checks beyond JSON schemas: what makes a (SEN12TS) STAC catalog right. The SEN12TS
+and STAC rules are in ``rules``, the comparison of items with their files in ``claims``.
 
-* per object (``object_rules``): bbox holds the geometry; ``label:type`` fits the label assets;
-  SEN12TS dates follow the pairing rules of ``sen12ts_stac.spec.seasons`` (radar dates 12 days
-  apart, newest first; Sentinel-2 within +-3 days of the newest; all inside the season).
-* across objects (``cross_rules``): unique ids; label items' sources exist and cover the same
-  tile; triplet records link one label and both features that agree with them; no tile in two
-  splits.
 * links (``link_findings``): every parent/root/child/item/collection/source/derived_from href
   resolves, points at the right kind of object, and stays inside the catalog root.
-* assets (``probe_asset`` + ``asset_findings``): the file exists, is a valid COG
-  (``rio_cogeo.cog_validate``), is not truncated, and its dtype, band count, nodata, band names,
-  block size, ``proj:*``, footprint, size and checksum match what the item says.
+* assets (``probe_asset``): reads what each asset file states (only regular local files are
+  read); ``claims.asset_findings`` compares it with what the items say.
+* structure (``structure``): links, assets and properties the checks above cannot read are
+  errors, never skipped in silence.
 
 Objects travel as small *records* (``record``): the fields these checks need, so item work can
 run in worker processes and only records come back.
@@ -18,13 +14,12 @@ run in worker processes and only records come back.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
+import stat
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
-from sen12ts_stac.storage.checksums import sha256_multihash
 from sen12ts_stac.validate.locations import inside, is_url, remote_size, resolve
 from sen12ts_stac.validate.report import ERROR, NOT_CHECKED, WARNING, Finding
 
@@ -38,7 +33,6 @@ KEEP_PROPS = (
 ASSET_KEEP = ("href", "type", "roles", "raster:bands", "bands", "eo:bands", "file:size", "file:checksum")
 RASTER_EXT = (".tif", ".tiff")
 VECTOR_HINTS = ("geo+json", "geojson", "json", "geopackage", "shapefile", "flatgeobuf", "parquet")
-SEN12TS_BLOCK = (256, 256)  # collect.cog.BLOCK
 
 
 # -- records ---------------------------------------------------------------------------------
@@ -53,7 +47,8 @@ def record(obj: dict, where: str, with_assets: bool) -> dict:
         links.append((link.get("rel"), resolve(where, href), href if isinstance(href, str) else repr(href), link.get("ml-aoi:role")))
     assets = obj.get("assets") if isinstance(obj.get("assets"), dict) else {}
     rec = {
-        "where": where, "type": obj.get("type"), "id": obj.get("id"), "collection": obj.get("collection"),
+        "where": where, "type": obj.get("type") if isinstance(obj.get("type"), str) else None, "id": obj.get("id"),
+        "collection": obj.get("collection") if isinstance(obj.get("collection"), str) else None,
         "props": {k: props[k] for k in KEEP_PROPS if k in props},
         "bbox": obj.get("bbox"), "links": links,
         "asset_targets": {k: resolve(where, a.get("href")) for k, a in assets.items() if isinstance(a, dict)},
@@ -71,39 +66,45 @@ def is_sen12ts(rec_or_props: dict) -> bool:
     return "sen12ts:tile" in props
 
 
-# -- per-object rules ------------------------------------------------------------------------
-def object_rules(obj: dict, where: str) -> list[Finding]:
-    if obj.get("type") != "Feature":
-        return []
-    props = obj.get("properties")
-    if not isinstance(props, dict):
-        return []
-    return _bbox_rules(obj, where) + _label_rules(obj, props, where) + _date_rules(props, where)
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(type(v), "a number")
 
 
-def _bbox_rules(obj: dict, where: str) -> list[Finding]:
-    bbox, geom = obj.get("bbox"), obj.get("geometry")
-    if geom is None:
-        return []
-    if not (isinstance(bbox, list) and len(bbox) in (4, 6) and all(isinstance(v, (int, float)) for v in bbox)):
-        return [Finding(ERROR, "rules", where, f"bbox {bbox!r} is not 4 or 6 numbers")]
-    try:
-        import shapely.geometry
-
-        g = shapely.geometry.shape(geom)
-        if g.is_empty:
-            return [Finding(ERROR, "rules", where, "geometry is empty")]
-        gx0, gy0, gx1, gy1 = g.bounds
-    except Exception as e:
-        return [Finding(ERROR, "rules", where, f"geometry is not a valid GeoJSON geometry ({str(e)[:100]})")]
-    x0, y0 = bbox[0], bbox[1]
-    x1, y1 = (bbox[3], bbox[4]) if len(bbox) == 6 else (bbox[2], bbox[3])
-    tol = 1e-6
-    if gx0 < x0 - tol or gy0 < y0 - tol or gx1 > x1 + tol or gy1 > y1 + tol:
-        return [Finding(ERROR, "rules", where, f"bbox {bbox} does not contain the geometry (bounds {[round(v, 7) for v in (gx0, gy0, gx1, gy1)]})")]
-    if max(abs(gx0 - x0), abs(gy0 - y0), abs(gx1 - x1), abs(gy1 - y1)) > 0.01 * max(x1 - x0, y1 - y0, 1e-9) + tol:
-        return [Finding(WARNING, "rules", where, f"bbox {bbox} is larger than the geometry's bounds {[round(v, 7) for v in (gx0, gy0, gx1, gy1)]}")]
-    return []
+def structure(obj: dict, where: str) -> list[Finding]:
+    """Errors for an object whose shape the other checks cannot read (they skip what they cannot
+    read, so without these a malformed object would pass with the schemas off): ``links`` not a
+    list of link objects with a string rel, ``assets`` not an object of asset objects with a
+    string href, ``properties`` not an object, a ``type`` that is not a STAC type."""
+    out: list[Finding] = []
+    t = obj.get("type")
+    if t not in ("Feature", "Catalog", "Collection"):
+        out.append(Finding(ERROR, "rules", where, f"type {str(t)[:40]!r} is not Feature, Catalog or Collection: not checked as a STAC object"))
+    if "links" in obj:
+        links = obj["links"]
+        if not isinstance(links, list):
+            out.append(Finding(ERROR, "links", where, f"links is {_kind(links)}, not a list of links: no link was checked"))
+        else:
+            bad = [(i, x) for i, x in enumerate(links) if not (isinstance(x, dict) and isinstance(x.get("rel"), str))]
+            if bad:
+                i, x = bad[0]
+                what = f"has rel {_kind(x.get('rel'))}, not a string" if isinstance(x, dict) else f"is {_kind(x)}, not a link object"
+                more = f" (and {len(bad) - 1} more malformed links)" if len(bad) > 1 else ""
+                out.append(Finding(ERROR, "links", where, f"links[{i}] {what}: not checked{more}"))
+    if t == "Feature":
+        if "assets" in obj:
+            assets = obj["assets"]
+            if not isinstance(assets, dict):
+                out.append(Finding(ERROR, "assets", where, f"assets is {_kind(assets)}, not an object of assets: no asset was checked"))
+            else:
+                bad_a = [k for k, a in assets.items() if not (isinstance(a, dict) and isinstance(a.get("href"), str) and a["href"].strip())]
+                if bad_a:
+                    a = assets[bad_a[0]]
+                    what = "has no string href" if isinstance(a, dict) else f"is {_kind(a)}, not an asset object"
+                    more = f" (and {len(bad_a) - 1} more)" if len(bad_a) > 1 else ""
+                    out.append(Finding(ERROR, "assets", where, f"asset {bad_a[0]} {what}: not checked{more}"))
+        if not isinstance(obj.get("properties"), dict):
+            out.append(Finding(ERROR, "rules", where, f"properties is {_kind(obj.get('properties'))}, not an object: no property was checked"))
+    return out
 
 
 def _asset_kind(a: dict) -> str:
@@ -116,254 +117,10 @@ def _asset_kind(a: dict) -> str:
     return "other"
 
 
-def _label_rules(obj: dict, props: dict, where: str) -> list[Finding]:
-    if "label:type" not in props:
-        return []
-    t = props["label:type"]
-    if t not in ("raster", "vector"):
-        return [Finding(ERROR, "rules", where, f"label:type is {t!r}; it must be 'raster' or 'vector'")]
-    assets = {k: a for k, a in (obj.get("assets") or {}).items() if isinstance(a, dict)}
-    labelled = {k: a for k, a in assets.items() if any(str(r).startswith("labels") for r in a.get("roles") or [])}
-    kinds = {_asset_kind(a) for a in (labelled or {k: a for k, a in assets.items() if "thumbnail" not in (a.get("roles") or [])}).values()}
-    if t == "raster" and "raster" not in kinds and "vector" in kinds:
-        return [Finding(ERROR, "rules", where, "label:type is 'raster' but the label assets are vector files")]
-    if t == "vector" and "vector" not in kinds and "raster" in kinds:
-        return [Finding(ERROR, "rules", where, "label:type is 'vector' but the label assets are rasters (GeoTIFF)")]
-    return []
+def roles_of(a: dict) -> list:
+    roles = a.get("roles")
+    return roles if isinstance(roles, list) else []
 
-
-def _day(v: Any) -> dt.date:
-    if not isinstance(v, str) or len(v) < 10:
-        raise ValueError(f"{v!r} is not an ISO date")
-    return dt.date.fromisoformat(v[:10])
-
-
-def _date_rules(props: dict, where: str) -> list[Finding]:
-    if not any(k in props for k in ("sen12ts:radar_dates", "sen12ts:s2_date", "sen12ts:season")):
-        return []
-    from sen12ts_stac.spec.seasons import SEASONS, PairingRules
-
-    rules = PairingRules()
-    out: list[Finding] = []
-
-    def err(msg: str) -> None:
-        out.append(Finding(ERROR, "rules", where, msg))
-
-    try:
-        radar = [_day(d) for d in props["sen12ts:radar_dates"]] if "sen12ts:radar_dates" in props else None
-        s2 = _day(props["sen12ts:s2_date"]) if "sen12ts:s2_date" in props else None
-        when = _day(props["datetime"]) if props.get("datetime") else None
-    except (TypeError, ValueError) as e:
-        return [Finding(ERROR, "rules", where, f"bad date in sen12ts:radar_dates / sen12ts:s2_date / datetime: {e}")]
-    if radar is not None:
-        steps, gap = rules.radar_steps, rules.radar_interval_days
-        if len(radar) != steps:
-            err(f"sen12ts:radar_dates has {len(radar)} dates; a radar series has {steps}")
-        elif any((a - b).days != gap for a, b in zip(radar, radar[1:])):
-            err(f"sen12ts:radar_dates {[d.isoformat() for d in radar]} are not {gap} days apart, newest first")
-    if radar and s2 and abs((s2 - radar[0]).days) > rules.s2_max_offset_days:
-        err(f"Sentinel-2 date {s2} is {abs((s2 - radar[0]).days)} days from the newest radar date {radar[0]} (at most {rules.s2_max_offset_days})")
-    season_name = props.get("sen12ts:season")
-    if season_name is not None:
-        season = SEASONS.get(season_name)
-        if season is None:
-            err(f"sen12ts:season {season_name!r} is not one of {', '.join(SEASONS)}")
-        else:
-            s2_day = s2 or (when if props.get("constellation") == "sentinel-2" else None)
-            if s2_day and not season.contains(s2_day):
-                err(f"Sentinel-2 date {s2_day} is outside {season_name}")
-            if radar and len(radar) == rules.radar_steps and not any(a <= radar[-1] and radar[0] <= b for a, b in season.radar_windows(rules)):
-                err(f"radar dates {radar[-1]}..{radar[0]} are outside the {season_name} radar window")
-    if when and "ml-aoi:split" in props and s2 and when != s2:
-        err(f"datetime {props['datetime']} is not the Sentinel-2 date {s2}")
-    if when and props.get("constellation") == "sentinel-1" and radar and when != radar[0]:
-        err(f"datetime {props['datetime']} is not the newest radar date {radar[0]}")
-    key = props.get("sen12ts:triplet")
-    track = props.get("sat:relative_orbit")
-    if key is not None and radar and s2 and isinstance(track, int):
-        want = f"{radar[0]:%Y%m%d}_{s2:%Y%m%d}_{track:03d}"
-        if key != want:
-            err(f"sen12ts:triplet is {key!r}; its dates and track make {want!r}")
-    return out
-
-
-# -- cross-object rules ----------------------------------------------------------------------
-def _bbox_iou(a: Any, b: Any) -> float | None:
-    try:
-        a = (a[0], a[1], a[-2], a[-1]) if len(a) == 4 else (a[0], a[1], a[3], a[4])
-        b = (b[0], b[1], b[-2], b[-1]) if len(b) == 4 else (b[0], b[1], b[3], b[4])
-        ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-        iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-        inter = ix * iy
-        union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-        return inter / union if union > 0 else None
-    except (TypeError, IndexError):
-        return None
-
-
-def cross_rules(records: dict[str, dict]) -> list[Finding]:
-    """Rules that need several objects: ids, labels and their sources, triplets, splits."""
-    out: list[Finding] = []
-    out += _unique_ids(records)
-    for rec in records.values():
-        if rec["type"] != "Feature":
-            continue
-        if "label:type" in rec["props"]:
-            out += _label_sources(rec, records)
-        if any(role in ("label", "feature") for rel, _, _, role in rec["links"] if rel == "derived_from"):
-            out += _triplet_links(rec, records)
-        out += _collection_field(rec, records)
-    out += _splits(records)
-    return out
-
-
-def _unique_ids(records: dict[str, dict]) -> list[Finding]:
-    out = []
-    seen: dict[tuple, str] = {}
-    for where, rec in sorted(records.items()):
-        rid = rec["id"]
-        if not isinstance(rid, str) or not rid:
-            out.append(Finding(ERROR, "rules", where, f"id {rid!r} is not a non-empty string"))
-            continue
-        key = ("item", rec.get("collection"), rid) if rec["type"] == "Feature" else ("node", rid)
-        if key in seen:
-            what = f"item id {rid!r} in collection {rec.get('collection')!r}" if rec["type"] == "Feature" else f"{rec['type']} id {rid!r}"
-            out.append(Finding(ERROR, "rules", where, f"{what} is not unique: also {seen[key]}"))
-        else:
-            seen[key] = where
-    return out
-
-
-def _collection_field(rec: dict, records: dict[str, dict]) -> list[Finding]:
-    for rel, target, href, _ in rec["links"]:
-        if rel == "collection" and target in records and records[target]["type"] == "Collection":
-            cid = records[target]["id"]
-            if rec.get("collection") != cid:
-                return [Finding(ERROR, "rules", rec["where"], f"collection is {rec.get('collection')!r} but its collection link {href} is {cid!r}")]
-    return []
-
-
-def _label_sources(rec: dict, records: dict[str, dict]) -> list[Finding]:
-    where, tile = rec["where"], rec["props"].get("sen12ts:tile")
-    sources = [(target, href) for rel, target, href, _ in rec["links"] if rel == "source"]
-    if not sources:
-        level = ERROR if tile else WARNING
-        return [Finding(level, "rules", where, "label item has no source links (rel=source) to the imagery it labels")]
-    out = []
-    for target, href in sources:
-        src = records.get(target)
-        if src is None:
-            continue  # a broken link is the links check's finding
-        if src["type"] != "Feature":
-            out.append(Finding(ERROR, "rules", where, f"source {href} is a {src['type']}, not an item"))
-            continue
-        stile = src["props"].get("sen12ts:tile")
-        if tile and stile and stile != tile:
-            out.append(Finding(ERROR, "rules", where, f"source {href} is on tile {stile}, this label is on tile {tile}"))
-            continue
-        iou = _bbox_iou(rec.get("bbox"), src.get("bbox"))
-        if iou is not None and iou < 0.9:
-            out.append(Finding(ERROR, "rules", where, f"source {href} does not cover the same area (bbox overlap {iou:.2f})"))
-    return out
-
-
-def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
-    where, props = rec["where"], rec["props"]
-    sen = is_sen12ts(rec)
-    labels = [(t, h) for rel, t, h, role in rec["links"] if rel == "derived_from" and role == "label"]
-    features = [(t, h) for rel, t, h, role in rec["links"] if rel == "derived_from" and role == "feature"]
-    out: list[Finding] = []
-
-    def err(msg: str) -> None:
-        out.append(Finding(ERROR, "rules", where, msg))
-
-    if not labels:
-        err("triplet record has no derived_from link with ml-aoi:role 'label'")
-    if sen and (len(labels) != 1 or len(features) != 2):
-        err(f"triplet record links {len(labels)} label(s) and {len(features)} feature(s); it needs 1 label, an S1 and an S2 feature")
-    label_rec = None
-    for target, href in labels:
-        lab = records.get(target)
-        if lab is None:
-            continue
-        if "label:type" not in lab["props"]:
-            err(f"derived_from {href} has ml-aoi:role 'label' but is not a label item (no label:type)")
-        else:
-            label_rec = lab
-        if props.get("sen12ts:tile") and lab["props"].get("sen12ts:tile") not in (None, props.get("sen12ts:tile")):
-            err(f"label {href} is on tile {lab['props'].get('sen12ts:tile')}, the triplet on {props.get('sen12ts:tile')}")
-    found: dict[str, dict] = {}
-    for target, href in features:
-        f = records.get(target)
-        if f is None:
-            continue
-        const = f["props"].get("constellation")
-        if sen:
-            if const not in ("sentinel-1", "sentinel-2"):
-                err(f"feature {href} is neither a Sentinel-1 nor a Sentinel-2 item (constellation {const!r})")
-                continue
-            if const in found:
-                err(f"triplet record links two {const} features")
-            found[const] = f
-            if f["props"].get("sen12ts:tile") not in (None, props.get("sen12ts:tile")):
-                err(f"feature {href} is on tile {f['props'].get('sen12ts:tile')}, the triplet on {props.get('sen12ts:tile')}")
-    if sen and features and all(records.get(t) is not None for t, _ in features):
-        for const in ("sentinel-1", "sentinel-2"):
-            if const not in found:
-                err(f"triplet record links no {const} feature")
-    s1, s2 = found.get("sentinel-1"), found.get("sentinel-2")
-    if s1 is not None and "sen12ts:radar_dates" in props and s1["props"].get("sen12ts:radar_dates") != props["sen12ts:radar_dates"]:
-        err(f"radar dates {props['sen12ts:radar_dates']} differ from its S1 item's {s1['props'].get('sen12ts:radar_dates')} ({s1['where']})")
-    if s2 is not None and props.get("sen12ts:s2_date") and str(s2["props"].get("datetime", ""))[:10] != props["sen12ts:s2_date"]:
-        err(f"Sentinel-2 date {props['sen12ts:s2_date']} differs from its S2 item's datetime {s2['props'].get('datetime')} ({s2['where']})")
-    # The triplet's assets are the very files of the items it links.
-    for key, linked in (("s1", s1), ("s2", s2), ("labels", label_rec)):
-        mine = rec["asset_targets"].get(key)
-        theirs = linked["asset_targets"].get(key) if linked else None
-        if mine and theirs and mine != theirs:
-            err(f"asset {key} points to {mine}, but the linked item's {key} asset is {theirs}")
-    # Its label item must name both features as sources.
-    if label_rec is not None and sen:
-        srcs = {t for rel, t, _, _ in label_rec["links"] if rel == "source"}
-        for f in (s1, s2):
-            if f is not None and f["where"] not in srcs:
-                err(f"its label item {label_rec['where']} does not list {f['where']} as a source")
-    return out
-
-
-def _splits(records: dict[str, dict]) -> list[Finding]:
-    from sen12ts_stac.spec.grid import Tile
-
-    by_tile: dict[str, dict[str, str]] = defaultdict(dict)
-    by_group: dict[str, dict[str, str]] = defaultdict(dict)
-    for where, rec in sorted(records.items()):
-        split, tile = rec["props"].get("ml-aoi:split"), rec["props"].get("sen12ts:tile")
-        if split is None or tile is None:
-            continue
-        by_tile[tile].setdefault(split, where)
-        try:
-            by_group[Tile.from_id(tile).split_group].setdefault(split, where)
-        except Exception:
-            pass
-    out = []
-    for tile, splits in sorted(by_tile.items()):
-        if len(splits) > 1:
-            first, *rest = sorted(splits.items(), key=lambda kv: kv[1])
-            out.append(Finding(ERROR, "rules", first[1], f"tile {tile} is in more than one split: " + ", ".join(f"{s} ({w})" for s, w in [first, *rest])))
-    for group, splits in sorted(by_group.items()):
-        if len(splits) > 1 and not any(len(by_tile[t]) > 1 for t in by_tile if _group(t) == group):
-            first = min(splits.values())
-            out.append(Finding(WARNING, "rules", first, f"split group {group} (4 x 4 tiles) spans splits {sorted(splits)}: neighbouring tiles leak across splits"))
-    return out
-
-
-def _group(tile: str) -> str | None:
-    from sen12ts_stac.spec.grid import Tile
-
-    try:
-        return Tile.from_id(tile).split_group
-    except Exception:
-        return None
 
 
 # -- links -----------------------------------------------------------------------------------
@@ -381,7 +138,8 @@ def link_findings(records: dict[str, dict], root: str, root_where: str | None, l
                 continue
             n += 1
             if target is None:
-                if not isinstance(href, str) or not href.strip() or href.startswith("None"):
+                scheme = href.split("://", 1)[0] if "://" in href else ""
+                if not scheme.isalnum():  # not a string, empty, or no scheme://
                     out.append(Finding(ERROR, "links", where, f"rel={rel} link has no usable href ({href})"))
                 else:
                     scheme = href.split(":", 1)[0]
@@ -429,7 +187,8 @@ def _link_kind(where: str, rel: str, href: str, hit: dict) -> list[Finding]:
 
 
 # -- assets ----------------------------------------------------------------------------------
-GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_TIMEOUT": "30", "GDAL_HTTP_MAX_RETRY": "1",
+# (open_raster sets GDAL_HTTP_TIMEOUT itself, from its timeout: passing it here too is a TypeError)
+GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "1",
             "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF", "GDAL_NUM_THREADS": "1"}
 
 
@@ -437,8 +196,10 @@ def is_raster_asset(a: dict) -> bool:
     return _asset_kind(a) == "raster" and "jp2" not in str(a.get("type", "")).lower()
 
 
-def probe_asset(target: str, raster: bool, checksum: bool) -> dict:
-    """Everything the asset checks compare against, read once per file: never raises."""
+def probe_asset(target: str, raster: bool, checksums: Iterable[str] = (), image: bool = False) -> dict:
+    """Everything the asset checks compare against, read once per file: never raises. A local
+    file is read only when it is a regular file (a FIFO, device or socket is a finding, never a
+    read); ``checksums`` are the multihash codes to compute, ``image`` asks Pillow to verify it."""
     info: dict[str, Any] = {"target": target}
     try:
         if is_url(target):
@@ -448,15 +209,24 @@ def probe_asset(target: str, raster: bool, checksum: bool) -> dict:
 
                 ok, detail = exists(target)
                 info["exists"] = bool(ok)
-                info["problem"] = None if ok else detail
+                if not ok:
+                    info["problem"] = detail or "no such file"
                 return info
         else:
-            if not os.path.isfile(target):
+            try:
+                st = os.stat(target)
+            except FileNotFoundError:
                 info["exists"], info["problem"] = False, "no such file"
                 return info
-            info["size"] = os.path.getsize(target)
-            if checksum:
-                info["checksum"] = sha256_multihash(target)
+            if not stat.S_ISREG(st.st_mode):
+                info["exists"] = True
+                info["problem"] = "is a folder, not a file" if stat.S_ISDIR(st.st_mode) else NOT_REGULAR
+                return info
+            info["size"] = st.st_size
+            if checksums:
+                info["checksums"] = _hash_local(target, sorted(set(checksums)))
+            if image:
+                info.update(_image_info(target))
         info["exists"] = True
         if raster:
             info.update(_raster_info(target, info.get("size")))
@@ -464,6 +234,48 @@ def probe_asset(target: str, raster: bool, checksum: bool) -> dict:
         info.setdefault("exists", True)
         info["problem"] = f"could not be read ({type(e).__name__}: {str(e)[:160]})"
     return info
+
+
+NOT_REGULAR = "not a regular file (a FIFO, device or socket is not read)"
+
+
+def _open_regular(path: str):
+    """``path`` opened for reading, only if it is a regular file (checked on the open file, so a
+    FIFO swapped in after a stat neither blocks the open nor is read)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ValueError(NOT_REGULAR)
+    return os.fdopen(fd, "rb")
+
+
+def _hash_local(path: str, codes: list[str]) -> dict[str, str]:
+    """{multihash code: multihash hex} of a local regular file, in one pass."""
+    from sen12ts_stac.storage.checksums import CHUNK, MULTIHASHES
+
+    hashers = {c: MULTIHASHES[c][0]() for c in codes if c in MULTIHASHES}
+    with _open_regular(path) as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            for h in hashers.values():
+                h.update(chunk)
+    return {c: c + h.hexdigest() for c, h in hashers.items()}
+
+
+def _image_info(path: str) -> dict:
+    """{"image": format} for a picture Pillow can open and verify; else {"problem": ...}."""
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with _open_regular(path) as f, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(f) as im:
+                fmt = im.format
+                im.verify()  # structure and checksums, without decoding the pixels
+        return {"image": fmt}
+    except Exception as e:  # UnidentifiedImageError, SyntaxError (Pillow's "broken PNG"), OSError, bombs
+        return {"problem": f"not a readable image ({type(e).__name__}: {str(e)[:120]})"}
 
 
 def _raster_info(target: str, size: int | None) -> dict:
@@ -484,6 +296,7 @@ def _raster_info(target: str, size: int | None) -> dict:
                            crs=ds.crs.to_string() if ds.crs else None, transform=list(ds.transform)[:6],
                            bounds=list(ds.bounds), descriptions=list(ds.descriptions))
                 out["truncated"] = _truncated(ds, size)
+                out.update(scales=list(ds.scales), offsets=list(ds.offsets), units=list(ds.units))
                 if ds.crs:
                     out["footprint"] = _footprint(ds)
                     out["geographic"] = bool(ds.crs.is_geographic)
@@ -528,165 +341,3 @@ def _footprint(ds) -> list[list[float]]:
     ys = [y0] * 9 + [y0 + (y1 - y0) * k for k in t] + [y1] * 9 + [y1 - (y1 - y0) * k for k in t]
     lon, lat = warp(ds.crs, "EPSG:4326", xs, ys)
     return [[a, b] for a, b in zip(lon, lat)]
-
-
-def asset_targets(rec: dict) -> Iterable[tuple[str, str, dict]]:
-    """(asset key, target, asset) for every asset of an item record that has a resolvable href."""
-    for key, a in (rec.get("assets") or {}).items():
-        target = rec["asset_targets"].get(key)
-        if target:
-            yield key, target, a
-
-
-def _same_nodata(claim: Any, actual: Any) -> bool:
-    if claim is None:
-        return actual is None
-    if actual is None:
-        return False
-    if isinstance(claim, str):
-        claim = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}.get(claim.lower(), claim)
-    try:
-        c, a = float(claim), float(actual)
-    except (TypeError, ValueError):
-        return False
-    return (math.isnan(c) and math.isnan(a)) or c == a
-
-
-def asset_findings(rec: dict, probes: dict[str, dict], root: str, checksums: bool = True) -> list[Finding]:
-    out: list[Finding] = []
-    where = rec["where"]
-    footprint_checked = False
-    for key, target, a in asset_targets(rec):
-        if not inside(root, target) and not is_url(target):
-            out.append(Finding(ERROR, "assets", where, f"asset {key} href {a.get('href')} points outside the catalog root {root}"))
-            continue
-        p = probes.get(target)
-        if p is None:
-            continue
-        label = f"asset {key} ({a.get('href')})"
-        if not p.get("exists", False):
-            out.append(Finding(ERROR, "assets", where, f"{label}: {p.get('problem') or 'missing'}"))
-            continue
-        fs = a.get("file:size")
-        if isinstance(fs, int) and p.get("size") is not None and fs != p["size"]:
-            out.append(Finding(ERROR, "assets", where, f"{label}: file:size says {fs:,} bytes, the file has {p['size']:,}"))
-        cs = a.get("file:checksum")
-        if isinstance(cs, str) and checksums and "checksum" not in p and is_url(target):
-            out.append(Finding(NOT_CHECKED, "assets", where, "file:checksum of remote assets is not checked (it would download every file)",
-                               key="remote-checksum"))
-        if isinstance(cs, str) and "checksum" in p:
-            if not cs.startswith("1220"):
-                out.append(Finding(NOT_CHECKED, "assets", where, f"file:checksum with multihash code {cs[:4]} is not checked (only sha2-256)", key=f"hash:{cs[:4]}"))
-            elif cs.lower() != p["checksum"]:
-                out.append(Finding(ERROR, "assets", where, f"{label}: file:checksum does not match the file's sha2-256"))
-        if "problem" in p:
-            out.append(Finding(ERROR, "assets", where, f"{label}: {p['problem']}"))
-            continue
-        if "count" not in p:
-            continue  # not a raster
-        out += _raster_claims(rec, key, a, p, label)
-        if not footprint_checked and p.get("footprint") and rec.get("geometry") and "thumbnail" not in (a.get("roles") or []):
-            footprint_checked = True
-            out += _footprint_claims(rec, p, label)
-    return out
-
-
-def _raster_claims(rec: dict, key: str, a: dict, p: dict, label: str) -> list[Finding]:
-    where = rec["where"]
-    out: list[Finding] = []
-
-    def err(msg: str) -> None:
-        out.append(Finding(ERROR, "assets", where, f"{label}: {msg}"))
-
-    for msg in p.get("cog_errors") or []:
-        err(f"not a valid COG: {msg}")
-    for msg in p.get("cog_warnings") or []:
-        out.append(Finding(WARNING, "assets", where, f"{label}: COG warning: {msg}"))
-    if p.get("truncated"):
-        err(p["truncated"])
-    count = p["count"]
-    for field in ("raster:bands", "bands", "eo:bands"):
-        bl = a.get(field)
-        if isinstance(bl, list) and len(bl) != count:
-            err(f"{field} lists {len(bl)} bands, the file has {count}")
-    rb = a.get("raster:bands")
-    if isinstance(rb, list):
-        for i, b in enumerate(rb[:count]):
-            if not isinstance(b, dict):
-                continue
-            if "data_type" in b and b["data_type"] != p["dtypes"][i]:
-                err(f"band {i + 1} is {p['dtypes'][i]} in the file, raster:bands says {b['data_type']}")
-                break
-            if "nodata" in b and not _same_nodata(b["nodata"], p["nodata"][i]):
-                err(f"band {i + 1} nodata is {p['nodata'][i]} in the file, raster:bands says {b['nodata']}")
-                break
-    names = a.get("bands") if isinstance(a.get("bands"), list) else a.get("eo:bands")
-    desc = p.get("descriptions") or []
-    if isinstance(names, list) and len(names) == count and all(desc):
-        for i, (b, d) in enumerate(zip(names, desc)):
-            if isinstance(b, dict) and b.get("name") and b["name"] != d:
-                err(f"band {i + 1} is named {d!r} in the file, {b['name']!r} in the item")
-                break
-    if is_sen12ts(rec):
-        bad = [i + 1 for i, b in enumerate(p["blocks"]) if tuple(b) != SEN12TS_BLOCK]
-        if bad:
-            err(f"block size {tuple(p['blocks'][bad[0] - 1])} (band {bad[0]}), SEN12TS COGs use {SEN12TS_BLOCK}")
-    out += _proj_claims(rec, a, p, label)
-    return out
-
-
-def _proj_claims(rec: dict, a: dict, p: dict, label: str) -> list[Finding]:
-    where = rec["where"]
-    proj = {**rec.get("proj", {}), **{k: v for k, v in a.items() if k.startswith("proj:")}}
-    out: list[Finding] = []
-
-    def err(msg: str) -> None:
-        out.append(Finding(ERROR, "assets", where, f"{label}: {msg}"))
-
-    code = proj.get("proj:code") or (f"EPSG:{proj['proj:epsg']}" if isinstance(proj.get("proj:epsg"), int) else None)
-    if code and p.get("crs"):
-        try:
-            from rasterio.crs import CRS
-
-            if CRS.from_user_input(code) != CRS.from_user_input(p["crs"]):
-                err(f"CRS is {p['crs']} in the file, proj says {code}")
-        except Exception:
-            out.append(Finding(NOT_CHECKED, "assets", where, f"{label}: proj code {code!r} is not understood", key=f"crs:{code}"))
-    shape = proj.get("proj:shape")
-    if isinstance(shape, list) and len(shape) == 2 and shape != [p["height"], p["width"]]:
-        err(f"proj:shape is {shape}, the file is {[p['height'], p['width']]} (rows, columns)")
-    tr = proj.get("proj:transform")
-    if isinstance(tr, list) and len(tr) >= 6 and all(isinstance(v, (int, float)) for v in tr[:6]):
-        if any(abs(x - y) > 1e-6 * max(1.0, abs(y)) for x, y in zip(tr[:6], p["transform"])):
-            err(f"proj:transform {tr[:6]} differs from the file's {p['transform']}")
-    pb = proj.get("proj:bbox")
-    if isinstance(pb, list) and len(pb) == 4 and all(isinstance(v, (int, float)) for v in pb):
-        if any(abs(x - y) > 1e-3 + 1e-6 * abs(y) for x, y in zip(pb, p["bounds"])):
-            err(f"proj:bbox {pb} differs from the file's bounds {[round(v, 3) for v in p['bounds']]}")
-    return out
-
-
-def _footprint_claims(rec: dict, p: dict, label: str) -> list[Finding]:
-    import shapely.geometry
-
-    where = rec["where"]
-    try:
-        geom = shapely.geometry.shape(rec["geometry"])
-        foot = shapely.geometry.Polygon(p["footprint"])
-        inter = geom.intersection(foot).area
-        union = geom.union(foot).area
-    except Exception:
-        return []  # an invalid geometry is the rules check's finding
-    iou = inter / union if union > 0 else 0.0
-    out = []
-    if iou < 0.98:
-        out.append(Finding(ERROR, "assets", where, f"geometry does not match the raster footprint of {label} (overlap {iou:.3f})"))
-    bbox = rec.get("bbox")
-    if isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox):
-        fb = foot.bounds
-        res = abs(p["transform"][0])
-        px = res if p.get("geographic") else res / 111_320.0  # one pixel in degrees (roughly)
-        tol = max(1e-6, px)
-        if any(abs(x - y) > tol for x, y in zip(bbox, fb)):
-            out.append(Finding(ERROR, "assets", where, f"bbox {bbox} differs from the raster footprint's {[round(v, 7) for v in fb]} by more than a pixel"))
-    return out

@@ -54,6 +54,8 @@ class _Progress:
 @click.option("--no-rules", is_flag=True, help="Skip ids, labels, triplets, splits and date rules.")
 @click.option("--no-assets", is_flag=True, help="Skip asset files (existence, COG structure, dtype, bands, proj, footprint).")
 @click.option("--no-checksums", is_flag=True, help="Do not hash local asset files against file:checksum.")
+@click.option("--follow-symlinks", is_flag=True,
+              help="Read files that symlinks inside a local catalog point to outside it (by default such links are errors, never read).")
 @click.option("--workers", type=int, default=0, show_default=True, help="Parallel workers (0: one per CPU).")
 @click.option("--executor", type=click.Choice(["auto", "process", "thread", "serial"]), default="auto", show_default=True,
               help="How items of a local catalog are checked in parallel.")
@@ -61,15 +63,20 @@ class _Progress:
 @click.option("--max-findings", type=int, default=20, show_default=True, help="Text report: lines per check and level (0: all).")
 @click.option("--strict", is_flag=True, help="Also fail (exit 1) when something could not be checked.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report to this file.")
+@click.option("--anonymous", is_flag=True, help="Read a public bucket without credentials (unsigned requests).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
 def validate_command(ctx, target, fmt, schema_dir, offline, no_schemas, no_links, no_rules, no_assets, no_checksums,
-                     workers, executor, max_json_mb, max_findings, strict, output, quiet) -> None:
+                     follow_symlinks, workers, executor, max_json_mb, max_findings, strict, output, anonymous, quiet) -> None:
     """Check a STAC catalog: schemas (offline cache), links, SEN12TS rules and COG assets.
 
-    TARGET is a catalog folder, a catalog.json / collection.json / item file, or an http(s) URL.
-    Exit 0 when everything passes, 1 when something fails, 2 on a usage error."""
+    TARGET is a catalog folder, a catalog.json / collection.json / item file, or an http(s),
+    s3://, az:// or gs:// URL. Exit 0 when everything passes, 1 when something fails, 2 on a
+    usage error."""
     from sen12ts_stac.fsio import write_bytes
+    from sen12ts_stac.storage import set_anonymous
+
+    set_anonymous(anonymous)
     from sen12ts_stac.validate.engine import Options, validate
 
     if workers < 0:
@@ -78,7 +85,8 @@ def validate_command(ctx, target, fmt, schema_dir, offline, no_schemas, no_links
         raise _UsageError(f"--max-json-mb must be positive, got {max_json_mb}")
     opts = Options(schemas=not no_schemas, links=not no_links, rules=not no_rules, assets=not no_assets,
                    schema_dir=str(schema_dir) if schema_dir else None, fetch_schemas=not offline, workers=workers,
-                   executor=executor, max_json_bytes=int(max_json_mb * (1 << 20)), checksums=not no_checksums)
+                   executor=executor, max_json_bytes=int(max_json_mb * (1 << 20)), checksums=not no_checksums,
+                   follow_symlinks=follow_symlinks)
     show = not quiet and sys.stderr.isatty()
     try:
         with (_Progress() if show else nullcontext(None)) as progress:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.validate import checks
+from sen12ts_stac.validate import checks, claims, rules
 from sen12ts_stac.validate.locations import MAX_JSON_BYTES, exists, folder_of, inside, is_url, read_json, resolve
 from sen12ts_stac.validate.report import ERROR, WARNING, Finding, Report
 from sen12ts_stac.validate.schemas import SchemaChecker, SchemaStore
@@ -37,6 +37,7 @@ class Options:
     max_json_bytes: int = MAX_JSON_BYTES
     checksums: bool = True  # hash local asset files against file:checksum
     process_threshold: int = 400  # auto: worker processes from this many items on
+    follow_symlinks: bool = False  # read local files that symlinks inside the root point to outside it
 
     def n_workers(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -50,6 +51,30 @@ class _Walk:
     linked_from: dict[str, str] = field(default_factory=dict)
     items: list[str] = field(default_factory=list)
     via: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # target -> (linker, rel, href)
+    follow_symlinks: bool = False
+    _real: dict[str, str] = field(default_factory=dict)  # folder -> its real path (memo)
+
+    def _real_dir(self, d: str) -> str:
+        hit = self._real.get(d)
+        if hit is None:
+            parent = os.path.dirname(d)
+            if parent == d:
+                hit = d
+            elif os.path.islink(d):
+                hit = os.path.realpath(d)
+            else:
+                hit = os.path.join(self._real_dir(parent), os.path.basename(d))
+            self._real[d] = hit
+        return hit
+
+    def escape(self, target: str) -> str | None:
+        """The real path of a local ``target`` that lies in the root by name but outside it
+        through a symlink (of the file or of a folder on the way); None when it does not (or
+        symlinks are followed). Two lstat calls per file: folders are remembered."""
+        if self.follow_symlinks or is_url(target) or is_url(self.root):
+            return None
+        real = os.path.realpath(target) if os.path.islink(target) else os.path.join(self._real_dir(os.path.dirname(target)), os.path.basename(target))
+        return None if inside(self._real_dir(self.root), real) else real
 
     def read_problem(self, f: Finding) -> Finding:
         """A missing child/item is the linking file's broken link; other read errors stay put."""
@@ -76,11 +101,12 @@ def check_object(obj: Any, where: str, opts: Options) -> tuple[list[Finding], di
     try:
         if not isinstance(obj, dict):
             return [Finding(ERROR, "read", where, f"not a JSON object but a {type(obj).__name__}")], None
-        findings: list[Finding] = []
+        enabled = {"read": True, "schema": opts.schemas, "links": opts.links, "rules": opts.rules, "assets": opts.assets}
+        findings = [f for f in checks.structure(obj, where) if enabled.get(f.check, True)]
         if opts.schemas:
             findings += _checker(opts).check(obj, where)
         if opts.rules:
-            findings += checks.object_rules(obj, where)
+            findings += rules.object_rules(obj, where)
         return findings, checks.record(obj, where, opts.assets)
     except Exception as e:  # a bug or an object so odd a check tripped: one finding, go on
         return [Finding(ERROR, "read", where, f"could not be checked ({type(e).__name__}: {str(e)[:160]})")], None
@@ -106,7 +132,7 @@ def resolve_target(target: str | os.PathLike) -> str:
     p = Path(s).expanduser()
     if p.is_dir():
         for name in ("catalog.json", "collection.json"):
-            if (p / name).is_file():
+            if os.path.lexists(p / name):  # a FIFO, device or folder of that name: the read's finding
                 return os.path.abspath(p / name)
         raise UserError(f"{p}: no catalog.json or collection.json in this folder")
     if not p.exists():
@@ -124,7 +150,8 @@ def _find_root(entry: str, obj: Any, opts: Options) -> tuple[str, str | None]:
     above the entry; else the entry itself. Local boundary: the root's folder; http: the origin."""
     root_where = None
     if isinstance(obj, dict):
-        for link in obj.get("links") or []:
+        links = obj.get("links")
+        for link in links if isinstance(links, list) else []:  # malformed links: the schema's and links check's findings
             if isinstance(link, dict) and link.get("rel") == "root":
                 target = resolve(entry, link.get("href"))
                 if target == entry:
@@ -163,7 +190,7 @@ def validate(target: str | os.PathLike, opts: Options | None = None, progress: P
         report.seconds["walk"] = time.perf_counter() - t0
         return report
     root, root_where = _find_root(entry, entry_obj, opts)
-    w = _Walk(root, root_where)
+    w = _Walk(root, root_where, follow_symlinks=opts.follow_symlinks)
     io_workers = max(8, opts.n_workers()) if remote else max(2, opts.n_workers())
     with cf.ThreadPoolExecutor(io_workers, thread_name_prefix="validate-io") as pool:
         _walk(entry, entry_obj, w, report, opts, pool, tick)
@@ -179,7 +206,7 @@ def validate(target: str | os.PathLike, opts: Options | None = None, progress: P
         report.counts[kind] += 1
     if opts.rules:
         t = time.perf_counter()
-        report.extend(_guard("rules", entry, lambda: checks.cross_rules(w.records)))
+        report.extend(_guard("rules", entry, lambda: rules.cross_rules(w.records)))
         report.seconds["rules"] = time.perf_counter() - t
     if opts.links:
         t = time.perf_counter()
@@ -225,6 +252,11 @@ def _walk(entry: str, entry_obj: Any, w: _Walk, report: Report, opts: Options, p
             for rel, target, href, _ in rec["links"]:
                 if rel not in ("child", "item") or target is None or not inside(w.root, target):
                     continue  # unusable and outside links are the links check's findings
+                real = w.escape(target)
+                if real is not None:
+                    report.add(Finding(ERROR, "links", where, f"rel={rel} {href} is a symlink to {real}, outside the catalog root "
+                                                              "(not read; --follow-symlinks reads it)"))
+                    continue
                 if target in parent_of:
                     if target in _ancestors(where, parent_of):
                         report.add(Finding(ERROR, "links", where, f"link loop: rel={rel} {href} leads back to {target}, which contains this object"))
@@ -303,18 +335,25 @@ def _links(w: _Walk, report: Report, io_workers: int) -> list[Finding]:
 
 
 def _assets(w: _Walk, report: Report, opts: Options, workers: int, tick: Progress) -> list[Finding]:
-    wanted: dict[str, list[bool]] = {}  # target -> [raster?, checksum?]
+    wanted: dict[str, tuple[bool, set[str], bool]] = {}  # target -> (raster?, checksum codes, image?)
     for rec in w.records.values():
-        for key, target, a in checks.asset_targets(rec):
+        for key, target, a in claims.asset_targets(rec):
             if not is_url(target) and not inside(w.root, target):
                 continue  # outside the root: a finding, never read
-            want = wanted.setdefault(target, [False, False])
-            want[0] |= checks.is_raster_asset(a)
-            want[1] |= opts.checksums and isinstance(a.get("file:checksum"), str) and not is_url(target)
+            raster, codes, image = wanted.get(target, (False, set(), False))
+            code = claims.checksum_code(a.get("file:checksum")) if opts.checksums and not is_url(target) else None
+            wanted[target] = (raster or checks.is_raster_asset(a), codes | ({code} if code else set()),
+                              image or (claims.image_format(a) is not None and not is_url(target)))
     tick("assets", 0, len(wanted))
     probes: dict[str, dict] = {}
+    for t in list(wanted):
+        real = w.escape(t)
+        if real is not None:
+            del wanted[t]
+            probes[t] = {"target": t, "exists": False,
+                         "problem": f"is a symlink to {real}, outside the catalog root (not read; --follow-symlinks reads it)"}
     with cf.ThreadPoolExecutor(max(1, workers)) as pool:
-        futures = {pool.submit(checks.probe_asset, t, r, c): t for t, (r, c) in wanted.items()}
+        futures = {pool.submit(checks.probe_asset, t, r, c, i): t for t, (r, c, i) in wanted.items()}
         for fut in cf.as_completed(futures):
             probes[futures[fut]] = fut.result()
             tick("assets", 1, None)
@@ -323,7 +362,7 @@ def _assets(w: _Walk, report: Report, opts: Options, workers: int, tick: Progres
     for rec in w.records.values():
         if rec["type"] == "Feature":
             try:
-                out += checks.asset_findings(rec, probes, w.root, opts.checksums)
+                out += claims.asset_findings(rec, probes, w.root, opts.checksums)
             except Exception as e:
                 out.append(Finding(ERROR, "assets", rec["where"], f"could not be checked ({type(e).__name__}: {str(e)[:160]})"))
     return out

@@ -29,12 +29,32 @@ from sen12ts_stac.validate.report import ERROR, NOT_CHECKED, Finding
 ENV_VAR = "SEN12TS_SCHEMAS"
 DEFAULT_CACHE = Path.home() / ".cache" / "sen12ts-stac" / "schemas"
 FETCH_TIMEOUT_S = 10.0
+FETCH_DEADLINE_S = 30.0  # a whole schema download, however slowly the server sends it
 MAX_SCHEMA_BYTES = 8 << 20
+MAX_FETCH_BYTES = 64 << 20  # all schema downloads of one run (each is stored in the cache)
 # A schema referenced but unavailable compiles (in fastjsonschema) to "always fails" with this
 # marker, so an object that reaches it falls to the jsonschema path, which names the missing URL.
 _UNRESOLVED = "sen12ts-validate: unresolved reference"
 
 CORE_KINDS = {"Feature": "item", "Catalog": "catalog", "Collection": "collection"}
+# Deeper than any STAC object (a GeoJSON MultiPolygon in an item is about 8 levels): the schema
+# validators recurse, and an object nested 1,000 deep would exhaust Python's stack.
+MAX_DEPTH = 64
+
+
+def depth_over(node: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when ``node`` nests lists/objects more than ``limit`` levels deep (iterative)."""
+    todo = [(node, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        elif not isinstance(v, list):
+            continue
+        if d > limit:
+            return True
+        todo.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return False
 
 
 def default_cache_dir() -> Path:
@@ -107,6 +127,7 @@ class SchemaStore:
         self._missing: dict[str, str] = {}
         self._lock = threading.Lock()
         self.fetched: list[str] = []  # URLs fetched over the network this run
+        self.fetched_bytes = 0
 
     @staticmethod
     def _key(url: str) -> str:
@@ -154,17 +175,27 @@ class SchemaStore:
         return schema
 
     def _download(self, key: str) -> Any:
+        """One capped GET with an overall deadline; all downloads of a run share a byte budget
+        (a catalog naming 10,000 schema URLs must not fill the disk through the cache)."""
         import requests
 
+        from sen12ts_stac.storage.http import BodyTooLarge, DeadlineExceeded, capped_get
+
+        with self._lock:
+            if self.fetched_bytes >= MAX_FETCH_BYTES:
+                raise SchemaUnavailable(key, f"schema unavailable: not in the cache {self.cache_dir}, and this run has "
+                                             f"already downloaded {MAX_FETCH_BYTES >> 20} MiB of schemas")
         try:
-            with requests.get(key, timeout=self.timeout, stream=True) as r:
-                if r.status_code != 200:
-                    raise SchemaUnavailable(key, f"schema unavailable: not in the cache {self.cache_dir}, and HTTP {r.status_code} fetching it")
-                body = r.raw.read(MAX_SCHEMA_BYTES + 1, decode_content=True)
-        except requests.RequestException as e:
+            got = capped_get(key, MAX_SCHEMA_BYTES, timeout=self.timeout, deadline=FETCH_DEADLINE_S)
+        except BodyTooLarge:
+            raise SchemaUnavailable(key, f"schema larger than {MAX_SCHEMA_BYTES >> 20} MiB") from None
+        except (DeadlineExceeded, requests.RequestException) as e:
             raise SchemaUnavailable(key, f"schema unavailable: not in the cache {self.cache_dir}, and unreachable ({type(e).__name__})") from None
-        if len(body) > MAX_SCHEMA_BYTES:
-            raise SchemaUnavailable(key, "schema larger than 8 MiB")
+        if got.status != 200:
+            raise SchemaUnavailable(key, f"schema unavailable: not in the cache {self.cache_dir}, and HTTP {got.status} fetching it")
+        body = got.body
+        with self._lock:
+            self.fetched_bytes += len(body)
         try:
             return json.loads(body)
         except ValueError as e:
@@ -284,6 +315,8 @@ class SchemaChecker:
         schemas (one per schema URL, the caller aggregates)."""
         if not isinstance(obj, dict):
             return [Finding(ERROR, "schema", where, "not a JSON object")]
+        if depth_over(obj):
+            return [Finding(ERROR, "schema", where, f"nested more than {MAX_DEPTH} levels deep: no STAC object is; not checked against the schemas")]
         core, exts = self.schema_urls(obj)
         out: list[Finding] = []
         if core is None:
@@ -292,8 +325,8 @@ class SchemaChecker:
         if not isinstance(obj.get("stac_extensions", []), list):
             out.append(Finding(ERROR, "schema", where, "stac_extensions is not a list"))
         for url in ([core] if core else []) + exts:
-            if not isinstance(url, str) or "://" not in url:
-                out.append(Finding(NOT_CHECKED, "schema", where, f"extension {url!r} is not a schema URL", key=f"ext:{url}"))
+            if not isinstance(url, str) or "://" not in url:  # STAC 1.x names extensions by schema URL
+                out.append(Finding(ERROR, "schema", where, f"extension {str(url)[:80]!r} is not a schema URL: not checked"))
                 continue
             out.extend(self._one(url, obj, where))
         return out
@@ -320,6 +353,8 @@ class SchemaChecker:
                     c.slow = self._slow_validator(c.url, c.schema)
         try:
             err = best_match(c.slow.iter_errors(obj))
+        except RecursionError:  # malformed (too deep for the validator): an error, never a pass
+            return [Finding(ERROR, "schema", where, f"too deeply nested to check against {short_schema_name(c.url)}")]
         except Exception as e:  # referencing.exceptions.Unresolvable and friends
             ref = getattr(e, "ref", None) or getattr(getattr(e, "__cause__", None), "ref", None) or str(e)[:200]
             return [Finding(NOT_CHECKED, "schema", where, f"{c.url}: references {ref}, which is unavailable", key=f"ref:{ref}")]
