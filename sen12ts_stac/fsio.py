@@ -5,7 +5,11 @@ way to read a local JSON file or walk a local STAC tree, with one-line errors.""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import sys
+import tempfile
+import time
 import re
 import uuid
 from pathlib import Path
@@ -23,12 +27,21 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, final)
+    except OSError as e:
+        # f.write() on a full disk names no file: name the one being written (not its temporary).
+        if e.errno in _WRITE_ERRNOS and e.filename in (None, "", str(tmp)):
+            raise OSError(e.errno, e.strerror or os.strerror(e.errno), str(final)) from e
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)
 _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
+# What a killed run can leave directly in a catalog root: the root catalog's temporary (written by
+# every run, whatever its AOI) and the writability probe of check_writable.
+_ROOT_LEFTOVER = re.compile(r"^(\.catalog\.json\.[0-9a-f]{8}\.tmp|\.write-test-[0-9a-f]{8})$")
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> int:
@@ -42,6 +55,74 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
                 Path(dirpath, name).unlink(missing_ok=True)
                 n += 1
     return n
+
+
+def remove_stale_root_leftovers(root: str | os.PathLike, min_age_s: float = 30.0, probes_only: bool = False) -> int:
+    """Delete, directly in ``root`` (not below it), the root ``catalog.json`` temporaries and
+    writability probes (only those if ``probes_only``) a killed run left, if older than
+    ``min_age_s`` (a run for another AOI into the same root may be writing its own right now).
+    Returns how many were removed."""
+    n = 0
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        if (_ROOT_LEFTOVER.match(entry.name) and entry.is_file(follow_symlinks=False)
+                and not (probes_only and entry.name.startswith(".catalog.json."))):
+            try:
+                if now - entry.stat(follow_symlinks=False).st_mtime >= min_age_s:
+                    os.unlink(entry.path)
+                    n += 1
+            except FileNotFoundError:
+                pass
+    return n
+
+
+_DISK_FULL_TEXT = {os.strerror(errno.ENOSPC): errno.ENOSPC, os.strerror(errno.EDQUOT): errno.EDQUOT}
+
+
+@contextlib.contextmanager
+def disk_full_as_oserror(path: str | os.PathLike) -> Iterator[None]:
+    """Around a write by C code (GDAL): a full disk becomes ``OSError(ENOSPC, ..., path)``, without
+    the lines libtiff prints straight to file descriptor 2 (``_tiffWriteProc: No space left on
+    device.``, several per file) or GDAL's misleading ``TIFFRewriteDirectory`` error. Anything
+    else printed there is passed on to stderr unchanged."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no usable stderr: nothing to capture
+        yield
+        return
+    try:  # in memory: the disk may be the full one
+        cap = os.memfd_create("stderr") if hasattr(os, "memfd_create") else os.dup(tempfile.TemporaryFile().fileno())
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    os.dup2(cap, 2)
+    failure: BaseException | None = None
+    try:
+        yield
+    except BaseException as e:  # noqa: BLE001 - re-raised below, after stderr is restored
+        failure = e
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.lseek(cap, 0, os.SEEK_SET)
+        text = b"".join(iter(lambda: os.read(cap, 1 << 16), b"")).decode(errors="replace")
+        os.close(cap)
+    if isinstance(failure, Exception):
+        code = next((c for msg, c in _DISK_FULL_TEXT.items() if msg in text or msg in str(failure)), None)
+        if code is not None or getattr(failure, "errno", None) in _DISK_FULL_TEXT.values():
+            code = code or failure.errno  # type: ignore[union-attr]
+            raise OSError(code, os.strerror(code), os.fspath(path)) from None
+    if text:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+    if failure is not None:
+        raise failure
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -69,6 +150,7 @@ def check_writable(folder: str | os.PathLike) -> Path:
         probe.unlink()
     except OSError as e:
         raise UserError(f"{p}: output folder is not writable ({e.strerror or e})") from None
+    remove_stale_root_leftovers(p, probes_only=True)  # those of killed runs
     return p
 
 
