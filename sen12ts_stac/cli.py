@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from sen12ts_stac import __version__
-from sen12ts_stac.errors import UserError
+from sen12ts_stac.errors import Interrupted, UserError, os_error_message
 from sen12ts_stac.download import download_command
 from sen12ts_stac.export import export_command
 from sen12ts_stac.publish import publish_command
@@ -26,6 +26,10 @@ def cli() -> None:
     """Make, check, distribute and train on SEN12TS-style Sentinel-1/2 + land-cover triplets."""
 
 
+SEED = click.IntRange(0, 2**63 - 1)  # stored in the run state as JSON: a 64-bit integer
+WORKERS_HELP = "Local worker processes (at most one per tile to collect and one per CPU)."
+
+
 @cli.command()
 @click.option("--aoi", required=True, help="california, iowa, catalonia, ethiopia, uganda or sumatra.")
 @click.option("--source", default=None, help="Where pixels come from: stac-api (live; the default for a new folder), synthetic "
@@ -36,9 +40,9 @@ def cli() -> None:
 @click.option("--max-tiles", type=int, default=16, show_default=True, help="Tiles to collect (a seeded, spread-out sample).")
 @click.option("--bbox", default=None, help="Restrict the AOI: minlon,minlat,maxlon,maxlat.")
 @click.option("--seasons", default=None, help="Comma-separated subset of spring,summer,fall,winter.")
-@click.option("--max-per-season", type=int, default=4, show_default=True, help="Triplets per tile and season.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for pixels (synthetic), candidate order and splits.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--max-per-season", type=click.IntRange(max=1000), default=4, show_default=True, help="Triplets per tile and season.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for pixels (synthetic), candidate order and splits.")
+@click.option("--workers", type=int, default=1, show_default=True, help=WORKERS_HELP)
 @click.option("--scheduler", default=None, help="Run the tiles on a Dask cluster: tcp://HOST:PORT (see docs/distribute.md).")
 @click.option("--dask-local", type=int, default=None, help="Run the tiles on a local Dask cluster of N worker processes.")
 @click.option("--overwrite", is_flag=True, help="Delete this AOI's folder first instead of resuming.")
@@ -56,7 +60,10 @@ def create(aoi, source, source_options, out, max_tiles, bbox, seasons, max_per_s
         raise UserError(f"--workers must be at least 1, got {workers}")
     options = _key_values(source_options, "--source-option")
     if source is None:  # resume with what made the folder, else the live source
-        source, options = _previous_source(out, aoi.strip().lower(), options)
+        from sen12ts_stac.collect.layout import Layout
+        from sen12ts_stac.collect.state import previous_source
+
+        source, options = previous_source(Layout(out, aoi.strip().lower()), options, damaged_ok=overwrite)
     config = CreateConfig(
         aoi=aoi.strip().lower(), out=out, source=source, source_options=options, seed=seed, max_tiles=max_tiles,
         bbox=parse_bbox(bbox) if bbox else None, seasons=tuple(s.name for s in parse_seasons(seasons)),
@@ -64,8 +71,11 @@ def create(aoi, source, source_options, out, max_tiles, bbox, seasons, max_per_s
     )
     from sen12ts_stac.collect.executors import dask_executor
 
-    with dask_executor(scheduler, dask_local) as executor:
-        summary = run_create(config, overwrite=overwrite, progress=not quiet, executor=executor)
+    try:
+        with dask_executor(scheduler, dask_local) as executor:
+            summary = run_create(config, overwrite=overwrite, progress=not quiet, executor=executor)
+    except KeyboardInterrupt:
+        raise Interrupted() from None
     click.echo(f"wrote {out / config.aoi}")
     for line in summary.lines():
         click.echo("  " + line)
@@ -81,35 +91,25 @@ def _key_values(pairs: tuple[str, ...], flag: str) -> dict:
     return out
 
 
-def _previous_source(out: Path, aoi: str, options: dict) -> tuple[str, dict]:
-    """The source (and its options) recorded by an earlier run in this folder, else stac-api."""
-    import json
-
-    from sen12ts_stac.collect.layout import Layout
-
-    try:
-        before = json.loads((Layout(out, aoi).state_dir / "run.json").read_text())["identity"]
-        return before["source"], options or before.get("source_options", {})
-    except (OSError, ValueError, KeyError, TypeError):
-        return "stac-api", options
-
-
 @cli.command("import-legacy")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--aoi", default=None, help="The AOI of the files (inferred from the folder name or the files' lat/lon if not given).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("catalogs"), show_default=True, help="Catalog root folder.")
 @click.option("--max-invalid", type=float, default=1.0, show_default=True,
               help="Drop triplets with more than this fraction of invalid pixels (0.01 = the original rule; 1 keeps all).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for the train/validate/test split.")
-@click.option("--workers", type=int, default=1, show_default=True, help="Local worker processes.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the train/validate/test split.")
+@click.option("--workers", type=int, default=1, show_default=True, help=WORKERS_HELP)
 @click.option("--overwrite", is_flag=True, help="Delete this AOI's folder first instead of resuming.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def import_legacy(folder, aoi, out, max_invalid, seed, workers, overwrite, quiet) -> None:
     """Convert a folder of original SEN12TS GeoTIFFs (s1/, s2/, labels/) into COGs and the same catalog as create."""
     from sen12ts_stac.legacy_import import import_legacy as run_import
 
-    summary, report = run_import(folder, aoi=aoi, out=out, max_invalid=max_invalid, seed=seed, workers=workers,
-                                 overwrite=overwrite, progress=not quiet)
+    try:
+        summary, report = run_import(folder, aoi=aoi, out=out, max_invalid=max_invalid, seed=seed, workers=workers,
+                                     overwrite=overwrite, progress=not quiet)
+    except KeyboardInterrupt:
+        raise Interrupted() from None
     click.echo(f"wrote {out / report.aoi}")
     for line in report.lines() + summary.lines():
         click.echo("  " + line)
@@ -144,8 +144,12 @@ def main(argv: list[str] | None = None) -> None:
         rv = cli.main(args=argv, prog_name="sen12ts-stac", standalone_mode=False)
         if isinstance(rv, int) and rv:
             sys.exit(rv)
-    except click.exceptions.Abort:
-        click.echo("sen12ts-stac: aborted", err=True)
+    except click.exceptions.Abort as e:  # click's form of Ctrl-C (and of a declined prompt)
+        ctrl_c = isinstance(e.__context__, KeyboardInterrupt)
+        click.echo(f"sen12ts-stac: {'interrupted' if ctrl_c else 'aborted'}", err=True)
+        sys.exit(130)
+    except Interrupted as e:
+        click.echo(f"sen12ts-stac: {e}", err=True)
         sys.exit(130)
     except click.exceptions.ClickException as e:
         click.echo(f"sen12ts-stac: error: {e.format_message()}", err=True)
@@ -157,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("sen12ts-stac: interrupted; run the same command again to resume", err=True)
         sys.exit(130)
     except OSError as e:
-        click.echo(f"sen12ts-stac: error: {e.filename or ''}: {e.strerror or e}", err=True)
+        click.echo(f"sen12ts-stac: error: {os_error_message(e)}", err=True)
         sys.exit(2)
 
 

@@ -6,7 +6,8 @@ process pool (``--workers N``), this module gives it a Dask distributed cluster:
 * ``scheduler="tcp://HOST:PORT"``: an existing cluster (``dask scheduler`` + ``dask worker``s on
   other machines). Every worker needs this package installed and the output folder mounted at
   the same path (a shared filesystem): tiles are written by the workers, the tree by the client.
-* ``local_workers=N``: a ``LocalCluster`` of N single-threaded worker processes on this machine.
+* ``local_workers=N``: a ``LocalCluster`` of N single-threaded worker processes on this machine
+  (at most one per CPU).
 
 Both yield ``distributed.Client.get_executor()``, whose futures are ordinary
 ``concurrent.futures`` futures, so ``create`` runs unchanged.
@@ -16,9 +17,15 @@ from __future__ import annotations
 
 import contextlib
 import concurrent.futures as cf
+import os
 from typing import Iterator
 
 from sen12ts_stac.errors import UserError
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def _distributed():
@@ -43,7 +50,7 @@ def dask_executor(scheduler: str | None = None, local_workers: int | None = None
     if local_workers is not None:
         if local_workers < 1:
             raise UserError(f"--dask-local must be at least 1, got {local_workers}")
-        cluster = distributed.LocalCluster(n_workers=local_workers, threads_per_worker=1, processes=True,
+        cluster = distributed.LocalCluster(n_workers=min(local_workers, usable_cpus()), threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=40)
         address = cluster.scheduler_address
     else:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 import json
+import os
 import shutil
+import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,10 +27,13 @@ from sen12ts_stac import __version__
 from sen12ts_stac.collect import quicklook
 from sen12ts_stac.collect.catalog import BandStats, ItemRecord, write_tile_items, write_tree
 from sen12ts_stac.collect.cog import write_cog
+from sen12ts_stac.collect.executors import usable_cpus
 from sen12ts_stac.collect.items import FileInfo, ItemBuilder, TripletMeta
 from sen12ts_stac.collect.layout import Layout, item_id
-from sen12ts_stac.errors import SourceError, UserError
-from sen12ts_stac.fsio import check_writable, remove_stale_temps, write_bytes, write_json
+from sen12ts_stac.collect.state import TileState, check_identity, finished_tiles, redact, scrub, scrub_error, tile_state
+from sen12ts_stac.errors import SourceError, UserError, is_disk_full, os_error_message
+from sen12ts_stac.fsio import (check_writable, disk_full_as_oserror, remove_stale_root_leftovers, remove_stale_temps, write_bytes,
+                               write_json)
 from sen12ts_stac.sources.base import Source, make_source
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import get_aoi, restrict
@@ -52,9 +57,10 @@ class CreateConfig:
     tiles: tuple[str, ...] | None = None  # explicit tile ids (e.g. those of legacy files) instead of the AOI's tiles
 
     def identity(self) -> dict:
-        """The settings that decide the content; a resumed run must use the same ones."""
+        """The settings that decide the content; a resumed run must use the same ones. Secret
+        source options (tokens, keys, ...) are there by key only (see collect.state)."""
         return {"aoi": self.aoi, "source": self.source, "seed": self.seed, "seasons": list(self.seasons),
-                "rules": dataclasses.asdict(self.rules), "source_options": self.source_options}
+                "rules": dataclasses.asdict(self.rules), "source_options": redact(self.source_options)}
 
 
 @dataclass
@@ -125,7 +131,8 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
             write_bytes(path, data)
             return None
         product, arr = data
-        w = write_cog(path, arr, product, tile, classes=class_table(aoi.label_table) if product is bands.LABEL else None)
+        with disk_full_as_oserror(path):
+            w = write_cog(path, arr, product, tile, classes=class_table(aoi.label_table) if product is bands.LABEL else None)
         return FileInfo(w.size, w.checksum)
 
     try:
@@ -182,34 +189,74 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
         raise
 
 
-def _check_run_state(config: CreateConfig, layout: Layout, overwrite: bool) -> None:
-    run_file = layout.state_dir / "run.json"
-    if overwrite and layout.aoi_dir.exists():
-        shutil.rmtree(layout.aoi_dir)
-    if run_file.exists():
-        try:
-            before = json.loads(run_file.read_text())["identity"]
-        except (ValueError, KeyError) as e:
-            raise UserError(f"{run_file}: unreadable run state ({e}); use --overwrite to start again") from None
-        if before != config.identity():
-            diff = sorted(k for k in set(before) | set(config.identity()) if before.get(k) != config.identity().get(k))
-            raise UserError(f"{layout.aoi_dir}: made earlier with different {', '.join(diff)}; use another --out, the same settings, or --overwrite")
-    write_json(run_file, {"identity": config.identity(), "version": __version__})
+def worker_count(requested: int, tiles: int) -> int:
+    """Local worker processes for ``tiles`` tiles: at most one per tile and one per CPU."""
+    return max(1, min(requested, tiles, usable_cpus()))
 
 
 def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = True,
            executor: cf.Executor | None = None) -> RunSummary:
     """Run ``create`` end to end; returns the summary. Raises UserError on bad input or a failing
-    source, leaving every finished tile in place for a resumed run."""
+    source, leaving every finished tile in place for a resumed run. A run that fails before any
+    tile of a new AOI folder is finished removes the folders it made (nothing to resume)."""
     t0 = time.perf_counter()
     get_aoi(config.aoi)
     tiles = plan(config)
-    check_writable(config.out)
     layout = Layout(config.out, config.aoi)
-    _source(config)  # fail fast (e.g. no network) before any state is written or work is scheduled
-    _check_run_state(config, layout, overwrite)
-    remove_stale_temps(layout.aoi_dir)  # a killed run's half-written files; their tiles are redone below
-    todo = [t for t in tiles if not layout.tile_state(t.id).exists()]
+    made = _missing_folders(layout, overwrite)
+    try:
+        check_writable(config.out)
+        if not overwrite:
+            check_identity(layout, config.identity())
+            finished = finished_tiles(layout)  # every record checked before any work: a damaged one stops the run now
+        _source(config)  # fail fast (bad option, no network) before any state is written or work is scheduled
+        remove_stale_root_leftovers(config.out)  # a killed run's root catalog.json temporary and writability probe
+        if overwrite:
+            shutil.rmtree(layout.aoi_dir, ignore_errors=True)
+            finished = {}
+        write_json(layout.state_dir / "run.json", {"identity": config.identity(), "version": __version__})
+        remove_stale_temps(layout.aoi_dir)  # a killed run's half-written files; their tiles are redone below
+        collected = _collect(config, layout, tiles, finished, executor, progress)
+    except BaseException as e:
+        _undo(layout, made)
+        scrub_error(e, config.source_options)
+        raise
+    try:
+        return _finish(config, layout, finished, collected, t0)
+    except OSError as e:
+        if is_disk_full(e):
+            raise UserError(f"{os_error_message(e)}; free some space and run the same command again to resume") from None
+        raise
+
+
+def _missing_folders(layout: Layout, overwrite: bool) -> list[Path]:
+    """The AOI folder, the root and its parents that this run is about to make, deepest first."""
+    made = [layout.aoi_dir] if overwrite or not layout.aoi_dir.exists() else []
+    p = layout.root
+    while not p.exists() and p != p.parent:
+        made.append(p)
+        p = p.parent
+    return made
+
+
+def _undo(layout: Layout, made: list[Path]) -> None:
+    """After a failure: remove the folders this run made, unless a tile in them is finished
+    (then they are a resumable run)."""
+    if layout.aoi_dir not in made or any((layout.state_dir / "tiles").glob("*.json")):
+        return
+    shutil.rmtree(layout.aoi_dir, ignore_errors=True)
+    for p in made[1:]:
+        try:
+            p.rmdir()  # only if empty
+        except OSError:
+            return
+
+
+def _collect(config: CreateConfig, layout: Layout, tiles: list[Tile], finished: dict[str, TileState],
+             executor: cf.Executor | None, progress: bool) -> tuple[RunSummary, dict[str, str], int]:
+    """Collect every planned tile not yet finished (adding it to ``finished``); returns the
+    summary so far, the tiles that failed (id -> error) and how many were tried."""
+    todo = [t for t in tiles if t.id not in finished]
     summary = RunSummary(tiles_planned=len(tiles), tiles_done_before=len(tiles) - len(todo))
     failed: dict[str, str] = {}  # tile id -> error; recorded in <aoi>/.sen12ts/failed/ and retried by the next run
 
@@ -219,6 +266,7 @@ def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = Tr
         task = bar.add_task(f"create {config.aoi}", total=len(tiles), completed=summary.tiles_done_before, triplets=0)
 
         def done(tile: Tile, state: dict) -> None:
+            finished[tile.id] = tile_state(layout.tile_state(tile.id), state)
             summary.tiles_done_now += 1
             summary.triplets_now += state["triplets"]
             bar.update(task, advance=1, triplets=summary.triplets_now)
@@ -235,8 +283,9 @@ def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = Tr
                     raise SourceError(f"{e} (and the {len(failed) - 1} tiles before it failed too; stopping)") from None
 
         own_pool = None
-        if executor is None and config.workers > 1 and len(todo) > 1:
-            executor = own_pool = cf.ProcessPoolExecutor(max_workers=config.workers)
+        workers = worker_count(config.workers, len(todo))
+        if executor is None and workers > 1:
+            executor = own_pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
         try:
             if executor is None:
                 for tile in todo:
@@ -253,36 +302,81 @@ def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = Tr
         finally:
             if own_pool is not None:
                 own_pool.shutdown(wait=True, cancel_futures=True)
+    return summary, failed, len(todo)
 
-    # Rebuild the tree from every tile that has ever finished in this folder.
+
+def _finish(config: CreateConfig, layout: Layout, finished: dict[str, TileState],
+            collected: tuple[RunSummary, dict[str, str], int], t0: float) -> RunSummary:
+    """Rebuild the tree from every tile that has ever finished in this folder."""
+    summary, failed, tried = collected
     records: list[ItemRecord] = []
     stats = {"s1": BandStats(len(bands.S1.bands)), "s2": BandStats(len(bands.S2.bands))}
-    for f in sorted((layout.state_dir / "tiles").glob("*.json")):
-        state = json.loads(f.read_text())
-        records += [ItemRecord.from_json(r) for r in state["records"]]
+    for tid in sorted(finished):
+        state = finished[tid]
+        records += state.records
         for k in stats:
-            stats[k].merge(BandStats.from_json(state["stats"][k]))
-        summary.triplets += state["triplets"]
-        summary.files += state["files"]
-        summary.bytes += state["bytes"]
-        summary.rejected.update(state["rejected"])
-        summary.tiles_with_triplets += bool(state["triplets"])
+            stats[k].merge(state.stats[k])
+        summary.triplets += state.triplets
+        summary.files += state.files
+        summary.bytes += state.bytes
+        summary.rejected.update(state.rejected)
+        summary.tiles_with_triplets += bool(state.triplets)
     source = _source(config)
     summary.files += write_tree(layout, get_aoi(config.aoi), records, stats, source.license, source.providers)
     summary.items = len(records)
     summary.seconds = time.perf_counter() - t0
     if failed:
         first = next(iter(failed.values()))
-        raise SourceError(f"{len(failed)} of {len(todo)} tiles failed ({first}); the catalog holds the finished tiles, the errors are "
+        raise SourceError(f"{len(failed)} of {tried} tiles failed ({first}); the catalog holds the finished tiles, the errors are "
                           f"in {layout.state_dir / 'failed'}; run the same command again to retry them")
     return summary
 
 
+# Ctrl-C reaches the pool's worker processes too. An idle worker ignores it (a KeyboardInterrupt
+# in its queue wait would print a traceback and break the pool); a busy one stops its tile, which
+# removes the files it wrote, while the parent reports the interruption.
+_BUSY = False
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, _worker_sigint)
+
+
+def _worker_sigint(signum, frame) -> None:
+    if _BUSY:
+        raise KeyboardInterrupt
+
+
 def _guarded(config: CreateConfig, tile: Tile) -> dict:
-    """collect_tile with source failures turned into one clear line naming the tile."""
+    """collect_tile with source failures turned into one clear line naming the tile. A full disk,
+    or any other failure to write in the output folder, is not the source's fault: a UserError
+    that stops the run (the tile keeps no state record, so a later run redoes it)."""
+    global _BUSY
+    _BUSY = True
     try:
         return collect_tile(config, tile)
-    except UserError:
+    except UserError as e:
+        scrub_error(e, config.source_options)
         raise
-    except Exception as e:  # a source (or disk) failed on this tile
-        raise SourceError(f"tile {tile.id}: {config.source} source failed: {type(e).__name__}: {e}".replace("\n", " ")) from e
+    except OSError as e:
+        if is_disk_full(e) or _inside(e.filename, config.out):
+            hint = "; free some space and run the same command again to resume" if is_disk_full(e) else ""
+            raise UserError(f"{os_error_message(e)}{hint}") from None
+        raise SourceError(_source_failed(config, tile, e)) from e
+    except Exception as e:  # a source failed on this tile
+        raise SourceError(_source_failed(config, tile, e)) from e
+    finally:
+        _BUSY = False
+
+
+def _source_failed(config: CreateConfig, tile: Tile, e: Exception) -> str:
+    return scrub(f"tile {tile.id}: {config.source} source failed: {type(e).__name__}: {e}".replace("\n", " "), config.source_options)
+
+
+def _inside(filename, folder: Path) -> bool:
+    if not isinstance(filename, (str, os.PathLike)):
+        return False
+    try:
+        return Path(filename).resolve().is_relative_to(Path(folder).resolve())
+    except (OSError, ValueError):
+        return False
