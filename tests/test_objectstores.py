@@ -137,6 +137,24 @@ def test_fault_proxy_503_500_and_reset_mid_upload(kind, request, monkeypatch):
                             else f"/devstoreaccount1/{bucket}/faults/blob.bin"]
 
 
+@pytest.mark.parametrize("kind", ["s3", "azurite"])
+def test_multipart_upload_of_a_file_through_faults(kind, request, monkeypatch, tmp_path):
+    """A 7 MB file goes up in parts (S3 multipart, Azure blocks), each part answered 503, 500
+    and a reset first; the object is whole, with its Content-Type, and appears once."""
+    server = request.getfixturevalue(kind)
+    server.use(monkeypatch)
+    bucket = server.make_bucket() if kind == "s3" else server.make_container()
+    data = os.urandom(7 << 20)  # obstore writes a file over 5 MB in parts
+    (tmp_path / "big.tif").write_bytes(data)
+    with fault_proxy(_upstream(kind, server), reset_put=True, min_reset_bytes=1000) as proxy:
+        _through_proxy(kind, server, proxy, monkeypatch)
+        objects.put(server.url(bucket, "big/big.tif"), tmp_path / "big.tif", content_type="image/tiff")
+    assert proxy.counts["reset_put"] >= 2, proxy.counts  # more than one part, each cut once
+    assert server.read(bucket, "big/big.tif") == data
+    assert server.headers(bucket, "big/big.tif")["content-type"] == "image/tiff"
+    assert len(proxy.puts()) == 1 and proxy.puts()[0].endswith(f"{bucket}/big/big.tif")
+
+
 def test_fault_proxy_resets_a_get_mid_body(s3, monkeypatch):
     """The proxy's reset_get: the first GET of an object gets half its body and a TCP reset."""
     import http.client
