@@ -1,5 +1,6 @@
-"""``download SRC DEST``: fetch a filtered subset of a static catalog (a local folder or an
-http(s) URL) into a local folder that is itself a valid, smaller catalog.
+"""``download SRC DEST``: fetch a filtered subset of a static catalog (a local folder, or an
+http(s), ``s3://``, ``az://`` or ``gs://`` URL) into a local folder that is itself a valid,
+smaller catalog.
 
 Filters are MLHub-style: collections, asset keys, bbox, datetime interval, AOI, split. DEST
 mirrors SRC's layout (paths relative to the root catalog's folder), so the relative hrefs in the
@@ -10,7 +11,9 @@ Safety against a hostile catalog: every document and asset must resolve to a loc
 root catalog's folder (no ``..`` escape, no absolute path or other host, no symlink out of a
 local SRC); every path component must be a plain name; item ids must be plain names; nothing is
 written through a symlink in DEST; a ``file:size`` above ``max_size`` is refused, and so is a
-body longer than its declared ``file:size`` (reading stops there). Each refusal is a finding
+body longer than its declared ``file:size`` (reading stops there); an http redirect to another
+origin is refused (a document below the entry may not redirect at all), and every transfer has
+an overall deadline (a server that trickles bytes is cut off). Each refusal is a finding
 naming the item, asset and reason; the rest goes on, and the command exits 1.
 
 Resumable: files are written as ``.<name>.part`` and renamed once their size and
@@ -39,7 +42,7 @@ from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progres
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import catalog_entry, write_json
-from sen12ts_stac.storage import MAX_JSON_BYTES, DeadlineExceeded, ReadError, folder_of, is_url, read_bytes, resolve
+from sen12ts_stac.storage import MAX_JSON_BYTES, DeadlineExceeded, ReadError, folder_of, is_url, read_bytes, resolve, set_anonymous
 from sen12ts_stac.storage.checksums import hasher_for
 from sen12ts_stac.storage.read import Stream, open_chunks
 from sen12ts_stac.storage.walk import walk
@@ -616,9 +619,13 @@ def _download_all(loc, out, tasks, max_size, pool, report, progress, on_file) ->
 @click.option("--workers", type=int, default=8, show_default=True, help="Concurrent downloads.")
 @click.option("--max-size", type=int, default=DEFAULT_MAX_SIZE, show_default=True, help="Refuse files declared (or found) larger than this many bytes.")
 @click.option("--dry-run", is_flag=True, help="Only count the items and files that would be fetched.")
+@click.option("--anonymous", is_flag=True, help="Read a public bucket without credentials (unsigned requests).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def download_command(src, dest, collections, assets, bbox, datetime_, aoi, split, workers, max_size, dry_run, quiet) -> None:
-    """Download a filtered subset of a catalog (local folder or http(s) URL) into DEST, resumably."""
+def download_command(src, dest, collections, assets, bbox, datetime_, aoi, split, workers, max_size, dry_run, anonymous,
+                     quiet) -> None:
+    """Download a filtered subset of a catalog (a local folder, or an http(s), s3://, az:// or gs://
+    URL) into DEST, resumably."""
+    set_anonymous(anonymous)
     report = download(src, dest, collections=collections or None, assets=assets, bbox=bbox, datetime=datetime_, aoi=aoi,
                       split=split, workers=workers, max_size=max_size, dry_run=dry_run, progress=not quiet)
     for line in report.lines():

@@ -193,7 +193,8 @@ class RunConfig:
     """The options every recipe has (a recipe's ``Config`` subclasses it, adds its own and may
     redeclare a field to change its default)."""
 
-    catalog: str = opt("", "catalog: folder, catalog.json, http(s) URL, STAC API, mlhub+ URL or .parquet")
+    catalog: str = opt("", "catalog: folder, catalog.json, http(s)/s3/az/gs URL, STAC API, mlhub+ URL or .parquet")
+    anonymous: bool = opt(False, "read a public bucket without credentials (unsigned s3/az/gs requests)")
     aoi: str | None = opt(None, "AOI(s) to use, comma-separated (default: every AOI in the catalog)")
     out: str = opt("runs/run", "output folder")
     seed: int = opt(7, "seed of the weights, the stream order and the augmentations")

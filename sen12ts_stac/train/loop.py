@@ -20,6 +20,7 @@ import torch
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import check_writable
+from sen12ts_stac.storage import set_anonymous
 from sen12ts_stac.stream import load_index
 from sen12ts_stac.train import config as cfgmod
 from sen12ts_stac.train.data import SplitPlan, label_table, plan_splits
@@ -195,6 +196,7 @@ def start(prog: str, cfg, extra: dict, d: Dist) -> Run:
     if ckpt is None and list(out.glob("**/checkpoints/last.pt")):
         warn(d, f"{out} holds checkpoints of an earlier run: starting afresh (--resume continues that run)")
     seed_everything(cfg.seed)
+    set_anonymous(cfg.anonymous)
     records = d.broadcast(load_index(cfg.catalog, aoi=cfg.aoi) if d.is_main else None)
     if not records:
         raise UserError(f"{cfg.catalog}: no triplets" + (f" for AOI {cfg.aoi}" if cfg.aoi else ""))
