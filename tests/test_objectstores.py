@@ -189,3 +189,18 @@ def test_storage_get_survives_reset_mid_body(s3, monkeypatch):
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
         assert objects.get(s3.url(bucket, "o.bin"), len(data)) == data
     assert proxy.counts["reset_get"] == 1
+
+
+def test_fault_proxy_adds_latency(s3, monkeypatch):
+    """``delay``: every request waits that long (the benchmark's added latency)."""
+    import time
+
+    s3.use(monkeypatch)
+    bucket = s3.make_bucket()
+    s3.client.put_object(Bucket=bucket, Key="k", Body=b"x")
+    with fault_proxy(s3.endpoint, fail=(), delay=0.2) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
+        t = time.perf_counter()
+        assert objects.head(s3.url(bucket, "k"))["size"] == 1
+        assert time.perf_counter() - t >= 0.2
+    assert proxy.forwarded == [("HEAD", f"/{bucket}/k", 200)]
