@@ -5,6 +5,8 @@ show, including the item's thumbnail. Screenshots go to .artifacts/ (kept as CI 
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import time
 from pathlib import Path
@@ -71,10 +73,36 @@ def test_root_catalog_page(page):
 
 def test_collection_page(page):
     text = _open(page, "california/triplets/collection.json", "SEN12TS California Central Valley: Training triplets",
-                 "Training triplets, California Central Valley, block")
+                 "Training triplets near ")
     assert "One record per S1/S2/label triplet" in text  # the description
-    assert "Training triplets, California Central Valley, block block_" in text  # its block catalogs are listed
-    page.screenshot(path=ARTIFACTS / "stac-browser-collection.png")
+    # its block catalogs are listed by where they are and what they hold, not by a grid key
+    assert re.search(r"Training triplets near \d+\.\d\d°N \d+\.\d\d°W: \d+ items?", text), text
+    assert "zone_path//8" not in text
+    page.screenshot(path=ARTIFACTS / "stac-browser-collection.png", full_page=True)
+
+
+def test_s1_item_page_names_its_bands(page):
+    item = sorted(page.root.glob("california/s1/*/*/*.json"))[0]
+    text = _open(page, item.relative_to(page.root).as_posix(), item.stem, "Raster Imagery")
+    layers = page.locator("table", has_text="Data Type of Values").first
+    layers.wait_for()
+    rows = layers.inner_text()
+    for name, unit in (("vh_t0", "dB"), ("phase_t0", "rad")):  # the raster table names each band, with its unit
+        assert re.search(rf"{unit}\s+{name}\b", rows), rows[:500]
+    page.screenshot(path=ARTIFACTS / "stac-browser-s1-item.png", full_page=True)
+
+
+def test_label_page_names_classes_and_dates_its_sources(page):
+    item = sorted(page.root.glob("california/labels/*/*/*.json"))[0]
+    d = json.loads(item.read_text())
+    text = _open(page, item.relative_to(page.root).as_posix(), item.stem, "Additional Resources")
+    assert "Corn" in text and "Cotton" in text  # class titles from classification:classes
+    sources = [ln["title"] for ln in d["links"] if ln["rel"] == "source"]
+    assert len(sources) >= 2 and len(set(sources)) == len(sources)  # each source says which one it is
+    for title in sources:
+        assert re.search(r"20\d\d-\d\d-\d\d", title) and title in text, title
+    assert "S1 source imagery" not in text
+    page.screenshot(path=ARTIFACTS / "stac-browser-label.png", full_page=True)
 
 
 def test_item_page_shows_its_thumbnail(page):

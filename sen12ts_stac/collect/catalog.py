@@ -131,6 +131,25 @@ def write_tile_items(layout: Layout, builder: ItemBuilder, tile: Tile, triplets:
     return paths, records
 
 
+def _lonlat(lon: float, lat: float) -> str:
+    return f"{abs(lat):.2f}°{'N' if lat >= 0 else 'S'} {abs(lon):.2f}°{'E' if lon >= 0 else 'W'}"
+
+
+def block_text(kind: str, block: str, records: list[ItemRecord]) -> tuple[str, str]:
+    """Title and description of a block catalog, for a person: what, where, how many, when."""
+    b = np.array([r.bbox for r in records])
+    west, south, east, north = b[:, 0].min(), b[:, 1].min(), b[:, 2].max(), b[:, 3].max()
+    tiles = len({tuple(r.id.split("_")[1:4]) for r in records})  # <kind>_<zone>_<path>_<row>_...
+    start, end = min(r.start for r in records)[:10], max(r.end for r in records)[:10]
+    zone = block.split("_")[1]
+    n = len(records)
+    title = f"{KIND_INFO[kind][0]} near {_lonlat((west + east) / 2, (south + north) / 2)}: {n} item{'s' * (n != 1)}"
+    description = (f"{n} item{'s' * (n != 1)} on {tiles} tile{'s' * (tiles != 1)} (2.56 km square), {start} to {end}, within "
+                   f"{_lonlat(west, south)} - {_lonlat(east, north)}: one of the 8 x 8-tile (20.48 km) blocks the catalog is "
+                   f"split into (UTM zone {zone}, {block}).")
+    return title, description
+
+
 def _extent(records: list[ItemRecord]) -> dict:
     if not records:
         return {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [["2020-01-01T00:00:00Z", "2020-12-31T23:59:59Z"]]}}
@@ -197,10 +216,10 @@ def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[
         for r in recs:
             blocks[r.block].append(r)
         for block, items in blocks.items():
+            title, description = block_text(kind, block, items)
             write_json(layout.block_dir(kind, block) / "catalog.json", {
                 "type": "Catalog", "stac_version": STAC_VERSION, "id": f"{cid}_{block}",
-                "title": f"{KIND_INFO[kind][0]}, {aoi.title}, block {block}",
-                "description": f"Items of tiles in the 8 x 8-tile block {block} (zone_path//8_row//8).",
+                "title": title, "description": description,
                 "links": [
                     {"rel": "root", "href": "../../../catalog.json", "type": STAC_JSON},
                     {"rel": "parent", "href": "../collection.json", "type": STAC_JSON},
@@ -213,7 +232,8 @@ def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[
         write_json(layout.collection_dir(kind) / "collection.json", {
             "type": "Collection", "stac_version": STAC_VERSION, "stac_extensions": [EXT[e] for e in exts],
             "id": cid, "title": f"SEN12TS {aoi.title}: {KIND_INFO[kind][0]}",
-            "description": KIND_INFO[kind][1] + (f" Labels: {aoi.label_source}." if kind == "labels" else ""),
+            "description": KIND_INFO[kind][1] + (f" Labels: {aoi.label_source}." if kind == "labels" else "")
+            + " The items are listed in catalogs of 8 x 8 tiles (about 20 km square) each, named by where they are.",
             "keywords": ["SEN12TS", "Sentinel-1", "Sentinel-2", "land cover", "machine learning", aoi.name],
             "license": source_license,
             "providers": providers,
@@ -223,7 +243,8 @@ def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[
             "links": [
                 {"rel": "root", "href": "../../catalog.json", "type": STAC_JSON},
                 {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
-                *({"rel": "child", "href": f"./{b}/catalog.json", "type": STAC_JSON} for b in sorted(blocks)),
+                *({"rel": "child", "href": f"./{b}/catalog.json", "type": STAC_JSON, "title": block_text(kind, b, blocks[b])[0]}
+                  for b in sorted(blocks)),
             ],
         })
         written += 1

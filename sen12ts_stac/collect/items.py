@@ -100,7 +100,9 @@ def band_metadata(product: bands.Product) -> dict:
         "raster:bands": [],
     }
     for b in product.bands:
-        rb: dict = {"data_type": product.dtype, "nodata": _nodata(product.nodata), "spatial_resolution": 10.0}
+        # "name" (a STAC 1.1 band field; raster v1.1 band objects allow more fields) so a reader
+        # of raster:bands alone, STAC Browser's raster table among them, knows which band is which
+        rb: dict = {"name": b.name, "data_type": product.dtype, "nodata": _nodata(product.nodata), "spatial_resolution": 10.0}
         if b.unit:
             rb["unit"] = b.unit
         if b.scale is not None:
@@ -130,6 +132,18 @@ def _links(layout_rel: str, kind: str) -> list[dict]:
         {"rel": "parent", "href": rel(layout_rel, block_cat), "type": STAC_JSON},
         {"rel": "collection", "href": rel(layout_rel, f"{kind}/collection.json"), "type": STAC_JSON},
     ]
+
+
+def s1_title(t: TripletMeta) -> str:
+    """What a link to the S1 item of ``t`` says: its four radar dates."""
+    d = t.candidate.series.dates
+    return f"Sentinel-1 radar, {d[-1].isoformat()} to {d[0].isoformat()} (4 dates), {t.candidate.series.orbit_state} track {t.candidate.series.track}"
+
+
+def s2_title(t: TripletMeta) -> str:
+    """What a link to the S2 item of ``t`` says: its date and cloud cover."""
+    o = t.candidate.optical
+    return f"Sentinel-2 optical, {o.date.isoformat()}, {round(100 * o.cloud_fraction, 1)} % cloud"
 
 
 def _common(aoi: AOI, tile: Tile, source: str) -> dict:
@@ -226,10 +240,10 @@ class ItemBuilder:
             ["proj", "raster", "eo", "label", "classification", "file"], derived_from or [],
         )
         for t in sorted(triplets, key=lambda t: t.key):
-            for kind in ("s1", "s2"):
+            for kind, title in (("s1", s1_title(t)), ("s2", s2_title(t))):
                 item["links"].append({
                     "rel": "source", "href": rel(here, self.path(kind, tile, t.key)), "type": STAC_JSON,
-                    "title": f"{kind.upper()} source imagery", "label:assets": ["labels"],
+                    "title": title, "label:assets": ["labels"],
                 })
         return item
 
@@ -266,8 +280,9 @@ class ItemBuilder:
         }
         item = self._item("triplets", item_id("triplets", tile, t.key), here, geometry, bbox, props, assets,
                           ["proj", "raster", "eo", "ml-aoi", "file"], [])
-        for target, role in ((lab, "label"), (s1, "feature"), (s2, "feature")):
-            item["links"].append({"rel": "derived_from", "href": rel(here, target), "type": STAC_JSON, "ml-aoi:role": role})
+        for target, role, title in ((lab, "label", f"Land-cover label, 2020: {self.aoi.label_source}"),
+                                    (s1, "feature", s1_title(t)), (s2, "feature", s2_title(t))):
+            item["links"].append({"rel": "derived_from", "href": rel(here, target), "type": STAC_JSON, "title": title, "ml-aoi:role": role})
         return item
 
     def _item(self, kind, iid, here, geometry, bbox, props, assets, exts, derived_from) -> dict:
