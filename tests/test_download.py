@@ -211,3 +211,111 @@ def test_bad_max_size_is_refused_before_any_write(source, tmp_path, capsys):
         main(["download", str(source), str(tmp_path / "d"), "--max-size", "-1", "--quiet"])
     assert e.value.code == 2 and "--max-size" in capsys.readouterr().err
     assert not (tmp_path / "d").exists()
+
+
+# -- hostile servers: redirects to another origin, and bodies that trickle ----------------------
+
+
+def _one_item_catalog(root: Path, href: str, size: int | None = None) -> None:
+    """A root catalog with one item whose one asset is ``href``."""
+    asset = {"href": href, "type": "image/tiff", **({"file:size": size} if size is not None else {})}
+    item = {"type": "Feature", "stac_version": "1.1.0", "id": "it", "geometry": None, "properties": {"datetime": None},
+            "links": [], "assets": {"data": asset}}
+    (root / "it").mkdir(parents=True)
+    (root / "it" / "it.json").write_text(json.dumps(item))
+    (root / "catalog.json").write_text(json.dumps({"type": "Catalog", "stac_version": "1.1.0", "id": "c", "description": "d",
+                                                   "links": [{"rel": "item", "href": "./it/it.json"}]}))
+
+
+def _start(handler) -> tuple:
+    import http.server
+    import threading
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
+def test_an_asset_redirected_to_another_host_is_refused(tmp_path, serve_dir):
+    import http.server
+
+    class Other(http.server.BaseHTTPRequestHandler):  # the other host: its body must not land in DEST
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", "11")
+            self.end_headers()
+            self.wfile.write(b"other bytes")
+
+    other, other_url = _start(Other)
+    src = tmp_path / "src"
+    _one_item_catalog(src, "./data.tif")
+
+    class Redirecting(RangeHandler):
+        def do_GET(self):
+            if self.path.endswith("/data.tif"):
+                self.send_response(302)
+                self.send_header("Location", other_url + "/data.tif")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            super().do_GET()
+
+    base = serve_dir(src, handler=Redirecting)
+    try:
+        report = download(base + "/catalog.json", tmp_path / "dest", progress=False)
+    finally:
+        other.shutdown()
+    assert any("redirects to another origin" in f for f in report.findings), report.findings
+    assert not (tmp_path / "dest" / "it" / "data.tif").exists()
+    assert not any(p.read_bytes() == b"other bytes" for p in (tmp_path / "dest").rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("what", ["asset", "json"])
+def test_a_trickling_server_meets_the_overall_deadline(tmp_path, what, monkeypatch):
+    import http.server
+    import time
+
+    import sen12ts_stac.download as dl
+
+    src = tmp_path / "src"
+    _one_item_catalog(src, "./data.tif", size=100)
+
+    class Trickle(http.server.SimpleHTTPRequestHandler):  # one byte every 0.3 s: no per-read timeout fires
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=str(src), **kw)
+
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            slow = self.path.endswith("data.tif") if what == "asset" else self.path.endswith("it.json")
+            if not slow:
+                return super().do_GET()
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            try:
+                for _ in range(100):
+                    self.wfile.write(b"x")
+                    self.wfile.flush()
+                    time.sleep(0.3)
+            except OSError:
+                pass
+
+    httpd, url = _start(Trickle)
+    original = dl.Location.__init__
+    monkeypatch.setattr(dl.Location, "__init__", lambda self, src, timeout=60.0, deadline=120.0:
+                        original(self, src, timeout=5.0, deadline=2.0))
+    monkeypatch.setattr(dl, "MIN_RATE", 1 << 30)  # the size allowance: no more than the base deadline here
+    t0 = time.monotonic()
+    try:
+        report = download(url + "/catalog.json", tmp_path / "dest", progress=False)
+    finally:
+        httpd.shutdown()
+    assert time.monotonic() - t0 < 15
+    assert report.findings and any("within" in f for f in report.findings), report.findings
+    assert not (tmp_path / "dest" / "it" / "data.tif").exists()
