@@ -36,9 +36,9 @@ import requests
 
 from sen12ts_stac.apifront import bind_front, load_items, start_front
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.export import NDJSON_NAME, find_collections, iter_items, rebase_item
-from sen12ts_stac.fsio import read_json
-from sen12ts_stac.httpserve import RangeHandler, start_server
+from sen12ts_stac.export import NDJSON_NAME, find_collections, rebase_item
+from sen12ts_stac.fsio import read_json, walk_local
+from sen12ts_stac.httpserve import RangeHandler, refusal, start_server
 
 BROWSER_PREFIX = "/browser/"
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stac-browser.sh"
@@ -112,23 +112,47 @@ def _absolute(href: str, base_url: str, coll_rel: str) -> str:
     return href if p.startswith("..") else f"{base_url}/{p}"
 
 
+def _inside(path: str | Path, root: Path) -> bool:
+    """``path`` lies in ``root`` and the static server would serve it (real path inside the real
+    root, no dot-component): what the API publishes is what the folder publishes."""
+    return refusal(os.path.abspath(path), os.path.abspath(root)) is None
+
+
+def _local_items(cpath: Path, root: Path, skipped: list[str]):
+    """``iter_items`` that leaves out (and lists in ``skipped``) items reached through links or
+    symlinks out of ``root``."""
+    base = posixpath.dirname(os.path.abspath(cpath))
+    for p, obj in walk_local(cpath, ("child", "item")):
+        if obj.get("type") == "Feature":
+            if _inside(p, root):
+                yield posixpath.relpath(posixpath.dirname(p), base), obj
+            else:
+                skipped.append(p)
+
+
 def api_inputs(root: Path, base_url: str, out: Path) -> list[Path]:
     """Write ``rustac serve`` inputs for every collection below ``root`` into ``out``: per
-    collection ``<id>.json`` (no tree links) and ``<id>.ndjson`` (absolute hrefs)."""
-    files = []
-    for cpath in find_collections(root):
+    collection ``<n>.json`` (no tree links) and ``<n>.ndjson`` (absolute hrefs). Collections and
+    items outside the served folder (links or symlinks out of it) are left out with a warning."""
+    files, skipped = [], []
+    for k, cpath in enumerate(find_collections(root)):
+        if not _inside(cpath, root):
+            skipped.append(str(cpath))
+            continue
         coll = read_json(cpath)
-        rel = cpath.parent.resolve().relative_to(root.resolve()).as_posix()
+        rel = posixpath.relpath(os.path.realpath(cpath.parent), os.path.realpath(root))
+        rel = "" if rel == "." else rel
         coll["links"] = [lk for lk in coll.get("links", []) if lk.get("rel") not in ("child", "item", "root", "parent", "self")]
         coll["assets"] = {k: {**a, "href": _absolute(a.get("href", ""), base_url, rel)} for k, a in (coll.get("assets") or {}).items()}
         if not coll["assets"]:
             del coll["assets"]
         exported = cpath.parent / NDJSON_NAME
-        if exported.is_file():
+        if exported.is_file() and _inside(exported, root):
             items = (orjson.loads(line) for line in exported.open("rb") if line.strip())
         else:
-            items = (rebase_item(item, d) for d, item in iter_items(cpath))
-        cfile, ifile = out / f"{coll['id']}.json", out / f"{coll['id']}.ndjson"
+            items = (rebase_item(item, d) for d, item in _local_items(cpath, root, skipped))
+        # numbered, not named by id: an id is the catalog's text ("../../x" must not write outside out)
+        cfile, ifile = out / f"{k:05d}.json", out / f"{k:05d}.ndjson"
         n = 0
         with open(ifile, "wb") as f:
             for item in items:
@@ -141,6 +165,9 @@ def api_inputs(root: Path, base_url: str, out: Path) -> list[Path]:
         files.append(cfile)
         if n:
             files.append(ifile)
+    if skipped:
+        click.echo(f"warning: {len(skipped)} collection/item file(s) outside {root} not served in the API, "
+                   f"e.g. {skipped[0]}", err=True)
     return files
 
 

@@ -142,3 +142,39 @@ def test_out_of_range_ports_are_one_line_errors(tmp_path, capsys, args):
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("sen12ts-stac: error: ") and args[0] in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def _item(id_: str, coll: str) -> dict:
+    return {"type": "Feature", "stac_version": "1.1.0", "id": id_, "collection": coll, "bbox": [0, 0, 1, 1],
+            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
+            "properties": {"datetime": "2020-01-01T00:00:00Z"}, "links": [], "assets": {}}
+
+
+def test_the_api_publishes_nothing_from_outside_the_served_folder(tmp_path, capsys):
+    import json
+
+    from sen12ts_stac.serve import api_inputs
+
+    root, secret, out = tmp_path / "root", tmp_path / "secret", tmp_path / "out"
+    for d in (root / "c" / "in", root / "c" / ".sen12ts", secret / "far", secret / "coll", out):
+        d.mkdir(parents=True)
+    for path, id_ in ((root / "c" / "in" / "in.json", "in"), (secret / "far" / "far.json", "far"),
+                      (secret / "linked.json", "linked"), (root / "c" / ".sen12ts" / "state.json", "state")):
+        path.write_text(json.dumps(_item(id_, "c")))
+    os.symlink(secret / "linked.json", root / "c" / "in" / "link.json")
+    coll = {"type": "Collection", "stac_version": "1.1.0", "id": "c", "description": "d", "license": "CC0-1.0",
+            "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}},
+            "links": [{"rel": "item", "href": h} for h in ("./in/in.json", "../../secret/far/far.json", "./in/link.json", "./.sen12ts/state.json")]}
+    (root / "c" / "collection.json").write_text(json.dumps(coll))
+    evil = {**coll, "id": "../../../pwned", "links": [{"rel": "item", "href": "./far/far.json"}]}
+    (secret / "coll" / "collection.json").write_text(json.dumps(evil))
+    (root / "evil").symlink_to(secret / "coll")
+    (root / "catalog.json").write_text(json.dumps({"type": "Catalog", "stac_version": "1.1.0", "id": "r", "description": "d", "links": [
+        {"rel": "child", "href": "./c/collection.json"}, {"rel": "child", "href": "./evil/collection.json"},
+        {"rel": "child", "href": "../secret/coll/collection.json"}]}))
+    files = api_inputs(root, "http://127.0.0.1:1", out)
+    served = [json.loads(line)["id"] for f in files if f.suffix == ".ndjson" for line in f.read_text().splitlines()]
+    assert served == ["in"]
+    assert [json.loads(f.read_text())["id"] for f in files if f.suffix == ".json"] == ["c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "root", "secret"]  # nothing written outside out
+    assert "not served in the API" in capsys.readouterr().err
