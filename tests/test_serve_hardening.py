@@ -169,12 +169,14 @@ def test_the_api_publishes_nothing_from_outside_the_served_folder(tmp_path, caps
     evil = {**coll, "id": "../../../pwned", "links": [{"rel": "item", "href": "./far/far.json"}]}
     (secret / "coll" / "collection.json").write_text(json.dumps(evil))
     (root / "evil").symlink_to(secret / "coll")
+    (root / "odd").mkdir()
+    (root / "odd" / "collection.json").write_text(json.dumps({**coll, "id": "../pwned", "links": []}))  # inside, a hostile id
     (root / "catalog.json").write_text(json.dumps({"type": "Catalog", "stac_version": "1.1.0", "id": "r", "description": "d", "links": [
         {"rel": "child", "href": "./c/collection.json"}, {"rel": "child", "href": "./evil/collection.json"},
-        {"rel": "child", "href": "../secret/coll/collection.json"}]}))
+        {"rel": "child", "href": "../secret/coll/collection.json"}, {"rel": "child", "href": "./odd/collection.json"}]}))
     files = api_inputs(root, "http://127.0.0.1:1", out)
     served = [json.loads(line)["id"] for f in files if f.suffix == ".ndjson" for line in f.read_text().splitlines()]
     assert served == ["in"]
-    assert [json.loads(f.read_text())["id"] for f in files if f.suffix == ".json"] == ["c"]
+    assert [json.loads(f.read_text())["id"] for f in files if f.suffix == ".json"] == ["c", "../pwned"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "root", "secret"]  # nothing written outside out
     assert "not served in the API" in capsys.readouterr().err
