@@ -8,7 +8,7 @@
   puts it in ``.cache/azurite``; ``make install`` runs that). Shared-key auth is always checked.
 * :func:`fault_proxy` - a threaded HTTP proxy in front of either server that answers each
   distinct request (method + path + query + Range) with 503 SlowDown and/or 500 once, can reset
-  the connection mid-body (GET) or mid-upload (PUT) once per request, can add latency, and
+  the connection mid-body (once per object GET) or mid-upload (once per PUT), can add latency, and
   records what it forwarded.
 
 The pytest fixtures ``s3`` and ``azurite`` (session-scoped) are in ``conftest.py``. A test
@@ -336,14 +336,16 @@ def fault_proxy(upstream: str, *, fail: tuple[int, ...] = (503, 500), reset_get:
     """A proxy on 127.0.0.1 in front of ``upstream`` (``http://127.0.0.1:PORT``). Each distinct
     request (method, path + query, Range header) is answered once with each status in ``fail``,
     in order (503 carries an S3 SlowDown body, 500 an InternalError one), then forwarded. With
-    ``reset_get``, the first forwarded GET of an object (a body of at least ``min_reset_bytes``)
-    per distinct request gets half its body, then a TCP reset; with ``reset_put``, the first
+    ``reset_get``, the first forwarded GET of each object (path + query; a body of at least
+    ``min_reset_bytes``) gets half its body, then a TCP reset, once: a GET that resumes it with
+    a Range gets through; with ``reset_put``, the first
     forwarded PUT per distinct request with a body of at least ``min_reset_bytes`` is reset
     after half of it is read. ``delay``
     seconds are added before each answer. Point the product at it with AWS_ENDPOINT_URL (or a
     connection string's BlobEndpoint)."""
     up = urllib.parse.urlsplit(upstream)
     seen: dict[tuple, int] = {}
+    cut_objects: set[str] = set()
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -391,8 +393,12 @@ def fault_proxy(upstream: str, *, fail: tuple[int, ...] = (503, 500), reset_get:
                 proxy.counts["forwarded"] += 1
                 proxy.forwarded.append((self.command, self.path, resp.status))
             is_object = "list-type" not in self.path and "comp=list" not in self.path
-            cut = (reset_get and first_forward and self.command == "GET" and resp.status < 300 and is_object
+            cut = (reset_get and self.command == "GET" and resp.status < 300 and is_object
                    and len(data) >= min_reset_bytes)
+            if cut:  # once per object: the ranged GET that resumes it gets through
+                with proxy.lock:
+                    cut = self.path not in cut_objects
+                    cut_objects.add(self.path)
             self.send_response_only(resp.status, resp.reason)
             for k, v in resp.getheaders():
                 if k.lower() not in _HOP and k.lower() != "content-length":
