@@ -164,11 +164,20 @@ def test_odd_values_in_fields_the_rules_hash_are_findings_not_a_failed_check(roo
     assert has(rep, "rules", "sen12ts:tile", where=items[0]), errors(rep)
 
 
-def test_a_non_url_extension_is_an_error(root):
+@pytest.mark.parametrize("ext", ["eo", "file:///etc/passwd", "ftp://host/schema.json"])
+def test_a_non_url_extension_is_an_error(root, ext):
     item = first(root, "s1_*.json")
-    edit(item, lambda d: d["stac_extensions"].append("eo"))
+    edit(item, lambda d: d["stac_extensions"].append(ext))
     code, rep = runner(root, "--no-assets")
-    assert code == 1 and has(rep, "schema", "'eo' is not a schema URL", where=item), errors(rep)
+    assert code == 1 and has(rep, "schema", f"{ext!r} is not an http(s) schema URL", where=item), errors(rep)
+
+
+def test_a_parent_link_to_a_fifo_is_not_a_regular_file(root):
+    item = first(root, "s1_*.json")
+    os.mkfifo(item.parent / "parent.json")
+    edit(item, lambda d: next(link for link in d["links"] if link["rel"] == "parent").update(href="./parent.json"))
+    code, rep = runner(root, "--no-assets")
+    assert code == 1 and has(rep, "links", "rel=parent", "not a regular file", where=item), errors(rep)
 
 
 # -- item 10: every value the file states too must agree with it ---------------------------------

@@ -322,7 +322,7 @@ def _check_items(w: _Walk, report: Report, opts: Options, io_pool: cf.Executor |
 
 def _links(w: _Walk, report: Report, io_workers: int) -> list[Finding]:
     def exists_many(targets: list[str]) -> dict[str, tuple[bool | None, str]]:
-        local = {t: (os.path.isfile(t), "no such file") for t in targets if not is_url(t)}
+        local = {t: (os.path.isfile(t), "not a regular file" if os.path.exists(t) else "no such file") for t in targets if not is_url(t)}
         remote = [t for t in targets if is_url(t)]
         if remote:
             with cf.ThreadPoolExecutor(io_workers) as pool:

@@ -325,8 +325,8 @@ class SchemaChecker:
         if not isinstance(obj.get("stac_extensions", []), list):
             out.append(Finding(ERROR, "schema", where, "stac_extensions is not a list"))
         for url in ([core] if core else []) + exts:
-            if not isinstance(url, str) or "://" not in url:  # STAC 1.x names extensions by schema URL
-                out.append(Finding(ERROR, "schema", where, f"extension {str(url)[:80]!r} is not a schema URL: not checked"))
+            if not isinstance(url, str) or not url.startswith(("https://", "http://")):  # STAC 1.x: a schema URL
+                out.append(Finding(ERROR, "schema", where, f"extension {str(url)[:80]!r} is not an http(s) schema URL: not checked"))
                 continue
             out.extend(self._one(url, obj, where))
         return out
