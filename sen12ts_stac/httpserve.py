@@ -14,16 +14,20 @@ owner never meant to publish (docs/distribute.md, "What serve refuses"):
 * paths that are no file name at all (a NUL byte, undecodable escapes): 400, never a traceback.
 
 An idle connection is closed after ``timeout`` seconds (``RangeHandler.timeout``, or
-``start_server(idle_timeout=...)``): each open connection holds a thread.
+``start_server(idle_timeout=...)``), and one that trickles its request head in is closed after
+``head_deadline`` seconds: each open connection holds a thread. Past ``max_connections`` open
+connections, a new one is answered 503 at once.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
+import io
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
@@ -34,6 +38,7 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
 
     quiet = True
     timeout = 30.0  # seconds a connection may stay silent (socketserver sets it on the socket)
+    head_deadline = 60.0  # seconds to send a request line and headers, however slowly the bytes trickle in
     list_directories = False
     _refused: tuple[int, str] | None = None
 
@@ -52,6 +57,21 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.send_response(204)
         self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
         self.end_headers()
+
+    def setup(self) -> None:
+        super().setup()
+        self._deadline = float("inf")
+        self.rfile = io.BufferedReader(_DeadlineReader(self), self.rbufsize if self.rbufsize > 0 else io.DEFAULT_BUFFER_SIZE)
+
+    def handle_one_request(self) -> None:
+        self._deadline = time.monotonic() + self.head_deadline
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self._deadline = float("inf")  # the head is in: the answer gets the plain idle timeout
+        self.connection.settimeout(self.timeout)
+        return ok
 
     def translate_path(self, path: str) -> str:
         """The file's real path, or (with ``_refused`` set) the reason not to serve it."""
@@ -141,19 +161,66 @@ def refusal(path: str, directory: str) -> tuple[int, str] | None:
     return None
 
 
+class _DeadlineReader(io.RawIOBase):
+    """The connection's bytes, read with the handler's idle timeout but never past its deadline
+    (a client sending one byte every few seconds would otherwise hold a thread for hours)."""
+
+    def __init__(self, handler: RangeHandler):
+        self.handler = handler
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        h = self.handler
+        left = h._deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request head not received in time")
+        h.connection.settimeout(min(h.timeout, left) if h.timeout else left)
+        return h.connection.recv_into(b)
+
+
 class _Server(http.server.ThreadingHTTPServer):
     # The standard library's listen backlog of 5 makes a sixth concurrent client (GDAL, a thread
     # pool walking a catalog) wait a full TCP retransmit (1 s); catalogs are read concurrently.
     request_queue_size = 128
     daemon_threads = True
+    max_connections = 512  # one thread each; more are answered 503 at once
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+
+    def process_request(self, request, client_address) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def start_server(directory: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 handler: type[RangeHandler] = RangeHandler, idle_timeout: float | None = None) -> http.server.ThreadingHTTPServer:
+                 handler: type[RangeHandler] = RangeHandler, idle_timeout: float | None = None,
+                 max_connections: int | None = None) -> http.server.ThreadingHTTPServer:
     """Start serving ``directory`` in a daemon thread; ``server.server_address`` has the port.
-    ``idle_timeout``: seconds before a silent connection is closed (default ``handler.timeout``)."""
+    ``idle_timeout``: seconds before a silent connection is closed (default ``handler.timeout``);
+    ``max_connections``: open connections (threads) at most (default ``_Server.max_connections``)."""
     if idle_timeout is not None:
         handler = type(handler.__name__, (handler,), {"timeout": idle_timeout})
-    httpd = _Server((host, port), functools.partial(handler, directory=str(Path(directory))))
+    server = type("Server", (_Server,), {"max_connections": max_connections}) if max_connections else _Server
+    httpd = server((host, port), functools.partial(handler, directory=str(Path(directory))))
     threading.Thread(target=httpd.serve_forever, daemon=True, name=f"serve {directory}").start()
     return httpd

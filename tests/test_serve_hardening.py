@@ -180,3 +180,44 @@ def test_the_api_publishes_nothing_from_outside_the_served_folder(tmp_path, caps
     assert [json.loads(f.read_text())["id"] for f in files if f.suffix == ".json"] == ["c", "../pwned"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "root", "secret"]  # nothing written outside out
     assert "not served in the API" in capsys.readouterr().err
+
+
+def test_a_trickled_request_head_is_cut_off_and_connections_are_capped(hostile):
+    class Strict(RangeHandler):
+        timeout, head_deadline = 0.8, 1.5
+
+    httpd = start_server(hostile, handler=Strict, max_connections=3)
+    addr = httpd.server_address[:2]
+    try:
+        with socket.create_connection(addr, timeout=10) as c:  # one byte every 0.3 s: never idle for 0.8 s
+            t0, closed = time.monotonic(), False
+            for b in b"GET /catalog.json HTTP/1.0\r\nX-Slow: " + b"a" * 200:
+                try:
+                    c.sendall(bytes([b]))
+                except OSError:
+                    closed = True
+                    break
+                time.sleep(0.3)
+                if time.monotonic() - t0 > 6:
+                    break
+            if not closed:
+                c.settimeout(2)
+                closed = c.recv(1) == b""
+            assert closed and time.monotonic() - t0 < 6, "the trickling client kept its thread"
+        idle = [socket.create_connection(addr, timeout=10) for _ in range(3)]
+        try:
+            time.sleep(0.2)
+            assert _raw(addr, b"GET /catalog.json HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 503")  # at once, not after a wait
+        finally:
+            for c in idle:
+                c.close()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if _raw(addr, b"GET /catalog.json HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200"):
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("slots were not given back")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
