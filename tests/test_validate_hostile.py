@@ -364,3 +364,45 @@ def test_schema_downloads_of_a_run_share_a_byte_budget(drip_server, tmp_path, mo
     with pytest.raises(SchemaUnavailable, match="already downloaded 3 MiB"):
         store.get(f"{drip_server}/big/9/schema.json")
     assert len(list((tmp_path / "cache").rglob("*.json"))) == 3
+
+
+# -- a remote catalog never makes validate read local files ------------------------------------------
+def test_a_remote_catalog_never_makes_validate_read_a_local_file(root, tmp_path, serve_dir, monkeypatch):
+    from sen12ts_stac.validate import Options, checks, locations, validate
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "catalog.json").write_text('{"type": "Catalog", "id": "local-secret", "stac_version": "1.1.0", "description": "d", "links": []}')
+    (secret / "s2.tif").write_bytes((first(root, "s2.tif")).read_bytes())
+    block = first(root, "s2/block_10_10_199/catalog.json")
+    edit(block, lambda d: d["links"].extend([{"rel": "child", "href": f"file://{secret}/catalog.json"},
+                                             {"rel": "item", "href": f"{secret}/catalog.json"}]))
+    item = first(root, "s2_*.json")
+    edit(item, lambda d: (next(link for link in d["links"] if link["rel"] == "root").update(href=f"file://{secret}/catalog.json"),
+                          d["assets"]["s2"].update(href=f"file://{secret}/s2.tif")))
+    local: list[str] = []
+    real_read, real_probe = locations.storage_read.read_bytes, checks.probe_asset
+
+    def read(where, *a, **k):
+        if not where.startswith(("http://", "https://")):
+            local.append(where)
+        return real_read(where, *a, **k)
+
+    def probe(target, *a, **k):
+        if not target.startswith(("http://", "https://")):
+            local.append(target)
+        return real_probe(target, *a, **k)
+
+    monkeypatch.setattr(locations.storage_read, "read_bytes", read)
+    monkeypatch.setattr(checks, "probe_asset", probe)
+    base = serve_dir(root)
+    opts = Options(schema_dir=str(SCHEMAS), fetch_schemas=False, workers=2)
+    for entry in (f"{base}/catalog.json", f"{base}/{item.relative_to(root).as_posix()}"):  # the item alone: its root link
+        report = validate(entry, opts)
+        assert not report.ok
+        assert local == [], local
+    text = report.text(0)
+    assert "local-secret" not in text
+    report = validate(f"{base}/catalog.json", opts)
+    errs = [f.message for f in report.findings if f.level == "error"]
+    assert sum("outside the catalog root" in m for m in errs) >= 3, errs  # the child, the item link and the asset

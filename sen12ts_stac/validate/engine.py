@@ -156,7 +156,8 @@ def _find_root(entry: str, obj: Any, opts: Options) -> tuple[str, str | None]:
                 target = resolve(entry, link.get("href"))
                 if target == entry:
                     root_where = entry
-                elif target:
+                elif target and inside(_origin(target) if is_url(target) else folder_of(target), entry):
+                    # read only a root above the entry: never a local file for a remote catalog, never /dev/zero
                     robj, problem = read_json(target, opts.max_json_bytes)
                     if problem is None and isinstance(robj, dict) and robj.get("type") in checks.CONTAINERS:
                         root_where = target
