@@ -385,6 +385,13 @@ def test_create_end_to_end_through_faults_validates_and_resumes(world, served, t
         scenes = [link["href"] for link in item["links"] if link["rel"] == "derived_from"]
         assert scenes and all(h.startswith(served.api) for h in scenes)
     assert all(i["properties"]["sen12ts:coherence"].startswith("asf") for i in s1)
+    # The Sentinel-2 COGs hold the real reflectance x 10000 (C1's +1000 DN offset removed).
+    single = [i for i in s2 if len([link for link in i["links"] if link["rel"] == "derived_from"]) == 1]
+    assert single and all(i["properties"]["sen12ts:s2_collection"] == "sentinel-2-c1-l2a" for i in s2)
+    for item in single:
+        path = next(out.rglob(f"{item['id']}.json")).parent / item["assets"]["s2"]["href"]
+        with rasterio.open(path) as ds:
+            assert np.array_equal(ds.read(bands.S2.index(["B04"])[0] + 1), _stest_window("s2_B04"))
     # Running the same command again resumes: nothing is collected twice.
     again = _cli(*args)
     assert again.returncode == 0 and "1 resumed" in again.stdout, again.stderr
