@@ -58,6 +58,9 @@ def record(obj: dict, where: str, with_assets: bool) -> dict:
                          for k, a in assets.items() if isinstance(a, dict)}
         rec["proj"] = {k: v for k, v in props.items() if k.startswith("proj:")}
         rec["geometry"] = obj.get("geometry")
+    if with_assets and obj.get("type") == "Collection" and isinstance(obj.get("item_assets"), dict):
+        rec["item_assets"] = {k: {f: a[f] for f in ("raster:bands", "bands", "eo:bands") if f in a}
+                              for k, a in obj["item_assets"].items() if isinstance(a, dict)}
     return rec
 
 

@@ -315,3 +315,56 @@ def _footprint_claims(rec: dict, p: dict, label: str) -> list[Finding]:
         if any(abs(x - y) > tol for x, y in zip(bbox, fb)):
             out.append(Finding(ERROR, "assets", where, f"bbox {bbox} differs from the raster footprint's {[round(v, 7) for v in fb]} by more than a pixel"))
     return out
+
+
+BAND_FIELDS = ("data_type", "nodata", "scale", "offset", "unit")
+
+
+def item_assets_findings(records: dict[str, dict]) -> list[Finding]:
+    """A collection's ``item_assets`` describe its items' assets: band count, names (``bands`` /
+    ``eo:bands``) and each ``raster:bands`` field it gives (data type, nodata, scale, offset,
+    unit) must be the items' (readers take band names and statistics from ``item_assets``).
+    One finding per collection, asset and field, with the number of items that differ."""
+    wrong: dict[tuple, list[str]] = {}
+    for rec in records.values():
+        if rec.get("type") != "Feature" or not rec.get("assets"):
+            continue
+        coll = next((records[t] for rel, t, _, _ in rec["links"] if rel == "collection" and t in records
+                     and records[t].get("type") == "Collection"), None)
+        templates = (coll or {}).get("item_assets") or {}
+        for key, a in rec["assets"].items():
+            t = templates.get(key)
+            if t is None:
+                continue
+            for field, msg in _template_diffs(t, a):
+                wrong.setdefault((coll["where"], key, field), []).append(f"{msg} ({rec['where']})")
+    return [Finding(ERROR, "assets", where, f"item_assets {key}: {ms[0]}" + (f" (and {len(ms) - 1} more items)" if len(ms) > 1 else ""))
+            for (where, key, _), ms in sorted(wrong.items())]
+
+
+def _template_diffs(t: dict, a: dict) -> Iterable[tuple[str, str]]:
+    for field in ("raster:bands", "bands", "eo:bands"):
+        tl, al = t.get(field), a.get(field)
+        if isinstance(tl, list) and isinstance(al, list) and len(tl) != len(al):
+            yield field, f"{field} lists {len(tl)} bands, an item's {len(al)}"
+            return
+    for field in ("bands", "eo:bands"):
+        tl, al = t.get(field), a.get(field)
+        if isinstance(tl, list) and isinstance(al, list):
+            for i, (tb, ab) in enumerate(zip(tl, al)):
+                tn = tb.get("name") if isinstance(tb, dict) else None
+                an = ab.get("name") if isinstance(ab, dict) else None
+                if tn is not None and tn != an:
+                    yield field, f"band {i + 1} is named {tn!r}, in an item {an!r}"
+                    break
+    tl, al = t.get("raster:bands"), a.get("raster:bands")
+    if isinstance(tl, list) and isinstance(al, list):
+        for field in BAND_FIELDS:
+            for i, (tb, ab) in enumerate(zip(tl, al)):
+                if not isinstance(tb, dict) or field not in tb:
+                    continue
+                av = ab.get(field) if isinstance(ab, dict) else None
+                same = _same_nodata(tb[field], av) if field == "nodata" else tb[field] == av
+                if not same:
+                    yield field, f"band {i + 1} {field} is {tb[field]!r}, in an item {av!r}"
+                    break

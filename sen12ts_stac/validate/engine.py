@@ -366,4 +366,4 @@ def _assets(w: _Walk, report: Report, opts: Options, workers: int, tick: Progres
                 out += claims.asset_findings(rec, probes, w.root, opts.checksums)
             except Exception as e:
                 out.append(Finding(ERROR, "assets", rec["where"], f"could not be checked ({type(e).__name__}: {str(e)[:160]})"))
-    return out
+    return out + claims.item_assets_findings(w.records)
