@@ -412,3 +412,18 @@ def test_a_remote_catalog_never_makes_validate_read_a_local_file(root, tmp_path,
     report = validate(f"{base}/catalog.json", opts)
     errs = [f.message for f in report.findings if f.level == "error"]
     assert sum("outside the catalog root" in m for m in errs) >= 3, errs  # the child, the item link and the asset
+
+
+def test_a_report_that_cannot_be_written_names_the_file(root, tmp_path, monkeypatch):
+    import errno
+
+    from sen12ts_stac import fsio
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # what a write() into a full disk raises: no file name
+
+    monkeypatch.setattr(fsio, "write_bytes", full)
+    out = tmp_path / "report.json"
+    r = CliRunner().invoke(cli, ["validate", str(root), "--offline", "--schemas", str(SCHEMAS), "--no-assets", "-o", str(out)])
+    assert r.exit_code == 2 and f"{out}: no space left on device" in r.output, r.output
+    assert not out.exists()

@@ -93,7 +93,12 @@ def validate_command(ctx, target, fmt, schema_dir, offline, no_schemas, no_links
             report = validate(target, opts, progress=progress)
     except UserError as e:
         raise _UsageError(str(e)) from None
-    if output:
-        write_bytes(output, report.dumps().encode() + b"\n")
     click.echo(report.dumps() if fmt == "json" else report.text(max_findings))
+    if output:
+        try:
+            write_bytes(output, report.dumps().encode() + b"\n")
+        except OSError as e:  # a full disk: name the report file (a failed write() names no file)
+            from sen12ts_stac.errors import os_error_message
+
+            raise _UsageError(os_error_message(OSError(e.errno, e.strerror, str(output)))) from None
     ctx.exit(report.exit_code(strict))
