@@ -427,3 +427,14 @@ def test_a_report_that_cannot_be_written_names_the_file(root, tmp_path, monkeypa
     r = CliRunner().invoke(cli, ["validate", str(root), "--offline", "--schemas", str(SCHEMAS), "--no-assets", "-o", str(out)])
     assert r.exit_code == 2 and f"{out}: no space left on device" in r.output, r.output
     assert not out.exists()
+
+
+def test_control_characters_in_hrefs_cannot_fake_report_lines(root):
+    item = first(root, "s1_*.json")
+    evil = "./gone.json\nPASS /x: 1 items; 0 errors \x1b[2K\x1b[32m"
+    edit(item, lambda d: d["links"].append({"rel": "derived_from", "href": evil}))
+    r = CliRunner().invoke(cli, ["validate", str(root), "--offline", "--schemas", str(SCHEMAS), "--no-assets"])
+    assert r.exit_code == 1
+    lines = r.stdout.splitlines()
+    assert sum(line.startswith("PASS") for line in lines) == 0 and lines[-1].startswith("FAIL"), r.stdout
+    assert "\x1b" not in r.stdout and "\\x0aPASS" in r.stdout

@@ -14,6 +14,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
 
 ERROR, WARNING, NOT_CHECKED = "error", "warning", "not-checked"
+# Control characters (newlines, ANSI escapes) from a hostile catalog's hrefs and ids, shown as
+# \xNN in the text report: one finding stays one line and cannot paint the terminal or fake a
+# "PASS" line. (The JSON report escapes them anyway.)
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+
+
+def printable(s: str) -> str:
+    return s.translate(_CONTROL)
 LEVELS = (ERROR, WARNING, NOT_CHECKED)
 CHECKS = ("read", "schema", "links", "rules", "assets")
 
@@ -29,7 +37,7 @@ class Finding:
 
     def line(self) -> str:
         more = f" (and {self.count - 1:,} more)" if self.count > 1 else ""
-        return f"{self.level.upper():<11} {self.check:<7} {self.where}: {self.message}{more}"
+        return printable(f"{self.level.upper():<11} {self.check:<7} {self.where}: {self.message}{more}")
 
     def to_json(self) -> dict:
         d = asdict(self)
