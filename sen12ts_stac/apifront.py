@@ -27,6 +27,8 @@ from urllib.parse import parse_qsl, urlsplit
 import cql2
 import requests
 
+from sen12ts_stac.httpserve import Guarded, GuardedServer
+
 CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",
     "https://api.stacspec.org/v1.0.0-rc.1/item-search#query",
@@ -186,13 +188,12 @@ def _search_body(req: dict, method: str) -> dict:
     return body
 
 
-class FrontHandler(http.server.BaseHTTPRequestHandler):
+class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
     """Proxies to ``upstream`` (rustac) and answers filter, query and queryables itself."""
 
     upstream = ""  # rustac's own address
     public = ""  # the URL clients use (the front's), as rustac writes it in its links
     items: list[dict] = []
-    timeout = 30.0
     quiet = True
     _session = threading.local()
 
@@ -341,8 +342,7 @@ def load_items(ndjson_files: list) -> list[dict]:
 def bind_front(host: str, port: int) -> http.server.ThreadingHTTPServer:
     """Serve the front on ``host:port`` (0: any free port) in a daemon thread; it answers 503
     until ``start_front`` gives it rustac's address."""
-    httpd = http.server.ThreadingHTTPServer((host, port), FrontHandler)
-    httpd.daemon_threads = True
+    httpd = GuardedServer((host, port), FrontHandler)
     threading.Thread(target=httpd.serve_forever, daemon=True, name=f"api front {host}:{port}").start()
     return httpd
 

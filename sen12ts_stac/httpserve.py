@@ -33,12 +33,34 @@ from pathlib import Path
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
+class Guarded:
+    """Mixin for a ``BaseHTTPRequestHandler``: a silent connection is closed after ``timeout``
+    seconds, and one whose request line and headers take longer than ``head_deadline`` (bytes
+    trickled in) too. Each open connection holds a thread."""
+
+    timeout = 30.0  # seconds a connection may stay silent (socketserver sets it on the socket)
+    head_deadline = 60.0  # seconds to send a request line and headers, however slowly
+
+    def setup(self) -> None:
+        super().setup()
+        self._deadline = float("inf")
+        self.rfile = io.BufferedReader(_DeadlineReader(self), self.rbufsize if self.rbufsize > 0 else io.DEFAULT_BUFFER_SIZE)
+
+    def handle_one_request(self) -> None:
+        self._deadline = time.monotonic() + self.head_deadline
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self._deadline = float("inf")  # the head is in: the answer gets the plain idle timeout
+        self.connection.settimeout(self.timeout)
+        return ok
+
+
+class RangeHandler(Guarded, http.server.SimpleHTTPRequestHandler):
     """SimpleHTTPRequestHandler plus single-range ``Range: bytes=a-b`` support and CORS."""
 
     quiet = True
-    timeout = 30.0  # seconds a connection may stay silent (socketserver sets it on the socket)
-    head_deadline = 60.0  # seconds to send a request line and headers, however slowly the bytes trickle in
     list_directories = False
     _refused: tuple[int, str] | None = None
 
@@ -57,21 +79,6 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.send_response(204)
         self.send_header("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
         self.end_headers()
-
-    def setup(self) -> None:
-        super().setup()
-        self._deadline = float("inf")
-        self.rfile = io.BufferedReader(_DeadlineReader(self), self.rbufsize if self.rbufsize > 0 else io.DEFAULT_BUFFER_SIZE)
-
-    def handle_one_request(self) -> None:
-        self._deadline = time.monotonic() + self.head_deadline
-        super().handle_one_request()
-
-    def parse_request(self) -> bool:
-        ok = super().parse_request()
-        self._deadline = float("inf")  # the head is in: the answer gets the plain idle timeout
-        self.connection.settimeout(self.timeout)
-        return ok
 
     def translate_path(self, path: str) -> str:
         """The file's real path, or (with ``_refused`` set) the reason not to serve it."""
@@ -165,7 +172,7 @@ class _DeadlineReader(io.RawIOBase):
     """The connection's bytes, read with the handler's idle timeout but never past its deadline
     (a client sending one byte every few seconds would otherwise hold a thread for hours)."""
 
-    def __init__(self, handler: RangeHandler):
+    def __init__(self, handler: Guarded):
         self.handler = handler
 
     def readable(self) -> bool:
@@ -180,7 +187,7 @@ class _DeadlineReader(io.RawIOBase):
         return h.connection.recv_into(b)
 
 
-class _Server(http.server.ThreadingHTTPServer):
+class GuardedServer(http.server.ThreadingHTTPServer):
     # The standard library's listen backlog of 5 makes a sixth concurrent client (GDAL, a thread
     # pool walking a catalog) wait a full TCP retransmit (1 s); catalogs are read concurrently.
     request_queue_size = 128
@@ -217,10 +224,10 @@ def start_server(directory: str | os.PathLike, host: str = "127.0.0.1", port: in
                  max_connections: int | None = None) -> http.server.ThreadingHTTPServer:
     """Start serving ``directory`` in a daemon thread; ``server.server_address`` has the port.
     ``idle_timeout``: seconds before a silent connection is closed (default ``handler.timeout``);
-    ``max_connections``: open connections (threads) at most (default ``_Server.max_connections``)."""
+    ``max_connections``: open connections (threads) at most (default ``GuardedServer.max_connections``)."""
     if idle_timeout is not None:
         handler = type(handler.__name__, (handler,), {"timeout": idle_timeout})
-    server = type("Server", (_Server,), {"max_connections": max_connections}) if max_connections else _Server
+    server = type("Server", (GuardedServer,), {"max_connections": max_connections}) if max_connections else GuardedServer
     httpd = server((host, port), functools.partial(handler, directory=str(Path(directory))))
     threading.Thread(target=httpd.serve_forever, daemon=True, name=f"serve {directory}").start()
     return httpd

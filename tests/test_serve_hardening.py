@@ -182,6 +182,25 @@ def test_the_api_publishes_nothing_from_outside_the_served_folder(tmp_path, caps
     assert "not served in the API" in capsys.readouterr().err
 
 
+def _trickle_is_cut_off(addr) -> bool:
+    """Send a request head one byte every 0.3 s (never idle for long); True if the server hangs
+    up while the bytes still come, within 6 s."""
+    import select
+
+    with socket.create_connection(addr, timeout=10) as c:
+        t0 = time.monotonic()
+        for b in b"GET /catalog.json HTTP/1.0\r\nX-Slow: " + b"a" * 200:
+            try:
+                c.sendall(bytes([b]))
+                if select.select([c], [], [], 0.3)[0] and c.recv(1) == b"":
+                    return True
+            except OSError:  # reset by the server
+                return True
+            if time.monotonic() - t0 > 6:
+                return False
+        return False
+
+
 def test_a_trickled_request_head_is_cut_off_and_connections_are_capped(hostile):
     class Strict(RangeHandler):
         timeout, head_deadline = 0.8, 1.5
@@ -189,21 +208,7 @@ def test_a_trickled_request_head_is_cut_off_and_connections_are_capped(hostile):
     httpd = start_server(hostile, handler=Strict, max_connections=3)
     addr = httpd.server_address[:2]
     try:
-        with socket.create_connection(addr, timeout=10) as c:  # one byte every 0.3 s: never idle for 0.8 s
-            t0, closed = time.monotonic(), False
-            for b in b"GET /catalog.json HTTP/1.0\r\nX-Slow: " + b"a" * 200:
-                try:
-                    c.sendall(bytes([b]))
-                except OSError:
-                    closed = True
-                    break
-                time.sleep(0.3)
-                if time.monotonic() - t0 > 6:
-                    break
-            if not closed:
-                c.settimeout(2)
-                closed = c.recv(1) == b""
-            assert closed and time.monotonic() - t0 < 6, "the trickling client kept its thread"
+        assert _trickle_is_cut_off(addr), "the trickling client kept its thread"
         idle = [socket.create_connection(addr, timeout=10) for _ in range(3)]
         try:
             time.sleep(0.2)
@@ -218,6 +223,20 @@ def test_a_trickled_request_head_is_cut_off_and_connections_are_capped(hostile):
             time.sleep(0.2)
         else:
             pytest.fail("slots were not given back")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_the_api_front_cuts_off_trickled_heads_too():
+    from sen12ts_stac.apifront import FrontHandler, bind_front
+
+    httpd = bind_front("127.0.0.1", 0)
+    httpd.RequestHandlerClass = type("Strict", (FrontHandler,), {"timeout": 0.8, "head_deadline": 1.5})
+    try:
+        assert _trickle_is_cut_off(httpd.server_address[:2])
+        head = _raw(httpd.server_address[:2], b"GET / HTTP/1.0\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 503") and b"starting" in head  # no rustac behind it yet
     finally:
         httpd.shutdown()
         httpd.server_close()
