@@ -211,10 +211,18 @@ def build_browser(catalog_url: str, prefix: str = BROWSER_PREFIX) -> Path:
     """Build (or reuse the cached build of) STAC Browser for ``catalog_url``; the dist folder."""
     if not SCRIPT.exists():
         raise UserError(f"{SCRIPT}: STAC Browser build script not found (it ships with the source checkout)")
-    r = subprocess.run(["bash", str(SCRIPT), "build", catalog_url, "", prefix], capture_output=True, text=True)
-    if r.returncode != 0:
-        raise UserError(f"STAC Browser build failed: {(r.stderr.strip().splitlines() or ['?'])[-1]}")
-    return Path(r.stdout.strip().splitlines()[-1])
+    # its own process group: on Ctrl-C or SIGTERM the whole build (bash, npm, node) stops, not bash alone
+    proc = subprocess.Popen(["bash", str(SCRIPT), "build", catalog_url, "", prefix], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    if proc.returncode != 0:
+        raise UserError(f"STAC Browser build failed: {(err.strip().splitlines() or ['?'])[-1]}")
+    return Path(out.strip().splitlines()[-1])
 
 
 def start(root: str | Path, host: str = "127.0.0.1", port: int = 8000, api: bool = False, api_port: int = 7822,

@@ -62,3 +62,36 @@ def test_a_signal_stops_the_api_child_and_removes_its_temporary_folder(small_cat
     assert not answers(api), "the rustac child still answers"
     assert not answers(f"http://127.0.0.1:{port}/catalog.json")
     assert not [p.name for p in tmp.iterdir() if p.name.startswith("sen12ts-api-")], "the temporary folder was left behind"
+
+
+def test_an_interrupted_browser_build_stops_its_whole_process_tree(tmp_path, monkeypatch):
+    from sen12ts_stac import serve
+
+    pidfile = tmp_path / "grandchild.pid"
+    script = tmp_path / "build.sh"
+    script.write_text(f"sleep 300 &\necho $! > {pidfile}\nwait\n")  # bash -> a long child, as npm -> node
+    monkeypatch.setattr(serve, "SCRIPT", script)
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
+        with pytest.raises(KeyboardInterrupt):
+            serve.build_browser("http://127.0.0.1:1/catalog.json")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        if Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+            return  # a zombie waiting for init: it has stopped
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    pytest.fail("the build's child process outlived the interrupted build")
