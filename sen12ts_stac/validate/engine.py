@@ -257,6 +257,7 @@ def _walk(entry: str, entry_obj: Any, w: _Walk, report: Report, opts: Options, p
                 if real is not None:
                     report.add(Finding(ERROR, "links", where, f"rel={rel} {href} is a symlink to {real}, outside the catalog root "
                                                               "(not read; --follow-symlinks reads it)"))
+                    w.linked_from.setdefault(target, where)  # reported here: not again as a broken link
                     continue
                 if target in parent_of:
                     if target in _ancestors(where, parent_of):
