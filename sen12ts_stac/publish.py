@@ -173,8 +173,8 @@ def _remote(prefix: objects.ObjectURL) -> tuple[dict[str, int], dict[str, list]]
     so wrong credentials or a missing bucket end the command before anything is written."""
     try:
         listing = dict(objects.list_prefix(str(prefix)))
-    except objects.ObjectStoreError as e:  # (the storage layer's --anonymous hint is for readers)
-        raise UserError(f"{str(e).replace(', or --anonymous for a public bucket', '')} (nothing was uploaded)") from None
+    except objects.ObjectStoreError as e:  # (without the hint on anonymous reads: that is for readers)
+        raise UserError(f"{e.plain} (nothing was uploaded)") from None
     manifest: dict[str, list] = {}
     if MANIFEST in listing:
         try:

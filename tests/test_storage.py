@@ -103,6 +103,39 @@ def test_a_remote_document_may_not_point_at_local_files(tmp_path):
     assert resolve_href(str(tmp_path / "item.json"), "secret.tif") == str(secret)
 
 
+@pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink", "child"])
+def test_a_local_catalog_may_not_read_outside_its_root(small_catalog, tmp_path, how):
+    import json
+    import shutil
+
+    root = tmp_path / "cat"
+    shutil.copytree(small_catalog, root)
+    secret = tmp_path / "secret.tif"
+    shutil.copy(next(root.rglob("s2.tif")), secret)  # a readable GeoTIFF that is not the catalog's
+    item_path = next(p for p in sorted((root / "california" / "triplets").rglob("*.json"))
+                     if json.loads(p.read_text()).get("type") == "Feature")
+    item = json.loads(item_path.read_text())
+    if how == "absolute":
+        item["assets"]["s2"]["href"] = str(secret)
+    elif how == "dotdot":
+        item["assets"]["s2"]["href"] = os.path.relpath(secret, item_path.parent)
+    elif how == "symlink":
+        link = item_path.parent / "inside-looking.tif"
+        link.symlink_to(secret)
+        item["assets"]["s2"]["href"] = "./inside-looking.tif"
+    else:  # a child link to a catalog outside the root
+        outside = tmp_path / "elsewhere" / "catalog.json"
+        outside.parent.mkdir()
+        outside.write_text(json.dumps({"type": "Catalog", "id": "x", "stac_version": "1.1.0", "description": "d", "links": []}))
+        top = json.loads((root / "catalog.json").read_text())
+        top["links"].append({"rel": "child", "href": "../elsewhere/catalog.json"})
+        (root / "catalog.json").write_text(json.dumps(top))
+    item_path.write_text(json.dumps(item))
+    with pytest.raises(UserError, match="outside the catalog root"):
+        load_index(root)
+    assert load_index(root, allow_outside_root=True)  # the user may allow it
+
+
 def test_multihash(tmp_path):
     f = tmp_path / "f.bin"
     f.write_bytes(b"sen12ts")

@@ -32,14 +32,25 @@ class DeadlineExceeded(Exception):
     """A request took longer than its overall deadline."""
 
 
+RETRY_STATUS = (429, 500, 502, 503, 504)
+
+
+def retry_policy(retries: int = DEFAULT_RETRIES, *, backoff: float = 0.3, connect: int | None = None,
+                 raise_on_status: bool = False) -> Retry:
+    """The one retry policy (urllib3): 429/5xx and connection errors retried with exponential
+    backoff from ``backoff`` seconds (at most 10 s apart), honouring ``Retry-After``.
+    ``connect`` limits retries of connection errors (no network fails fast); clients that want
+    the last bad status raised (pystac-client) set ``raise_on_status``."""
+    return Retry(total=retries, connect=retries if connect is None else connect, read=retries, status=retries,
+                 backoff_factor=backoff, backoff_max=10, status_forcelist=RETRY_STATUS,
+                 allowed_methods=("GET", "HEAD", "POST"), respect_retry_after_header=True,
+                 raise_on_status=raise_on_status)
+
+
 def http_session(retries: int = DEFAULT_RETRIES, pool: int = 16) -> requests.Session:
-    """A requests session that retries 429/5xx and connection errors with exponential backoff
-    (honouring ``Retry-After``); status codes are left to the caller (``raise_on_status=False``)."""
+    """A requests session with :func:`retry_policy`; status codes are left to the caller."""
     s = requests.Session()
-    retry = Retry(total=retries, connect=retries, read=retries, status=retries, backoff_factor=0.3, backoff_max=10,
-                  status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET", "HEAD", "POST"),
-                  respect_retry_after_header=True, raise_on_status=False)
-    adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=max(pool, 4))
+    adapter = HTTPAdapter(max_retries=retry_policy(retries), pool_connections=4, pool_maxsize=max(pool, 4))
     s.mount("http://", adapter)
     s.mount("https://", adapter)
     s.headers["User-Agent"] = USER_AGENT

@@ -45,11 +45,12 @@ _anonymous = False
 
 class ObjectStoreError(Exception):
     """An object-store request failed; the message is one line with no secrets in it.
-    ``missing`` is True when the object (or its bucket) does not exist."""
+    ``missing`` is True when the object (or its bucket) does not exist; ``kind`` says which
+    ("object", "bucket"), or "denied" for refused credentials, else ""."""
 
-    def __init__(self, message: str, missing: bool = False):
-        super().__init__(message)
-        self.missing = missing
+    def __init__(self, message: str, missing: bool = False, kind: str = "", hint: str = ""):
+        super().__init__(message + (f" ({hint})" if hint else ""))
+        self.missing, self.kind, self.plain = missing, kind, message
 
 
 def set_anonymous(on: bool = True) -> None:
@@ -292,7 +293,7 @@ def head(url: str) -> dict | None:
         return {"size": meta["size"], "e_tag": meta.get("e_tag")}
     except Exception as e:  # noqa: BLE001
         err = _error(url, e)
-        if err.missing and "bucket" not in str(err):
+        if err.kind == "object":  # (S3 answers a HEAD in a missing bucket with a bare 404: also None)
             return None
         raise err from None
 
@@ -410,12 +411,13 @@ def _error(url: str, e: BaseException) -> ObjectStoreError:
     code = re.search(r"<Code>([A-Za-z]+)</Code>", text)
     code = code.group(1) if code else ""
     if code == "NoSuchBucket" or "ContainerNotFound" in text:
-        return ObjectStoreError(f"{url}: no such bucket or container", missing=True)
+        return ObjectStoreError(f"{url}: no such bucket or container", missing=True, kind="bucket")
     if isinstance(e, FileNotFoundError) or code == "NoSuchKey" or "BlobNotFound" in text:
-        return ObjectStoreError(f"{url}: no such object", missing=True)
+        return ObjectStoreError(f"{url}: no such object", missing=True, kind="object")
     if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "AuthenticationFailed",
                 "AuthorizationFailure") or "status code: 403" in text or "403 Forbidden" in text \
             or type(e).__name__ in ("PermissionDeniedError", "UnauthenticatedError"):
         why = f" ({code})" if code else ""
-        return ObjectStoreError(f"{url}: access denied{why}: check the credentials, or --anonymous for a public bucket")
+        return ObjectStoreError(f"{url}: access denied{why}: check the credentials", kind="denied",
+                                hint="a public bucket is read without them: --anonymous or AWS_NO_SIGN_REQUEST=YES")
     return ObjectStoreError(f"{url}: {_first_line(e)}")

@@ -96,7 +96,7 @@ def open_raster(href: str, *, timeout: float = 30.0, **options: str) -> Iterator
     import rasterio
     from rasterio.errors import RasterioError
 
-    env = gdal_options(GDAL_HTTP_TIMEOUT=str(int(timeout)), **options)
+    env = gdal_options(**{"GDAL_HTTP_TIMEOUT": str(int(timeout)), **options})  # the caller's options win
     with rasterio.Env(**env):
         try:
             ds = rasterio.open(gdal_path(href))

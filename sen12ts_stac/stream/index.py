@@ -36,7 +36,7 @@ import requests
 
 from sen12ts_stac.errors import SourceError, UserError
 from sen12ts_stac.storage import (MAX_JSON_BYTES, BodyTooLarge, DeadlineExceeded, ReadError, capped_get, http_session,
-                                  is_http, is_url, open_seekable, read_bytes, resolve)
+                                  inside, is_http, is_url, open_seekable, read_bytes, resolve)
 from sen12ts_stac.storage.walk import walk
 from sen12ts_stac.spec import bands as spec_bands
 from sen12ts_stac.spec.seasons import SEASONS, SPLITS
@@ -648,6 +648,7 @@ class IndexOptions:
     api_key: str | None = None
     progress: bool | None = None
     base_href: str | None = None
+    allow_outside_root: bool = False
 
 
 def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher) -> list[TripletRecord]:
@@ -662,12 +663,18 @@ def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher)
     stats: dict[str, dict] = {}
     progress = _Progress(opts.progress, f"indexing {entry}")
 
+    fence = None if is_url(entry) or opts.allow_outside_root else _Fence(_local_root(entry, fetcher))
+
     def visit(loc: str, obj: dict) -> tuple[TripletRecord | None, list[str]]:
         """Runs in a walker thread: an item becomes its record right here, so the walk never
         holds more than a few parsed items; other documents give the links to follow."""
         t = obj.get("type")
         if t == "Feature":
-            return record_from_item(obj, loc, stats, intern), []
+            record = record_from_item(obj, loc, stats, intern)
+            if fence is not None and record is not None:
+                for href in record.hrefs.values():
+                    fence.check(loc, href)
+            return record, []
         if t == "Catalog":
             m = re.match(r"^sen12ts_([a-z]+)$", str(obj.get("id", "")))
             if m and not filt.wants_aoi(m.group(1)):
@@ -690,7 +697,10 @@ def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher)
                 m = re.search(r"(block_[^/]+)/catalog\.json$", str(href))
                 if m and m.group(1) not in blocks:
                     continue
-            out.append(resolve_href(loc, href))
+            target = resolve_href(loc, href)
+            if fence is not None:
+                fence.check(loc, target)
+            out.append(target)
         return None, out
 
     def read(loc: str) -> tuple[dict, str]:
@@ -706,6 +716,36 @@ def _walk_static(entry: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher)
     for cid, (coll, loc) in triplet_collections.items():
         stats[cid].update(collection_stats(coll, loc, fetcher))
     return records
+
+
+def _local_root(entry: str, fetcher: Fetcher) -> str:
+    """The folder of a local catalog's root: where its ``root`` link points (when that is a local
+    file above the entry), else the entry's own folder."""
+    folder = os.path.dirname(entry)
+    try:
+        link = next((l.get("href") for l in fetcher.get_json(entry).get("links") or []
+                     if isinstance(l, dict) and l.get("rel") == "root"), None)
+        target = resolve(entry, link) if link else None
+    except UserError:
+        target = None
+    if target and not is_url(target) and inside(os.path.dirname(target), entry):
+        folder = os.path.dirname(target)
+    return os.path.realpath(folder)
+
+
+class _Fence:
+    """A local catalog may not make the loader read outside its root folder (symlinks resolved):
+    ``load_index(..., allow_outside_root=True)`` lifts this for trees that really span folders."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def check(self, where: str, target: str) -> None:
+        if is_url(target):
+            return
+        if not inside(self.root, os.path.realpath(target)):
+            raise UserError(f"{where}: refused href {target}: it lies outside the catalog root {self.root} "
+                            "(allow_outside_root=True allows it)")
 
 
 def collection_stats(coll: dict, loc: str, fetcher: Fetcher) -> dict:
@@ -1042,7 +1082,8 @@ def load_index(catalog: str | os.PathLike, *, aoi=None, split=None, seasons=None
                date_range=None, collections=None, concurrency: int = DEFAULT_CONCURRENCY, cache: bool = True,
                cache_dir: str | os.PathLike | None = None, cache_ttl: float = DEFAULT_CACHE_TTL, timeout: float = 30.0,
                retries: int = 5, page_size: int = 500, api_key: str | None = None, base_href: str | None = None,
-               progress: bool | None = None, stats_out: FetchStats | None = None) -> list[TripletRecord]:
+               progress: bool | None = None, stats_out: FetchStats | None = None,
+               allow_outside_root: bool = False) -> list[TripletRecord]:
     """Every triplet record of ``catalog`` that passes the filters, sorted by id.
 
     ``catalog`` is one of:
@@ -1065,6 +1106,10 @@ def load_index(catalog: str | os.PathLike, *, aoi=None, split=None, seasons=None
     (``(start, end)`` dates or ``"2020-03-01/2020-06-30"``, inclusive, on the S2 date; either
     end may be ``None`` / ``..``) and ``collections`` (triplet collection ids).
 
+    A remote catalog may not point at local files, and a local static catalog may not point
+    outside its root folder (the folder of the catalog its ``root`` link names; symlinks are
+    resolved) unless ``allow_outside_root=True``.
+
     Errors (missing file, HTTP failure after retries, malformed item) raise
     :class:`~sen12ts_stac.errors.UserError` naming the file or URL.
     """
@@ -1072,7 +1117,7 @@ def load_index(catalog: str | os.PathLike, *, aoi=None, split=None, seasons=None
                        collections=collections)
     opts = IndexOptions(concurrency=concurrency, cache=cache, cache_dir=cache_dir, cache_ttl=cache_ttl,
                         timeout=timeout, retries=retries, page_size=page_size, api_key=api_key, progress=progress,
-                        base_href=base_href)
+                        base_href=base_href, allow_outside_root=allow_outside_root)
     if concurrency < 1:
         raise UserError(f"concurrency must be at least 1, got {concurrency}")
     http_cache = None
