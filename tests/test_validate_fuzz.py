@@ -29,7 +29,10 @@ SAMPLE = REPO / "catalogs"
 pytestmark = [pytest.mark.skipif(not SAMPLE.is_dir(), reason="no sample catalog in the repository"), pytest.mark.timeout(300)]
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-JUNK = st.sampled_from([None, True, False, 0, -1, 1.5, 1e308, "", "x", "nan", [], {}, [1, "a"], {"a": None}, [[[[[]]]]],
+DEEP: list = []
+for _ in range(200):
+    DEEP = [DEEP]
+JUNK = st.sampled_from([None, True, False, 0, -1, 1.5, 1e308, "", "x", "nan", [], {}, [1, "a"], {"a": None}, [[[[[]]]]], DEEP,
                         "../../../../etc/passwd", "/dev/zero", "2020-13-45T00:00:00Z"])  # no URLs: the fuzz stays off the network
 
 
@@ -84,12 +87,14 @@ def swap_type(v):
 def test_mutated_catalogs_end_with_a_report(data):
     with tempfile.TemporaryDirectory() as tmp:
         root = copy_sample(Path(tmp) / "c")
+        deep = None  # the file given a value nested 200 deep: malformed wherever it is, never a PASS
         (Path(tmp) / "outside.json").write_text('{"type": "Catalog", "id": "secret", "stac_version": "1.1.0", "description": "d", "links": []}')
         for _ in range(data.draw(st.integers(1, 3), label="mutations")):
             kind = data.draw(st.sampled_from(["value", "delete", "swap", "file"]), label="kind")
             if kind == "file":
                 files = sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink())
                 path = data.draw(st.sampled_from(files), label="file")
+                deep = None if path == deep else deep
                 what = data.draw(st.sampled_from(["garbage", "empty", "fifo", "dev_zero", "outside", "folder", "json_scalar"]), label="into")
                 path.unlink()
                 if what == "garbage":
@@ -119,6 +124,7 @@ def test_mutated_catalogs_end_with_a_report(data):
             if not where:
                 continue
             at = data.draw(st.sampled_from(where), label="path")
+            deep = None if path == deep else deep
             parent = doc
             for k in at[:-1]:
                 parent = parent[k]
@@ -128,9 +134,11 @@ def test_mutated_catalogs_end_with_a_report(data):
                 parent[at[-1]] = swap_type(parent[at[-1]])
             else:
                 parent[at[-1]] = data.draw(JUNK, label="value")
+                deep = path if parent[at[-1]] is DEEP else deep
             path.write_text(json.dumps(doc))
         code, rep = run(root)
         assert rep["ok"] == (code == 0)
+        assert not (deep and rep["ok"]), f"a 200-deep value in {deep} passed"
         assert not any("secret" in f["message"] for f in rep["findings"])  # nothing of an outside file in the report
 
 
