@@ -428,3 +428,50 @@ def test_dask_local_is_capped_at_the_cpus(monkeypatch):
     with pytest.raises(Stop), executors.dask_executor(local_workers=64):
         pass
     assert asked == [min(64, executors.usable_cpus())]
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_kill_or_sigterm_of_the_parent_leaves_no_worker_running(tmp_path, sig):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "sen12ts_stac.cli", "create", "--source", "synthetic", "--aoi", "iowa", "--max-tiles", "8",
+            "--seasons", "summer", "--max-per-season", "2", "--quiet", "--workers", "2", "--out", str(out)]
+    err_file = tmp_path / "stderr"
+    with open(err_file, "w") as err_out:  # a file, not a pipe: orphans holding a pipe would block communicate()
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err_out)
+    tiles = out / "iowa" / ".sen12ts" / "tiles"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (tiles.is_dir() and any(tiles.glob("*.json"))):
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    try:
+        assert workers, "the pool should be running"
+        proc.send_signal(sig)  # the parent only, as kill, systemd or docker stop do
+        proc.wait(timeout=120)
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers), "orphaned workers still running"
+    finally:
+        for w in workers:
+            with contextlib.suppress(OSError):
+                os.kill(w, signal.SIGKILL)
+    err = err_file.read_text()
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and err.strip().splitlines() == ["sen12ts-stac: interrupted; run the same command again to resume"], err
+    again = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "resumed" in again.stdout, again.stderr

@@ -18,6 +18,9 @@ from __future__ import annotations
 import contextlib
 import concurrent.futures as cf
 import os
+import signal
+import threading
+import time
 from typing import Iterator
 
 from sen12ts_stac.errors import UserError
@@ -26,6 +29,70 @@ from sen12ts_stac.errors import UserError
 def usable_cpus() -> int:
     """The CPUs this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def local_pool(workers: int) -> cf.ProcessPoolExecutor:
+    """``create``'s own process pool (``--workers N``). Its workers ignore Ctrl-C while idle (a
+    KeyboardInterrupt in the queue wait would print a traceback and break the pool) and stop the
+    task they run (see :func:`busy`); they exit by themselves when the parent process is gone
+    (SIGKILL), instead of running on as orphans."""
+    return cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),))
+
+
+_BUSY = False
+
+
+@contextlib.contextmanager
+def busy() -> Iterator[None]:
+    """Mark this process as running a task: Ctrl-C interrupts it (in a pool worker too)."""
+    global _BUSY
+    _BUSY = True
+    try:
+        yield
+    finally:
+        _BUSY = False
+
+
+def _worker_init(parent: int) -> None:
+    signal.signal(signal.SIGINT, _worker_sigint)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # the parent is gone: a resumed run redoes this tile
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _worker_sigint(signum, frame) -> None:
+    if _BUSY:
+        raise KeyboardInterrupt
+
+
+def interrupt_workers(pool: cf.ProcessPoolExecutor) -> None:
+    """Send Ctrl-C to the pool's workers: busy ones stop their task (removing its files), idle ones
+    ignore it."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            os.kill(proc.pid, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While active (in the main thread), SIGTERM stops the run as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _distributed():

@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import shutil
-import signal
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from sen12ts_stac import __version__
 from sen12ts_stac.collect import quicklook
 from sen12ts_stac.collect.catalog import BandStats, ItemRecord, write_tile_items, write_tree
 from sen12ts_stac.collect.cog import write_cog
-from sen12ts_stac.collect.executors import usable_cpus
+from sen12ts_stac.collect.executors import busy, interrupt_workers, local_pool, sigterm_as_interrupt, usable_cpus
 from sen12ts_stac.collect.items import FileInfo, ItemBuilder, TripletMeta
 from sen12ts_stac.collect.layout import Layout, item_id
 from sen12ts_stac.collect.state import TileState, check_identity, finished_tiles, redact, scrub, scrub_error, tile_state
@@ -216,7 +215,8 @@ def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = Tr
             finished = {}
         write_json(layout.state_dir / "run.json", {"identity": config.identity(), "version": __version__})
         remove_stale_temps(layout.aoi_dir)  # a killed run's half-written files; their tiles are redone below
-        collected = _collect(config, layout, tiles, finished, executor, progress)
+        with sigterm_as_interrupt():  # kill, systemd, docker stop: stop like Ctrl-C, workers included
+            collected = _collect(config, layout, tiles, finished, executor, progress)
     except BaseException as e:
         _undo(layout, made)
         scrub_error(e, config.source_options)
@@ -285,7 +285,7 @@ def _collect(config: CreateConfig, layout: Layout, tiles: list[Tile], finished: 
         own_pool = None
         workers = worker_count(config.workers, len(todo))
         if executor is None and workers > 1:
-            executor = own_pool = cf.ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+            executor = own_pool = local_pool(workers)
         try:
             if executor is None:
                 for tile in todo:
@@ -295,9 +295,11 @@ def _collect(config: CreateConfig, layout: Layout, tiles: list[Tile], finished: 
                 try:
                     for fut in cf.as_completed(futures):
                         run(futures[fut], fut.result)
-                except BaseException:
+                except BaseException as e:
                     for f in futures:
                         f.cancel()
+                    if isinstance(e, KeyboardInterrupt) and own_pool is not None:
+                        interrupt_workers(own_pool)  # their tiles stop now (a terminal's Ctrl-C reached them already)
                     raise
         finally:
             if own_pool is not None:
@@ -332,29 +334,13 @@ def _finish(config: CreateConfig, layout: Layout, finished: dict[str, TileState]
     return summary
 
 
-# Ctrl-C reaches the pool's worker processes too. An idle worker ignores it (a KeyboardInterrupt
-# in its queue wait would print a traceback and break the pool); a busy one stops its tile, which
-# removes the files it wrote, while the parent reports the interruption.
-_BUSY = False
-
-
-def _worker_init() -> None:
-    signal.signal(signal.SIGINT, _worker_sigint)
-
-
-def _worker_sigint(signum, frame) -> None:
-    if _BUSY:
-        raise KeyboardInterrupt
-
-
 def _guarded(config: CreateConfig, tile: Tile) -> dict:
     """collect_tile with source failures turned into one clear line naming the tile. A full disk,
     or any other failure to write in the output folder, is not the source's fault: a UserError
     that stops the run (the tile keeps no state record, so a later run redoes it)."""
-    global _BUSY
-    _BUSY = True
     try:
-        return collect_tile(config, tile)
+        with busy():  # Ctrl-C stops this tile (in a pool worker too)
+            return collect_tile(config, tile)
     except UserError as e:
         scrub_error(e, config.source_options)
         raise
@@ -365,8 +351,6 @@ def _guarded(config: CreateConfig, tile: Tile) -> dict:
         raise SourceError(_source_failed(config, tile, e)) from e
     except Exception as e:  # a source failed on this tile
         raise SourceError(_source_failed(config, tile, e)) from e
-    finally:
-        _BUSY = False
 
 
 def _source_failed(config: CreateConfig, tile: Tile, e: Exception) -> str:
