@@ -75,6 +75,7 @@ def test_the_sample_catalog_passes(root):
 
 # -- items 6 and 7: FIFOs, devices and symlinks to them are findings, never reads ------------------
 @pytest.mark.slow
+@pytest.mark.timeout(120)  # a hang fails here, not after the suite's 600 s
 def test_a_fifo_as_the_target_is_a_finding_not_a_hang(tmp_path):
     fifo = tmp_path / "catalog.json"
     os.mkfifo(fifo)
@@ -83,6 +84,7 @@ def test_a_fifo_as_the_target_is_a_finding_not_a_hang(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)  # a hang fails here, not after the suite's 600 s
 def test_fifo_child_item_and_assets_are_findings_not_hangs(root):
     child = first(root, "s1/block_10_6_210/catalog.json")
     item = first(root, "s2_*.json")
@@ -98,6 +100,7 @@ def test_fifo_child_item_and_assets_are_findings_not_hangs(root):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(120)  # a hang fails here, not after the suite's 600 s
 def test_dev_zero_as_root_link_child_and_asset_is_never_read(root):
     item = first(root, "s2_*.json")
     edit(item, lambda d: next(link for link in d["links"] if link["rel"] == "root").update(href="/dev/zero"))
@@ -172,6 +175,7 @@ def test_a_non_url_extension_is_an_error(root, ext):
     assert code == 1 and has(rep, "schema", f"{ext!r} is not an http(s) schema URL", where=item), errors(rep)
 
 
+@pytest.mark.timeout(120)  # a hang fails here, not after the suite's 600 s
 def test_a_parent_link_to_a_fifo_is_not_a_regular_file(root):
     item = first(root, "s1_*.json")
     os.mkfifo(item.parent / "parent.json")
