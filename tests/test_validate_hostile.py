@@ -442,3 +442,41 @@ def test_control_characters_in_hrefs_cannot_fake_report_lines(root):
     lines = r.stdout.splitlines()
     assert sum(line.startswith("PASS") for line in lines) == 0 and lines[-1].startswith("FAIL"), r.stdout
     assert "\x1b" not in r.stdout and "\\x0aPASS" in r.stdout
+
+
+def test_no_network_keeps_a_local_catalog_off_the_network(root):
+    import http.server
+    import threading
+
+    hits: list[str] = []
+
+    class Count(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            hits.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+
+        do_GET = do_HEAD
+
+        def log_message(self, *a):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Count)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{httpd.server_address[1]}"
+        item = first(root, "s1_*.json")
+        edit(item, lambda d: (d["assets"]["thumbnail"].update(href=f"{base}/evil.png"),
+                              d["stac_extensions"].append(f"{base}/schema/v1/schema.json")))
+        code, rep = runner(root, "--no-network")  # (runner passes --offline too: --no-network alone is tested below)
+        assert hits == [] and code == 0, (hits, errors(rep))
+        assert any(f["level"] == "not-checked" and "--no-network" in f["message"] for f in rep["findings"]), rep["findings"]
+        r = CliRunner().invoke(cli, ["validate", str(root), "--schemas", str(SCHEMAS), "--no-network", "--format", "json"])
+        assert hits == [] and r.exit_code == 0, (hits, r.output[-2000:])
+        code, rep = runner(root)  # without it: the asset URL is asked for (a 404: missing)
+        assert hits and has(rep, "assets", "evil.png", where=item), (hits, errors(rep))
+        r = CliRunner().invoke(cli, ["validate", f"{base}/catalog.json", "--no-network"])
+        assert r.exit_code == 2 and "without the network" in r.output, r.output
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

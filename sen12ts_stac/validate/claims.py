@@ -87,6 +87,9 @@ def asset_findings(rec: dict, probes: dict[str, dict], root: str, checksums: boo
         if p is None:
             continue
         label = f"asset {key} ({a.get('href')})"
+        if "not_checked" in p:
+            out.append(Finding(NOT_CHECKED, "assets", where, p["not_checked"], key="assets:" + p["not_checked"]))
+            continue
         if not p.get("exists", False):
             out.append(Finding(ERROR, "assets", where, f"{label}: {p.get('problem') or 'missing'}"))
             continue

@@ -49,6 +49,8 @@ class _Progress:
 @click.option("--schemas", "schema_dir", type=click.Path(file_okay=False, path_type=Path), envvar="SEN12TS_SCHEMAS",
               help="Schema cache folder, laid out by URL (env SEN12TS_SCHEMAS; default ~/.cache/sen12ts-stac/schemas).")
 @click.option("--offline", is_flag=True, help="Never fetch schemas; those not in the cache are reported 'not checked'.")
+@click.option("--no-network", is_flag=True,
+              help="Stay off the network (for untrusted local catalogs): --offline, and asset URLs are reported 'not checked', never requested.")
 @click.option("--no-schemas", is_flag=True, help="Skip JSON-schema validation.")
 @click.option("--no-links", is_flag=True, help="Skip link checks.")
 @click.option("--no-rules", is_flag=True, help="Skip ids, labels, triplets, splits and date rules.")
@@ -66,7 +68,7 @@ class _Progress:
 @click.option("--anonymous", is_flag=True, help="Read a public bucket without credentials (unsigned requests).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
-def validate_command(ctx, target, fmt, schema_dir, offline, no_schemas, no_links, no_rules, no_assets, no_checksums,
+def validate_command(ctx, target, fmt, schema_dir, offline, no_network, no_schemas, no_links, no_rules, no_assets, no_checksums,
                      follow_symlinks, workers, executor, max_json_mb, max_findings, strict, output, anonymous, quiet) -> None:
     """Check a STAC catalog: schemas (offline cache), links, SEN12TS rules and COG assets.
 
@@ -84,9 +86,9 @@ def validate_command(ctx, target, fmt, schema_dir, offline, no_schemas, no_links
     if max_json_mb <= 0:
         raise _UsageError(f"--max-json-mb must be positive, got {max_json_mb}")
     opts = Options(schemas=not no_schemas, links=not no_links, rules=not no_rules, assets=not no_assets,
-                   schema_dir=str(schema_dir) if schema_dir else None, fetch_schemas=not offline, workers=workers,
+                   schema_dir=str(schema_dir) if schema_dir else None, fetch_schemas=not (offline or no_network), workers=workers,
                    executor=executor, max_json_bytes=int(max_json_mb * (1 << 20)), checksums=not no_checksums,
-                   follow_symlinks=follow_symlinks)
+                   follow_symlinks=follow_symlinks, network=not no_network)
     show = not quiet and sys.stderr.isatty()
     try:
         with (_Progress() if show else nullcontext(None)) as progress:

@@ -38,6 +38,7 @@ class Options:
     checksums: bool = True  # hash local asset files against file:checksum
     process_threshold: int = 400  # auto: worker processes from this many items on
     follow_symlinks: bool = False  # read local files that symlinks inside the root point to outside it
+    network: bool = True  # False: a local catalog's remote asset URLs are not probed (nor schemas fetched: fetch_schemas)
 
     def n_workers(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -182,6 +183,8 @@ def validate(target: str | os.PathLike, opts: Options | None = None, progress: P
     opts = opts or Options()
     tick = progress or (lambda phase, n, total: None)
     entry = resolve_target(target)
+    if not opts.network and is_url(entry):
+        raise UserError(f"{entry}: a remote catalog cannot be validated without the network (--no-network)")
     report = Report(target=entry, checks={"schemas": opts.schemas, "links": opts.links, "rules": opts.rules, "assets": opts.assets})
     t0 = time.perf_counter()
     remote = is_url(entry)
@@ -338,16 +341,19 @@ def _links(w: _Walk, report: Report, io_workers: int) -> list[Finding]:
 
 def _assets(w: _Walk, report: Report, opts: Options, workers: int, tick: Progress) -> list[Finding]:
     wanted: dict[str, tuple[bool, set[str], bool]] = {}  # target -> (raster?, checksum codes, image?)
+    probes: dict[str, dict] = {}
     for rec in w.records.values():
         for key, target, a in claims.asset_targets(rec):
             if not is_url(target) and not inside(w.root, target):
                 continue  # outside the root: a finding, never read
+            if is_url(target) and not opts.network:
+                probes[target] = {"target": target, "exists": True, "not_checked": "remote assets are not checked (--no-network)"}
+                continue
             raster, codes, image = wanted.get(target, (False, set(), False))
             code = claims.checksum_code(a.get("file:checksum")) if opts.checksums and not is_url(target) else None
             wanted[target] = (raster or checks.is_raster_asset(a), codes | ({code} if code else set()),
                               image or (claims.image_format(a) is not None and not is_url(target)))
     tick("assets", 0, len(wanted))
-    probes: dict[str, dict] = {}
     for t in list(wanted):
         real = w.escape(t)
         if real is not None:
