@@ -4,8 +4,10 @@
     report = validate("catalogs/", Options(assets=False))
     print(report.text()); exit(report.exit_code())
 
-Schemas (``schemas``), the catalog walk (``engine``), the checks beyond schemas (``checks``) and
-the report (``report``) live in their own modules; ``command`` is the thin CLI.
+Schemas (``schemas``), the catalog walk (``engine``), records, structure, links and the asset
+probe (``checks``), the SEN12TS and STAC rules (``rules``), items against their files
+(``claims``) and the report (``report``) live in their own modules; ``command`` is the thin CLI.
+What a hostile catalog can and cannot make it do: ``docs/security.md``.
 """
 
 from sen12ts_stac.validate.engine import Options, validate
