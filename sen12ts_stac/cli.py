@@ -26,6 +26,13 @@ def cli() -> None:
     """Make, check, distribute and train on SEN12TS-style Sentinel-1/2 + land-cover triplets."""
 
 
+def _out_folder(ctx, param, value: str) -> Path:
+    """--out as a Path; an empty one (an unset "$OUT") would mean the current folder: refused."""
+    if not value.strip():
+        raise click.BadParameter("empty path (give a folder, e.g. --out catalogs)")
+    return Path(value)
+
+
 SEED = click.IntRange(0, 2**63 - 1)  # stored in the run state as JSON: a 64-bit integer
 WORKERS_HELP = "Local worker processes (at most one per tile to collect and one per CPU)."
 
@@ -36,7 +43,7 @@ WORKERS_HELP = "Local worker processes (at most one per tile to collect and one 
               "(offline), descartes (collect-dl extra). A resumed folder keeps its source.")
 @click.option("--source-option", "source_options", multiple=True, metavar="KEY=VALUE",
               help="Source setting, repeatable (e.g. stac_url=http://127.0.0.1:7822); see docs/sources.md.")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("catalogs"), show_default=True, help="Catalog root folder.")
+@click.option("--out", type=click.Path(), default="catalogs", show_default=True, callback=_out_folder, help="Catalog root folder.")
 @click.option("--max-tiles", type=int, default=16, show_default=True, help="Tiles to collect (a seeded, spread-out sample).")
 @click.option("--bbox", default=None, help="Restrict the AOI: minlon,minlat,maxlon,maxlat.")
 @click.option("--seasons", default=None, help="Comma-separated subset of spring,summer,fall,winter.")
@@ -94,7 +101,7 @@ def _key_values(pairs: tuple[str, ...], flag: str) -> dict:
 @cli.command("import-legacy")
 @click.argument("folder", type=click.Path(path_type=Path))
 @click.option("--aoi", default=None, help="The AOI of the files (inferred from the folder name or the files' lat/lon if not given).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("catalogs"), show_default=True, help="Catalog root folder.")
+@click.option("--out", type=click.Path(), default="catalogs", show_default=True, callback=_out_folder, help="Catalog root folder.")
 @click.option("--max-invalid", type=float, default=1.0, show_default=True,
               help="Drop triplets with more than this fraction of invalid pixels (0.01 = the original rule; 1 keeps all).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed for the train/validate/test split.")

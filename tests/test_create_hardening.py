@@ -67,11 +67,21 @@ def _copy(made: Path, tmp_path: Path) -> Path:
     (["--seed", "-1"], ("--seed",)),
     (["--max-per-season", "18446744073709551616"], ("--max-per-season",)),
     (["--source-option", "zzz=1"], ("zzz", "synthetic", "known: none")),
+    (["--dask-local", "0"], ("--dask-local must be at least 1",)),
+    (["--scheduler", "tcp://"], ("--scheduler 'tcp://'",)),
 ])
 def test_bad_create_arguments_are_one_line_and_write_nothing(tmp_path, capfd, args, needles):
     out = tmp_path / "new" / "out"
     _one_error(*_main(capfd, "create", "--source", "synthetic", *SMALL, *args, "--out", str(out)), *needles)
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("command", [["create", "--aoi", "iowa"], ["import-legacy", "nowhere"]])
+def test_an_empty_out_is_refused_not_the_current_folder(tmp_path, capfd, monkeypatch, command):
+    monkeypatch.chdir(tmp_path)
+    _one_error(*_main(capfd, *command, "--source" if command[0] == "create" else "--seed", "synthetic" if command[0] == "create" else "0",
+                      "--out", ""), "--out", "empty path")
+    assert not list(tmp_path.iterdir())
 
 
 def test_unknown_option_of_a_source_with_options_names_the_known_ones(tmp_path, capfd):

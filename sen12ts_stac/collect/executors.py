@@ -107,16 +107,18 @@ def _distributed():
 def dask_executor(scheduler: str | None = None, local_workers: int | None = None,
                   timeout: float = 20.0) -> Iterator[cf.Executor | None]:
     """A Dask executor for ``create`` (``None`` if neither option is given); closed on exit."""
-    if scheduler and local_workers:
+    if local_workers is not None and local_workers < 1:
+        raise UserError(f"--dask-local must be at least 1, got {local_workers}")
+    if scheduler is not None and local_workers is not None:
         raise UserError("give either --scheduler or --dask-local, not both")
-    if not scheduler and not local_workers:
+    if scheduler is not None and (not scheduler.partition("://")[2] or scheduler.endswith(":")):
+        raise UserError(f"--scheduler {scheduler!r}: expected an address such as tcp://10.0.0.5:8786")
+    if scheduler is None and local_workers is None:
         yield None
         return
     distributed = _distributed()
     cluster = None
     if local_workers is not None:
-        if local_workers < 1:
-            raise UserError(f"--dask-local must be at least 1, got {local_workers}")
         cluster = distributed.LocalCluster(n_workers=min(local_workers, usable_cpus()), threads_per_worker=1, processes=True,
                                            dashboard_address=None, silence_logs=40)
         address = cluster.scheduler_address
@@ -127,7 +129,7 @@ def dask_executor(scheduler: str | None = None, local_workers: int | None = None
     try:
         try:
             client = distributed.Client(address, timeout=timeout)
-        except (OSError, TimeoutError) as e:
+        except (OSError, TimeoutError, ValueError) as e:  # ValueError: an address distributed cannot parse
             raise UserError(f"{address}: cannot reach the Dask scheduler ({type(e).__name__}: {e})".replace("\n", " ")) from None
         with client:
             if scheduler and not client.scheduler_info().get("workers"):
