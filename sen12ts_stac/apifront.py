@@ -47,6 +47,11 @@ CRS84 = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "https://www.opengis.ne
 OPS = {"and", "or", "not", "=", "<>", "<", "<=", ">", ">=", "like", "between", "in", "isNull", "casei", "accenti",
        "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within", "s_overlaps", "s_crosses", "s_contains",
        "+", "-", "*", "/", "%", "^", "div"}
+ARITY = {"not": 1, "isNull": 1, "casei": 1, "accenti": 1, "between": 3, **{op: 2 for op in (
+    "=", "<>", "<", "<=", ">", ">=", "like", "in", "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within",
+    "s_overlaps", "s_crosses", "s_contains", "+", "-", "*", "/", "%", "^", "div")}}
+MAX_DEPTH = 40  # nesting levels of a filter
+MAX_FILTER = 1 << 20  # characters of a filter
 QUERY_OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": "in"}
 REFUSED = ("sortby", "fields", "q")  # rustac's memory backend ignores them
 TOP_LEVEL = {"id": {"type": "string", "title": "Item ID"}, "collection": {"type": "string", "title": "Collection ID"},
@@ -97,28 +102,60 @@ def _walk(node: Any):
             yield from _walk(v)
 
 
+def _depth(node: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, counted only up to ``limit`` + 1 (no deep recursion)."""
+    depth, level = 0, [node]
+    while level and depth <= limit:
+        depth += 1
+        level = [v for n in level for v in (n.values() if isinstance(n, dict) else n if isinstance(n, list) else ())]
+    return depth if level else depth - 1
+
+
+def _nesting(text: str) -> int:
+    """How deeply CQL2 text can nest: brackets, NOT and operators outside quoted strings. cql2's
+    parser hangs or crashes the process (stack overflow) on a few thousand of them."""
+    words = re.sub(r"'(?:[^']|'')*'|\"[^\"]*\"", "''", text)
+    return words.count("(") + len(re.findall(r"(?i)\bnot\b", words)) + len(re.findall(r"[-+*/%^]", words))
+
+
+def _check(node: dict, known: set[str]) -> None:
+    """What cql2 would accept but not evaluate: an unknown property or operator, a wrong number
+    of arguments (cql2's own ``validate`` takes seconds per call, and memory grows with depth)."""
+    for n in _walk(node):
+        if "property" in n and n["property"] not in known:
+            raise BadRequest(f"filter: unknown property {n['property']!r}: see /queryables for what can be filtered on")
+        op, args = n.get("op"), n.get("args")
+        if op is None or not isinstance(args, list):
+            continue
+        if op not in OPS:
+            raise BadRequest(f"filter: operator {op!r} is not supported")
+        want = ARITY.get(op)
+        if want is not None and len(args) != want or op in ("and", "or") and len(args) < 2:
+            raise BadRequest(f"filter: {op!r} takes {want or 'two or more'} arguments, not {len(args)}")
+
+
 def parse_filter(flt: Any, lang: str | None, crs: str | None, known: set[str]) -> cql2.Expr:
     """``filter`` (+ ``filter-lang``, ``filter-crs``) as a checked CQL2 expression; BadRequest says why not."""
     if crs and crs not in CRS84:
         raise BadRequest(f"filter-crs {crs!r} is not supported: give coordinates in {CRS84[0]}")
+    if not isinstance(flt, (str, dict)):
+        raise BadRequest("filter must be CQL2 text (a string) or CQL2 JSON (an object)")
     lang = lang or ("cql2-json" if isinstance(flt, dict) else "cql2-text")
+    if lang not in ("cql2-text", "cql2-json") or (lang == "cql2-text" and not isinstance(flt, str)):
+        raise BadRequest(f"filter-lang {lang!r} is not supported for this filter (cql2-text: a string, cql2-json: an object)")
+    if isinstance(flt, str) and (len(flt) > MAX_FILTER or (lang == "cql2-text" and _nesting(flt) > MAX_DEPTH)):
+        raise BadRequest(f"filter is too long or nested too deeply (at most {MAX_FILTER:,} characters, {MAX_DEPTH} levels)")
     try:
-        if lang == "cql2-text" and isinstance(flt, str):
-            expr = cql2.parse_text(flt)
-        elif lang == "cql2-json":
-            expr = cql2.Expr(json.loads(flt) if isinstance(flt, str) else flt)
-        else:
-            raise BadRequest(f"filter-lang {lang!r} is not supported (cql2-text or cql2-json)")
-        expr.validate()
-    except BadRequest:
-        raise
-    except Exception as e:  # cql2 raises ParseError, ValidationError, ValueError and bare Exception
+        doc = cql2.parse_text(flt).to_json() if lang == "cql2-text" else json.loads(flt) if isinstance(flt, str) else flt
+    except Exception as e:  # cql2 raises ParseError, ValueError and bare Exception
         raise BadRequest(f"filter is not valid {lang}: {' '.join(str(e).split())}") from None
-    for node in _walk(expr.to_json()):
-        if "property" in node and node["property"] not in known:
-            raise BadRequest(f"filter: unknown property {node['property']!r}: see /queryables for what can be filtered on")
-        if "op" in node and node["op"] not in OPS:
-            raise BadRequest(f"filter: operator {node['op']!r} is not supported")
+    if _depth(doc, MAX_DEPTH) > MAX_DEPTH:
+        raise BadRequest(f"filter is nested too deeply (at most {MAX_DEPTH} levels)")
+    try:
+        expr = cql2.Expr(doc)
+    except Exception as e:
+        raise BadRequest(f"filter is not valid {lang}: {' '.join(str(e).split())}") from None
+    _check(expr.to_json(), known)
     return expr
 
 
@@ -185,6 +222,9 @@ def _search_body(req: dict, method: str) -> dict:
                 body["intersects"] = json.loads(body["intersects"])
         except ValueError as e:
             raise BadRequest(f"bad search parameter: {e}") from None
+    for k in ("collections", "ids"):
+        if k in body and not (isinstance(body[k], list) and all(isinstance(v, str) for v in body[k])):
+            raise BadRequest(f"{k} must be a list of strings")
     return body
 
 
@@ -246,7 +286,7 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
             else:
                 try:
                     req = body = json.loads(raw or b"{}")
-                except ValueError as e:
+                except (ValueError, RecursionError) as e:
                     raise BadRequest(f"request body is not JSON: {e}") from None
                 if not isinstance(req, dict):
                     raise BadRequest("request body must be a JSON object")

@@ -134,6 +134,12 @@ def test_plain_http_get_post_and_items_endpoint(api):
     ({"filter": "1 = 1", "filter-lang": "sql"}, "filter-lang 'sql'"),
     ({"filter": "1 = 1", "filter-crs": "EPSG:32610"}, "filter-crs"),
     ({"query": "{\"ml-aoi:split\": {\"regex\": \"t.*\"}}"}, "operator 'regex'"),
+    ({"filter": "{\"op\": \"=\", \"args\": [{\"property\": \"ml-aoi:split\"}]}", "filter-lang": "cql2-json"}, "'=' takes 2 arguments"),
+    # cql2's parser hangs on thousands of NOTs and overflows its stack (killing serve) on thousands of minus signs
+    ({"filter": "NOT " * 2400 + "1 = 1"}, "nested too deeply"),
+    ({"filter": "-" * 5000 + "1 = 1"}, "nested too deeply"),
+    ({"filter": "(" * 5000 + "1 = 1" + ")" * 5000}, "nested too deeply"),
+    ({"filter": "{\"op\": \"not\", \"args\": [" * 300 + "true" + "]}" * 300, "filter-lang": "cql2-json"}, "nested too deeply"),
     ({"sortby": "-datetime"}, "sortby is not supported"),
     ({"fields": "id"}, "fields is not supported"),
 ])
@@ -141,6 +147,21 @@ def test_what_cannot_be_honoured_is_a_400_naming_it(api, params, says):
     url, _ = api
     r = requests.get(url + "/search", params=params, timeout=30)
     assert r.status_code == 400 and says in r.json()["description"], r.text
+
+
+@pytest.mark.parametrize("body, says", [
+    ({"filter": 5}, "filter must be CQL2 text"),
+    ({"filter": "1 = 1", "collections": 5}, "collections must be a list of strings"),
+    ({"filter": "1 = 1", "ids": "abc"}, "ids must be a list of strings"),
+])
+def test_hostile_post_bodies_are_400s(api, body, says):
+    url, _ = api
+    r = requests.post(url + "/search", json=body, timeout=30)
+    assert r.status_code == 400 and says in r.json()["description"], r.text[:200]
+    deep = b'{"filter": ' + b"[" * 100000 + b"]" * 100000 + b"}"
+    r = requests.post(url + "/search", data=deep, headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 400 and "not JSON" in r.json()["description"], r.text[:200]
+    assert requests.get(url + "/", timeout=30).ok  # still alive
 
 
 def test_queryables_and_conformance(api):
