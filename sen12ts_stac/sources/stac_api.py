@@ -58,7 +58,6 @@ from rasterio.enums import Resampling
 from rasterio.errors import RasterioError
 from rasterio.vrt import WarpedVRT
 from shapely.geometry import LineString, mapping, shape
-from urllib3.util.retry import Retry
 
 from sen12ts_stac.errors import SourceError, UserError
 from sen12ts_stac.sources.base import Reading
@@ -66,6 +65,8 @@ from sen12ts_stac.sources.provider_items import is_cdl_cropland, is_worldcover_2
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import AOI
 from sen12ts_stac.spec.grid import RESOLUTION_M, TILE_PX, Tile
+from sen12ts_stac.storage.http import retry_policy
+from sen12ts_stac.storage.raster import gdal_options as storage_gdal_options
 from sen12ts_stac.spec.seasons import Inventory, OpticalScene, PairingRules, RadarScene, RadarSeries, Season
 
 # GDAL reports each HTTP retry as a warning; retries are expected here, failures raise SourceError.
@@ -102,7 +103,6 @@ SCL_CLOUD = (3, 8, 9, 10)
 LIA_ASSETS = ("local_incidence_angle", "lia", "localinc")
 IW_NEAR_DEG, IW_FAR_DEG = 29.1, 46.0  # Sentinel-1 IW swath, near and far range incidence
 S1_INCLINATION_DEG = 98.18
-RETRY_STATUS = (429, 500, 502, 503, 504)
 OPTIONS = {"stac_url", *(f"{r}_url" for r in ROLES), "s2_collection", "coherence", "timeout", "retries", "backoff", "threads"}
 
 
@@ -135,10 +135,9 @@ class Settings:
             raise UserError(f"bad stac-api source option: {e}") from None
 
 
-def _retry(s: Settings) -> Retry:
-    # connect errors (no network, DNS) fail fast; server errors and rate limits back off.
-    return Retry(total=s.retries, connect=min(2, s.retries), read=s.retries, status=s.retries, backoff_factor=s.backoff,
-                 status_forcelist=RETRY_STATUS, allowed_methods=None, respect_retry_after_header=True, raise_on_status=True)
+def _retry(s: Settings):
+    # the storage layer's policy; connect errors (no network, DNS) fail fast
+    return retry_policy(s.retries, backoff=s.backoff, connect=min(2, s.retries), raise_on_status=True)
 
 
 def _redact(text: str) -> str:
@@ -157,17 +156,9 @@ def _one_line(e: BaseException) -> str:
 
 # ---------------------------------------------------------------------------------------- raster reads
 def gdal_options(s: Settings) -> dict:
-    return {
-        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-        "GDAL_HTTP_MAX_RETRY": str(s.retries),
-        "GDAL_HTTP_RETRY_DELAY": str(max(s.backoff, 0.01)),
-        "GDAL_HTTP_TIMEOUT": str(int(s.timeout)),
-        "GDAL_HTTP_CONNECTTIMEOUT": str(int(min(s.timeout, 30))),
-        "GDAL_HTTP_MULTIRANGE": "YES",
-        "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
-        "VSI_CACHE": "TRUE",
-        "GDAL_NUM_THREADS": "1",
-    }
+    """The storage layer's GDAL settings for remote rasters, with this source's retries and timeout."""
+    return storage_gdal_options(GDAL_HTTP_MAX_RETRY=str(s.retries), GDAL_HTTP_RETRY_DELAY=str(max(s.backoff, 0.01)),
+                                GDAL_HTTP_TIMEOUT=str(int(s.timeout)), GDAL_HTTP_CONNECTTIMEOUT=str(int(min(s.timeout, 30))))
 
 
 def _transient(e: Exception) -> bool:
