@@ -43,6 +43,7 @@ from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progres
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import catalog_entry, write_json
 from sen12ts_stac.storage import MAX_JSON_BYTES, DeadlineExceeded, ReadError, folder_of, is_url, read_bytes, resolve, set_anonymous
+from sen12ts_stac.spec.vocabulary import SPLITS, aoi_of_collection, normalise_split
 from sen12ts_stac.storage.checksums import hasher_for
 from sen12ts_stac.storage.read import Stream, open_chunks
 from sen12ts_stac.storage.walk import walk
@@ -111,8 +112,8 @@ class Filters:
                 raise UserError(f"bad datetime interval {datetime!r}: start is after end")
         splits = _csv(split)
         if splits:
-            splits = frozenset({"val": "validate", "validation": "validate"}.get(s.lower(), s.lower()) for s in splits)
-            bad = sorted(splits - {"train", "validate", "test"})
+            splits = frozenset(normalise_split(s) for s in splits)
+            bad = sorted(splits - set(SPLITS))
             if bad:
                 raise UserError(f"unknown split {', '.join(bad)}; known: train, validate, test")
         aois = _csv(aoi)
@@ -121,7 +122,7 @@ class Filters:
     def wants_collection(self, cid: str) -> bool:
         if self.collections is not None and cid not in self.collections:
             return False
-        aoi = _aoi_of(cid)
+        aoi = aoi_of_collection(cid)
         return self.aois is None or aoi is None or aoi in self.aois
 
     def wants_item(self, item: dict) -> bool:
@@ -129,7 +130,7 @@ class Filters:
         if self.collections is not None and item.get("collection") not in self.collections:
             return False
         if self.aois is not None:
-            aoi = props.get("sen12ts:aoi") or _aoi_of(item.get("collection") or "")
+            aoi = props.get("sen12ts:aoi") or aoi_of_collection(item.get("collection") or "")
             if aoi is None or aoi.lower() not in self.aois:
                 return False
         if self.splits is not None and props.get("ml-aoi:split") not in self.splits:
@@ -150,12 +151,6 @@ class Filters:
             if (self.end is not None and lo > self.end) or (self.start is not None and hi < self.start):
                 return False
         return True
-
-
-def _aoi_of(cid: str) -> str | None:
-    """The AOI in a SEN12TS collection id (``sen12ts_<aoi>_...``), else None."""
-    parts = cid.split("_")
-    return parts[1].lower() if len(parts) >= 3 and parts[0] == "sen12ts" else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sen12ts_stac.errors import UserError
 from sen12ts_stac.storage import BodyTooLarge, DeadlineExceeded, capped_get, folder_of, inside, resolve
 from sen12ts_stac.storage.checksums import hasher_for, multihash_of, sha256_multihash
 from sen12ts_stac.stream import load_index, triplet_loader
-from sen12ts_stac.stream.index import resolve_href
+from sen12ts_stac.stream.record import resolve_href
 from sen12ts_stac.validate.locations import read_bytes
 from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 

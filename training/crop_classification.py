@@ -52,7 +52,7 @@ from sen12ts_stac.train.runtime import (CsvLog, Dist, jsonable, load_checkpoint,
                                         run_main, save_checkpoint, say, setup, teardown, unwrap, wrap_ddp, write_csv)
 
 PROG = "crop_classification"
-S2_SPECTRAL = [b for b in S2_PRODUCT.names if b not in ("SCL", "cloud_mask")]
+S2_SPECTRAL = list(S2_PRODUCT.measurements)  # the 12 reflectance bands (not SCL, not the cloud mask)
 VARIANTS = {"s1": "s1", "s2": "s2", "s1,s2": "s1+s2"}
 TOPK = (1, 3, 5)
 

@@ -51,7 +51,7 @@ from sen12ts_stac.train.runtime import (CsvLog, Dist, jsonable, loader_bench, pr
                                         say, setup, teardown, unwrap, wrap_ddp, write_csv)
 
 PROG = "sar2vi"
-S1_INPUTS = [b for b in S1_PRODUCT.names if b != "valid"]
+S1_INPUTS = list(S1_PRODUCT.measurements)  # every measurement band (not the validity mask)
 METHODS = ("model", "train_mean", "linear_regression")
 
 

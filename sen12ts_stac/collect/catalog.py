@@ -20,6 +20,7 @@ from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import AOI, AOIS
 from sen12ts_stac.spec.classes import class_table
 from sen12ts_stac.spec.grid import Tile
+from sen12ts_stac.spec.vocabulary import aoi_catalog_id
 
 KIND_INFO = {
     "s1": ("Sentinel-1 source imagery", "Sentinel-1 RTC backscatter (VH, VV), 12-day InSAR coherence and phase at four dates 12 days apart (newest first), local incidence angle, slope and a validity mask, on 256 x 256 px tiles at 10 m."),
@@ -249,7 +250,7 @@ def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[
         })
         written += 1
     write_json(layout.aoi_dir / "catalog.json", {
-        "type": "Catalog", "stac_version": STAC_VERSION, "id": f"{ROOT_ID}_{aoi.name}", "title": f"SEN12TS: {aoi.title}",
+        "type": "Catalog", "stac_version": STAC_VERSION, "id": aoi_catalog_id(aoi.name), "title": f"SEN12TS: {aoi.title}",
         "description": f"SEN12TS-style Sentinel-1, Sentinel-2 and land-cover triplets over {aoi.title}, 2020.",
         "links": [
             {"rel": "root", "href": "../catalog.json", "type": STAC_JSON},

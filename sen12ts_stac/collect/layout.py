@@ -19,15 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sen12ts_stac.spec.grid import Tile
+from sen12ts_stac.spec.vocabulary import KINDS, ROOT_ID, collection_id
 
-KINDS = ("s1", "s2", "labels", "triplets")
-ROOT_ID = "sen12ts"
+__all__ = ["KINDS", "ROOT_ID", "STATE_DIR", "Layout", "collection_id", "item_id", "rel"]
+
 STATE_DIR = ".sen12ts"
-
-
-def collection_id(aoi: str, kind: str) -> str:
-    """MLHub-style collection ids: ``sen12ts_<aoi>_s1_source``, ``..._labels``, ``..._triplets``."""
-    return f"sen12ts_{aoi}_{kind}_source" if kind in ("s1", "s2") else f"sen12ts_{aoi}_{kind}"
 
 
 def item_id(kind: str, tile: Tile, key: str | None = None) -> str:

@@ -33,7 +33,8 @@ from sen12ts_stac.collect.state import TileState, check_identity, finished_tiles
 from sen12ts_stac.errors import SourceError, UserError, is_disk_full, os_error_message
 from sen12ts_stac.fsio import (check_writable, disk_full_as_oserror, remove_stale_root_leftovers, remove_stale_temps, write_bytes,
                                write_json)
-from sen12ts_stac.sources.base import Source, make_source
+from sen12ts_stac.sources.base import Source
+from sen12ts_stac.sources.registry import make_source
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import get_aoi, restrict
 from sen12ts_stac.spec.classes import class_table

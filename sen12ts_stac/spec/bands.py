@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 RADAR_STEPS = 4
+KINDS = ("measurement", "mask", "class")  # what a band holds: normalise only measurements
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Band:
     full_width_half_max: float | None = None
     scale: float | None = None  # physical = stored * scale + offset
     offset: float | None = None
+    kind: str = "measurement"  # measurement | mask (1 valid / 0 not) | class (codes of a class table)
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class Product:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(b.name for b in self.bands)
+
+    @property
+    def measurements(self) -> tuple[str, ...]:
+        """The names of the bands that hold measurements (model inputs; masks and classes not)."""
+        return tuple(b.name for b in self.bands if b.kind == "measurement")
 
     def index(self, names: list[str] | tuple[str, ...]) -> list[int]:
         """0-based positions of ``names``; a KeyError naming unknown bands and the valid ones."""
@@ -63,7 +70,7 @@ def _s1_bands() -> tuple[Band, ...]:
     bands += [
         Band("lia", "local incidence angle", "deg"),
         Band("slope", "terrain slope", "deg"),
-        Band("valid", "valid-radar mask: 1 valid at all dates, 0 shadow/layover/no data"),
+        Band("valid", "valid-radar mask: 1 valid at all dates, 0 shadow/layover/no data", kind="mask"),
     ]
     return tuple(bands)
 
@@ -94,13 +101,15 @@ S2 = Product(
         for name, cn, wl, fw in _S2_SPECTRAL
     )
     + (
-        Band("SCL", "L2A scene classification (see the scl class table)"),
-        Band("cloud_mask", "1 valid and cloud-free, 0 cloud, cloud shadow or no data"),
+        Band("SCL", "L2A scene classification (see the scl class table)", kind="class"),
+        Band("cloud_mask", "1 valid and cloud-free, 0 cloud, cloud shadow or no data", kind="mask"),
     ),
 )
-LABEL = Product("labels", "uint8", 255, (Band("class", "land-cover class code (see the AOI's class table)"),))
+LABEL = Product("labels", "uint8", 255, (Band("class", "land-cover class code (see the AOI's class table)", kind="class"),))
 
 PRODUCTS = {p.key: p for p in (S1, S2, LABEL)}
+# Bands holding codes or masks, by name (never normalised; the loader reads them as they are)
+CATEGORICAL = frozenset(b.name for p in PRODUCTS.values() for b in p.bands if b.kind != "measurement")
 
 # The two generations of the original files (spec 7.5): readers of legacy folders use these.
 LEGACY_S1_19 = S1.names  # the downloader's layout, same order as ours

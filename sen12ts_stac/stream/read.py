@@ -33,6 +33,7 @@ from sen12ts_stac.errors import SourceError
 from sen12ts_stac.storage import raster as storage_raster
 from sen12ts_stac.storage.read import ReadError
 
+
 class AssetReadError(SourceError):
     """An asset could not be read; ``href`` is the asset, the message names it and the cause."""
 

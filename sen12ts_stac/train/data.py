@@ -18,6 +18,7 @@ from sen12ts_stac.metrics import evi, ndvi
 from sen12ts_stac.spec.aois import AOIS
 from sen12ts_stac.spec.classes import ClassTable, class_table
 from sen12ts_stac.stream import TripletRecord
+from sen12ts_stac.stream.transforms import physical_stats
 from sen12ts_stac.train.config import EVAL_SPLITS
 
 
@@ -129,20 +130,11 @@ class Standardizer:
         self.std = torch.tensor(stds, dtype=torch.float32, device=device)
 
     def _stats(self, r: TripletRecord, key: str) -> tuple[list[float], list[float]]:
-        stats = r.stats.get(key, {})
-        missing = [n for n in self.names if n not in stats]
+        stats = physical_stats(r, key, self.names)  # the loader's normalize=True uses the same
+        missing = [n for n, st in zip(self.names, stats) if st is None]
         if missing:
             raise UserError(f"collection {r.collection} has no statistics for {key} band(s) {missing}")
-        pos = {n: i for i, n in enumerate(r.bands[key])}
-        scale = r.scale.get(key) or (1.0,) * len(pos)
-        offset = r.offset.get(key) or (0.0,) * len(pos)
-        mean, std = [], []
-        for n in self.names:
-            a, b = scale[pos[n]], offset[pos[n]]
-            m, s = stats[n]
-            mean.append(m * a + b)
-            std.append(max(abs(s * a), 1e-12))
-        return mean, std
+        return [m for m, _ in stats], [sd for _, sd in stats]
 
     def __call__(self, x: torch.Tensor, valid: torch.Tensor | None = None, ids: Sequence | None = None) -> torch.Tensor:
         """``x`` ``[B, C, H, W]`` or ``[B, T, C, H, W]``; ``valid`` ``[B, (T,) H, W]`` bool; ``ids``
