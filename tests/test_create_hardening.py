@@ -485,3 +485,27 @@ def test_kill_or_sigterm_of_the_parent_leaves_no_worker_running(tmp_path, sig):
         assert proc.returncode == 130 and err.strip().splitlines() == ["sen12ts-stac: interrupted; run the same command again to resume"], err
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "resumed" in again.stdout, again.stderr
+
+
+def test_validate_report_into_a_full_disk_names_the_file(made, tmp_path, capfd, monkeypatch):
+    """f.write() on a full disk raises OSError(ENOSPC) with no file name: it said 'error: : No space left on device'."""
+    from sen12ts_stac import fsio
+
+    class FullFile:
+        def __init__(self, *a, **kw):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fsio, "open", FullFile, raising=False)
+    report = tmp_path / "report.json"
+    code, lines = _main(capfd, "validate", str(made), "--no-schemas", "--no-checksums", "--no-assets", "-o", str(report), "--quiet")
+    _one_error(code, lines, f"{report}: no space left on device")
+    assert not list(tmp_path.iterdir())  # no temporary left either
