@@ -85,7 +85,7 @@ def mutate(root: Path, kind: str, pick: int, cut: float) -> tuple[set[str], bool
 
 @given(kind=st.sampled_from(["reformat", "corrupt_json", "delete_key", "break_href", "swap_label_type", "truncate_cog"]),
        pick=st.integers(0, 100_000), cut=st.floats(0.02, 0.98))
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False)
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None)
 def test_mutated_catalogs_never_crash_and_fail_naming_the_file(small_catalog, schemas_dir, kind, pick, cut):
     with tempfile.TemporaryDirectory() as tmp:
         root = clone(small_catalog, Path(tmp) / "c")
