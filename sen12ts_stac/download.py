@@ -47,6 +47,7 @@ from sen12ts_stac.spec.vocabulary import SPLITS, aoi_of_collection, normalise_sp
 from sen12ts_stac.storage.checksums import hasher_for
 from sen12ts_stac.storage.read import Stream, open_chunks
 from sen12ts_stac.storage.walk import walk
+from sen12ts_stac.spec import vocabulary as V
 
 DEFAULT_MAX_SIZE = 2 * 1024**3  # per file; the largest SEN12TS COG is ~4 MB
 CHUNK = 1 << 20
@@ -130,10 +131,10 @@ class Filters:
         if self.collections is not None and item.get("collection") not in self.collections:
             return False
         if self.aois is not None:
-            aoi = props.get("sen12ts:aoi") or aoi_of_collection(item.get("collection") or "")
+            aoi = props.get(V.AOI) or aoi_of_collection(item.get("collection") or "")
             if aoi is None or aoi.lower() not in self.aois:
                 return False
-        if self.splits is not None and props.get("ml-aoi:split") not in self.splits:
+        if self.splits is not None and props.get(V.SPLIT) not in self.splits:
             return False
         if self.bbox is not None:
             b = item.get("bbox") or []

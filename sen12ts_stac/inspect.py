@@ -10,6 +10,7 @@ from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import catalog_entry
 from sen12ts_stac.storage import is_url, resolve
 from sen12ts_stac.storage.walk import DocumentError, walk_documents
+from sen12ts_stac.spec import vocabulary as V
 
 
 def summarise(path: str | os.PathLike) -> list[str]:
@@ -42,11 +43,11 @@ def _summarise(entry: str) -> list[str]:
         elif t == "Feature":
             items[obj.get("collection", "?")] += 1
             props = obj.get("properties", {})
-            if "ml-aoi:split" in props:
-                splits[props["ml-aoi:split"]] += 1
-                seasons[props.get("sen12ts:season", "?")] += 1
-            if "sen12ts:tile" in props:
-                tiles.add(props["sen12ts:tile"])
+            if V.SPLIT in props:
+                splits[props[V.SPLIT]] += 1
+                seasons[props.get(V.SEASON, "?")] += 1
+            if V.TILE in props:
+                tiles.add(props[V.TILE])
             if props.get("datetime"):
                 dates.append(props["datetime"])
             for a in obj.get("assets", {}).values():  # triplet records repeat their features' assets

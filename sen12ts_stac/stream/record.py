@@ -15,6 +15,7 @@ from sen12ts_stac.errors import UserError
 from sen12ts_stac.spec import bands as spec_bands
 from sen12ts_stac.spec.vocabulary import ASSET_KEYS, aoi_of_collection
 from sen12ts_stac.storage import is_url, resolve
+from sen12ts_stac.spec import vocabulary as V
 
 
 @dataclass(frozen=True, eq=True)
@@ -166,7 +167,7 @@ def stats_from_item_assets(collection: dict) -> dict[str, dict[str, tuple[float,
 
 def is_triplet_collection(c: dict) -> bool:
     ia = c.get("item_assets") or {}
-    return (str(c.get("id", "")).endswith("_triplets") or "ml-aoi:split" in (c.get("summaries") or {})
+    return (str(c.get("id", "")).endswith("_triplets") or V.SPLIT in (c.get("summaries") or {})
             or any("ml-aoi:role" in (a or {}) for a in ia.values()))
 
 
@@ -177,7 +178,7 @@ def record_from_item(item: dict, base: str | None, stats: Mapping[str, Mapping] 
     intern = intern or _Interner()
     props = item.get("properties") or {}
     assets = item.get("assets") or {}
-    if "ml-aoi:split" not in props or not ({"s1", "s2"} & set(assets)):
+    if V.SPLIT not in props or not ({"s1", "s2"} & set(assets)):
         return None
     base = base or _self_href(item) or ""
     try:
@@ -199,15 +200,15 @@ def make_record(iid: str, collection: str | None, props: Mapping, bbox, hrefs: d
     try:
         sig = ("record", tuple((k, id(m)) for k, m in metas.items()))
         names, nodata, scale, offset = intern(tuple({k: m[i] for k, m in metas.items()} for i in range(4)), sig)
-        s2_date = props.get("sen12ts:s2_date") or str(props.get("datetime") or "")[:10]
+        s2_date = props.get(V.S2_DATE) or str(props.get("datetime") or "")[:10]
         return TripletRecord(
             id=iid,
-            aoi=intern(props.get("sen12ts:aoi") or aoi_of_collection(collection) or ""),
-            tile=props.get("sen12ts:tile") or iid,
-            split=intern(props["ml-aoi:split"]),
-            season=intern(props.get("sen12ts:season") or ""),
+            aoi=intern(props.get(V.AOI) or aoi_of_collection(collection) or ""),
+            tile=props.get(V.TILE) or iid,
+            split=intern(props[V.SPLIT]),
+            season=intern(props.get(V.SEASON) or ""),
             s2_date=dt.date.fromisoformat(s2_date),
-            radar_dates=tuple(dt.date.fromisoformat(d) for d in props.get("sen12ts:radar_dates") or []),
+            radar_dates=tuple(dt.date.fromisoformat(d) for d in props.get(V.RADAR_DATES) or []),
             bbox=_bbox2d(bbox or [math.nan] * 4),
             hrefs=hrefs,
             bands=names,

@@ -17,6 +17,7 @@ from sen12ts_stac.stream.backends.static import collection_stats
 from sen12ts_stac.stream.fetch import Fetcher, _short
 from sen12ts_stac.stream.filters import Filter
 from sen12ts_stac.stream.record import TripletRecord, _Interner, _merge_stats, is_triplet_collection, make_record, resolve_href
+from sen12ts_stac.spec import vocabulary as V
 
 
 def _in_folder(folder: str) -> str:
@@ -40,9 +41,9 @@ def _parquet_filter(schema_names: Sequence[str], filt: Filter):
         e = pc.field(column).isin(sorted(values))
         expr = e if expr is None else expr & e
 
-    add("ml-aoi:split", filt.splits)
-    add("sen12ts:season", filt.seasons)
-    add("sen12ts:tile", filt.tiles)
+    add(V.SPLIT, filt.splits)
+    add(V.SEASON, filt.seasons)
+    add(V.TILE, filt.tiles)
     add("collection", filt.collections)
     return expr
 
@@ -110,9 +111,9 @@ def _records_from_table(table, base: str, stats: dict, filt: Filter) -> list[Tri
 
     intern = _Interner()
     out: list[TripletRecord] = []
-    if table.num_rows == 0 or "assets" not in table.column_names or "ml-aoi:split" not in table.column_names:
+    if table.num_rows == 0 or "assets" not in table.column_names or V.SPLIT not in table.column_names:
         return out
-    props_cols = [c for c in table.column_names if c in ("datetime", "proj:shape") or c.startswith(("ml-aoi:", "sen12ts:"))]
+    props_cols = [c for c in table.column_names if c in ("datetime", "proj:shape") or c.startswith(("ml-aoi:", V.PREFIX + ":"))]
     for batch in table.to_batches(max_chunksize=16384):
         n = batch.num_rows
         col = {name: batch.column(name) for name in batch.schema.names}
@@ -145,7 +146,7 @@ def _records_from_table(table, base: str, stats: dict, filt: Filter) -> list[Tri
         colls = col["collection"].to_pylist() if "collection" in col else [None] * n
         for i in range(n):
             props = {c: v[i] for c, v in props_rows.items() if v[i] is not None}
-            if "ml-aoi:split" not in props:
+            if V.SPLIT not in props:
                 continue
             if isinstance(props.get("datetime"), dt.datetime):
                 props["datetime"] = props["datetime"].isoformat()
