@@ -509,3 +509,22 @@ def test_validate_report_into_a_full_disk_names_the_file(made, tmp_path, capfd, 
     code, lines = _main(capfd, "validate", str(made), "--no-schemas", "--no-checksums", "--no-assets", "-o", str(report), "--quiet")
     _one_error(code, lines, f"{report}: no space left on device")
     assert not list(tmp_path.iterdir())  # no temporary left either
+
+
+class DyingSource(SyntheticSource):
+    """Dies in a pool worker (as the kernel's OOM killer does), never in the parent."""
+
+    name = "dying"
+    parent = os.getpid()
+
+    def read_s2(self, tile, scene):
+        if os.getpid() != DyingSource.parent:
+            os._exit(9)
+        return super().read_s2(tile, scene)
+
+
+def test_a_worker_that_dies_is_one_line_not_a_broken_pool_traceback(tmp_path, capfd):
+    register("dying", DyingSource)
+    DyingSource.parent = os.getpid()
+    code, lines = _main(capfd, "create", "--source", "dying", *SMALL, "--workers", "2", "--out", str(tmp_path / "o"))
+    _one_error(code, lines, "a worker process died", "run the same command again")

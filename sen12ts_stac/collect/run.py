@@ -17,6 +17,7 @@ import os
 import shutil
 import time
 from collections import Counter
+from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -296,6 +297,11 @@ def _collect(config: CreateConfig, layout: Layout, tiles: list[Tile], finished: 
                 try:
                     for fut in cf.as_completed(futures):
                         run(futures[fut], fut.result)
+                except BrokenExecutor:  # a worker process died (killed, out of memory, a crash in C code)
+                    for f in futures:
+                        f.cancel()
+                    raise UserError("a worker process died (killed or out of memory?); the finished tiles are kept: run the same "
+                                    "command again to resume, with fewer --workers if memory is short") from None
                 except BaseException as e:
                     for f in futures:
                         f.cancel()
