@@ -21,7 +21,7 @@ import http.server
 import json
 import re
 import threading
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qsl, urlsplit
 
 import cql2
@@ -147,13 +147,13 @@ def parse_filter(flt: Any, lang: str | None, crs: str | None, known: set[str]) -
         raise BadRequest(f"filter is too long or nested too deeply (at most {MAX_FILTER:,} characters, {MAX_DEPTH} levels)")
     try:
         doc = cql2.parse_text(flt).to_json() if lang == "cql2-text" else json.loads(flt) if isinstance(flt, str) else flt
-    except Exception as e:  # cql2 raises ParseError, ValueError and bare Exception
+    except Exception as e:  # noqa: BLE001 (cql2 raises ParseError, ValueError and bare Exception)
         raise BadRequest(f"filter is not valid {lang}: {' '.join(str(e).split())}") from None
     if _depth(doc, MAX_DEPTH) > MAX_DEPTH:
         raise BadRequest(f"filter is nested too deeply (at most {MAX_DEPTH} levels)")
     try:
         expr = cql2.Expr(doc)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 (cql2 raises bare Exception)
         raise BadRequest(f"filter is not valid {lang}: {' '.join(str(e).split())}") from None
     _check(expr.to_json(), known)
     return expr
@@ -187,7 +187,7 @@ def query_to_cql2(query: Any) -> dict:
 def _matches(expr: cql2.Expr, item: dict) -> bool:
     try:
         return bool(expr.matches(item))
-    except Exception:  # a property this item lacks: unknown, so no match (SQL's NULL)
+    except Exception:  # noqa: BLE001 (a property this item lacks: unknown, so no match, as SQL's NULL)
         return False
 
 
@@ -233,7 +233,7 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
 
     upstream = ""  # rustac's own address
     public = ""  # the URL clients use (the front's), as rustac writes it in its links
-    items: list[dict] = []
+    items: ClassVar[list[dict]] = []
     quiet = True
     _session = threading.local()
 
@@ -265,7 +265,8 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _base(self) -> str:
-        return self.public or "http://%s:%d" % self.server.server_address[:2]
+        host, port = self.server.server_address[:2]
+        return self.public or f"http://{host}:{port}"
 
     def _route(self, method: str) -> None:
         if not self.upstream:
@@ -273,7 +274,6 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         path = url.path.rstrip("/") or "/"
         try:
-            body = None
             try:
                 n = int(self.headers.get("Content-Length") or 0)
             except ValueError:
@@ -285,7 +285,7 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
                 req = dict(parse_qsl(url.query, keep_blank_values=True))
             else:
                 try:
-                    req = body = json.loads(raw or b"{}")
+                    req = json.loads(raw or b"{}")
                 except (ValueError, RecursionError) as e:
                     raise BadRequest(f"request body is not JSON: {e}") from None
                 if not isinstance(req, dict):
@@ -309,7 +309,7 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
             self._send(400, {"code": "BadRequest", "description": str(e)})
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
-        except Exception as e:  # a bug here: say it in one line rather than a traceback on the console
+        except Exception as e:  # noqa: BLE001 (a bug here: one line, not a traceback on the console)
             self.log_error("%s %s: %s: %s", method, self.path, type(e).__name__, e)
             self._send(500, {"code": "InternalServerError", "description": f"{type(e).__name__}: {e}"})
 

@@ -59,7 +59,7 @@ def search(url, **kw) -> set[str]:
 
 
 def ts(s: str) -> datetime:
-    return datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return datetime.fromisoformat(s)
 
 
 def test_filter_by_split_returns_exactly_the_train_items(api):
