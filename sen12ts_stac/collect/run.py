@@ -318,6 +318,9 @@ def _finish(config: CreateConfig, layout: Layout, finished: dict[str, TileState]
             collected: tuple[RunSummary, dict[str, str], int], t0: float) -> RunSummary:
     """Rebuild the tree from every tile that has ever finished in this folder."""
     summary, failed, tried = collected
+    for path in sorted((layout.state_dir / "tiles").glob("*.json")):  # also tiles another process finished meanwhile
+        if path.stem not in finished:
+            finished[path.stem] = tile_state(path)
     records: list[ItemRecord] = []
     stats = {"s1": BandStats(len(bands.S1.bands)), "s2": BandStats(len(bands.S2.bands))}
     for tid in sorted(finished):
