@@ -34,7 +34,6 @@ import click
 import orjson
 import requests
 
-from sen12ts_stac.apifront import bind_front, load_items, start_front
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.export import NDJSON_NAME, find_collections, rebase_item
 from sen12ts_stac.fsio import read_json, walk_local
@@ -239,6 +238,10 @@ def start(root: str | Path, host: str = "127.0.0.1", port: int = 8000, api: bool
     served = Served(url=f"{base}/catalog.json", httpd=httpd, browser_url=f"{base}{BROWSER_PREFIX}" if browser_dist else None)
     if api:
         try:
+            try:  # the api extra (cql2): imported here so that the static server needs none of it
+                from sen12ts_stac.apifront import bind_front, load_items, start_front
+            except ImportError as e:
+                raise UserError(f"serve --api needs the api extra ({e.name} is missing): pip install 'sen12ts-stac[api]'") from None
             try:  # the front first: a port in use is said at once
                 served.api_front = front = bind_front(host, api_port)
             except OSError as e:

@@ -240,3 +240,18 @@ def test_the_api_front_cuts_off_trickled_heads_too():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_the_cli_and_the_static_server_need_no_api_extra(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "catalog.json").write_text('{"type": "Catalog", "id": "c", "stac_version": "1.1.0", "description": "d", "links": []}')
+    code = ("import sys; sys.modules['cql2'] = None\n"  # as if the api extra were not installed
+            "from sen12ts_stac.cli import main\n"
+            "from sen12ts_stac.serve import start\n"
+            f"start({str(tmp_path)!r}, port=0).close()\n"
+            f"main(['serve', {str(tmp_path)!r}, '--port', '0', '--api', '--api-port', '0'])\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip() == "sen12ts-stac: error: serve --api needs the api extra (cql2 is missing): pip install 'sen12ts-stac[api]'"
