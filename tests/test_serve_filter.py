@@ -190,3 +190,29 @@ def test_plain_get_searches_that_rustac_alone_fails_with_500(api):
     assert r.status_code == 400 and "bad search parameter" in r.json()["description"]
     r = requests.get(url + "/collections", params={"filter": "id = 'x'"}, timeout=30)
     assert r.status_code == 400 and "collection search" in r.json()["description"]
+
+
+def test_fuzzed_filters_are_answered_200_or_400(api):
+    """A seeded loop of random CQL2 text and JSON: every answer is a 200 or a 400 with a message."""
+    import random
+
+    url, _ = api
+    tokens = ["(", ")", "NOT", "AND", "OR", "=", "<>", "<", ">=", "'train'", '"ml-aoi:split"', "datetime", "1", "-", "+", "*",
+              "TIMESTAMP('2020-09-01T00:00:00Z')", "IN", "('a', 'b')", "S_INTERSECTS", "BBOX(0, 0, 1, 1)", "geometry", ",",
+              "'", '"', "LIKE", "'tr%'", "IS NULL", "BETWEEN", "id", "true", "CASEI", "%00", "\\"]
+    ops = ["=", "<>", "and", "or", "not", "in", "like", "between", "s_intersects", "isNull", "frob", "+"]
+    args = [{"property": "ml-aoi:split"}, {"property": "datetime"}, {"property": "nope"}, "train", 1, None, [1, 2],
+            {"timestamp": "2020-09-01T00:00:00Z"}, {"bbox": [0, 0, 1, 1]}, {"op": "=", "args": [1, 1]}, True]
+    rng = random.Random(12)
+    statuses = set()
+    for n in range(150):
+        if n % 2:
+            params = {"filter": " ".join(rng.choice(tokens) for _ in range(rng.randint(1, 12)))}
+        else:
+            doc = {"op": rng.choice(ops), "args": [rng.choice(args) for _ in range(rng.randint(0, 3))]}
+            params = {"filter": json.dumps(doc), "filter-lang": "cql2-json"}
+        r = requests.get(url + "/search", params=params, timeout=30)
+        statuses.add(r.status_code)
+        assert r.status_code in (200, 400), (params, r.status_code, r.text[:200])
+        assert r.status_code == 200 or r.json()["description"], params
+    assert statuses == {200, 400}
