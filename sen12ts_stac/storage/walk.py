@@ -73,12 +73,15 @@ def link_targets(obj: dict, where: str, rels: tuple[str, ...] = ("child", "item"
 
 
 def walk(entry: str, visit: Visit, *, read: Callable[[str], tuple[Any, str]] = read_document, workers: int = 8,
-         window: int | None = None, on_error: Callable[[str, Exception], R] | None = None) -> Iterator[R]:
+         window: int | None = None, on_error: Callable[[str, Exception], R] | None = None,
+         expand: Callable[[R], Iterable[str]] | None = None) -> Iterator[R]:
     """``visit(final location, document)`` for ``entry`` and every location the visits return,
     each location read once; yields the visits' results in first-found order. ``read`` and
     ``visit`` run in the pool (``workers`` threads; 1: in this thread). A read error goes to
     ``on_error(location, error)``, whose result is yielded (without it the error is raised and
-    the walk stops)."""
+    the walk stops). With ``expand``, the next locations are ``expand(result)`` instead, asked in
+    the caller's thread once it has taken the result (a caller that decides what to follow from
+    what it has seen so far: validate's loop and duplicate-link findings)."""
     seen = {entry}
     todo: collections.deque[str] = collections.deque([entry])
     limit = window or 4 * max(1, workers)
@@ -99,7 +102,7 @@ def walk(entry: str, visit: Visit, *, read: Callable[[str], tuple[Any, str]] = r
             yield on_error(where, error)
             return
         yield result
-        for target in nxt:
+        for target in (expand(result) if expand is not None else nxt):
             if target not in seen:
                 seen.add(target)
                 todo.append(target)

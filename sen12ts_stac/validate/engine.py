@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sen12ts_stac.errors import UserError
+from sen12ts_stac.storage.walk import walk
 from sen12ts_stac.validate import checks, claims, rules
 from sen12ts_stac.validate.locations import MAX_JSON_BYTES, exists, folder_of, inside, is_url, read_json, resolve
 from sen12ts_stac.validate.report import ERROR, WARNING, Finding, Report
@@ -197,7 +198,7 @@ def validate(target: str | os.PathLike, opts: Options | None = None, progress: P
     w = _Walk(root, root_where, follow_symlinks=opts.follow_symlinks)
     io_workers = max(8, opts.n_workers()) if remote else max(2, opts.n_workers())
     with cf.ThreadPoolExecutor(io_workers, thread_name_prefix="validate-io") as pool:
-        _walk(entry, entry_obj, w, report, opts, pool, tick)
+        _walk(entry, entry_obj, w, report, opts, io_workers, tick)
         report.seconds["walk"] = time.perf_counter() - t0
         t = time.perf_counter()
         if remote:
@@ -230,52 +231,68 @@ def _guard(check: str, where: str, fn: Callable[[], list[Finding]]) -> list[Find
         return [Finding(ERROR, check, where, f"the {check} check failed ({type(e).__name__}: {str(e)[:200]})")]
 
 
-def _walk(entry: str, entry_obj: Any, w: _Walk, report: Report, opts: Options, pool: cf.Executor, tick: Progress) -> None:
-    """Breadth first over catalogs and collections (each level read concurrently); items are
-    only listed here, and checked afterwards in bulk."""
+def _walk(entry: str, entry_obj: Any, w: _Walk, report: Report, opts: Options, workers: int, tick: Progress) -> None:
+    """Catalogs and collections through the storage walker (read and checked concurrently);
+    items are only listed here, and checked afterwards in bulk. What to follow is decided here,
+    in the order objects arrive, so loops and links to an object already reached are findings."""
     parent_of: dict[str, str | None] = {entry: None}
-    level: list[tuple[str, Any]] = [(entry, entry_obj)]
-    while level:
-        need = [where for where, obj in level if obj is None]
-        loaded = dict(zip(need, pool.map(lambda x: read_json(x, opts.max_json_bytes), need)))
-        nxt: list[tuple[str, Any]] = []
-        for where, obj in level:
-            if obj is None:
-                obj, problem = loaded[where]
-                if problem is not None:
-                    report.add(w.read_problem(problem))
-                    continue
-            findings, rec = check_object(obj, where, opts)
-            report.extend(findings)
-            tick("catalogs", 1, None)
-            if rec is None:
+
+    class _Unreadable(Exception):
+        def __init__(self, finding: Finding):
+            self.finding = finding
+
+    def read(where: str) -> tuple[Any, str]:
+        if where == entry:
+            return entry_obj, entry
+        obj, problem = read_json(where, opts.max_json_bytes)
+        if problem is not None:
+            raise _Unreadable(problem)
+        return obj, where
+
+    def visit(where: str, obj: Any) -> tuple[dict, list[str]]:
+        findings, rec = check_object(obj, where, opts)
+        return {"where": where, "findings": findings, "rec": rec, "follow": []}, []
+
+    def on_error(where: str, e: Exception) -> dict:
+        if not isinstance(e, _Unreadable):
+            raise e
+        return {"where": where, "problem": e.finding, "follow": []}
+
+    for step in walk(entry, visit, read=read, workers=workers, on_error=on_error, expand=lambda r: r["follow"]):
+        where = step["where"]
+        if "problem" in step:
+            report.add(w.read_problem(step["problem"]))
+            continue
+        report.extend(step["findings"])
+        tick("catalogs", 1, None)
+        rec = step["rec"]
+        if rec is None:
+            continue
+        w.records[where] = rec
+        if rec["type"] == "Feature":
+            continue  # an item given as the entry or linked as a child: checked, no children
+        for rel, target, href, _ in rec["links"]:
+            if rel not in ("child", "item") or target is None or not inside(w.root, target):
+                continue  # unusable and outside links are the links check's findings
+            real = w.escape(target)
+            if real is not None:
+                report.add(Finding(ERROR, "links", where, f"rel={rel} {href} is a symlink to {real}, outside the catalog root "
+                                                          "(not read; --follow-symlinks reads it)"))
+                w.linked_from.setdefault(target, where)  # reported here: not again as a broken link
                 continue
-            w.records[where] = rec
-            if rec["type"] == "Feature":
-                continue  # an item given as the entry or linked as a child: checked, no children
-            for rel, target, href, _ in rec["links"]:
-                if rel not in ("child", "item") or target is None or not inside(w.root, target):
-                    continue  # unusable and outside links are the links check's findings
-                real = w.escape(target)
-                if real is not None:
-                    report.add(Finding(ERROR, "links", where, f"rel={rel} {href} is a symlink to {real}, outside the catalog root "
-                                                              "(not read; --follow-symlinks reads it)"))
-                    w.linked_from.setdefault(target, where)  # reported here: not again as a broken link
-                    continue
-                if target in parent_of:
-                    if target in _ancestors(where, parent_of):
-                        report.add(Finding(ERROR, "links", where, f"link loop: rel={rel} {href} leads back to {target}, which contains this object"))
-                    else:
-                        report.add(Finding(WARNING, "links", where, f"rel={rel} {href} is also linked from {w.linked_from.get(target, parent_of.get(target))}"))
-                    continue
-                parent_of[target] = where
-                w.linked_from[target] = where
-                w.via[target] = (where, rel, href)
-                if rel == "child":
-                    nxt.append((target, None))
+            if target in parent_of:
+                if target in _ancestors(where, parent_of):
+                    report.add(Finding(ERROR, "links", where, f"link loop: rel={rel} {href} leads back to {target}, which contains this object"))
                 else:
-                    w.items.append(target)
-        level = nxt
+                    report.add(Finding(WARNING, "links", where, f"rel={rel} {href} is also linked from {w.linked_from.get(target, parent_of.get(target))}"))
+                continue
+            parent_of[target] = where
+            w.linked_from[target] = where
+            w.via[target] = (where, rel, href)
+            if rel == "child":
+                step["follow"].append(target)
+            else:
+                w.items.append(target)
 
 
 def _check_items(w: _Walk, report: Report, opts: Options, io_pool: cf.Executor | None, tick: Progress) -> None:
