@@ -183,3 +183,26 @@ def test_azure_blob_index_loader_and_validate(catalog, azurite, monkeypatch):
     _same_batches(_batches(records), _batches(catalog))
     p = run("validate", url, check=False)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_gdal_settings_follow_the_ecosystem_variables(monkeypatch):
+    from sen12ts_stac.storage import gdal_options, set_anonymous
+
+    for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_NO_SIGN_REQUEST",
+              "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCESS_KEY"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "a2V5")
+    opts = gdal_options()
+    assert (opts["AWS_S3_ENDPOINT"], opts["AWS_HTTPS"], opts["AWS_VIRTUAL_HOSTING"]) == ("127.0.0.1:9000", "NO", "FALSE")
+    assert opts["AWS_REGION"] == "us-east-1"
+    assert (opts["AZURE_STORAGE_ACCOUNT"], opts["AZURE_STORAGE_ACCESS_KEY"]) == ("acct", "a2V5")
+    assert "AWS_NO_SIGN_REQUEST" not in opts
+    set_anonymous(True)
+    try:
+        assert gdal_options()["AWS_NO_SIGN_REQUEST"] == "YES"
+    finally:
+        set_anonymous(False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "https://minio.example:9000/")
+    assert gdal_options()["AWS_HTTPS"] == "YES"

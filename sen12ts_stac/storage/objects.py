@@ -216,6 +216,12 @@ def gdal_options() -> dict[str, str]:
         opts["AWS_VIRTUAL_HOSTING"] = "FALSE"
     if not os.environ.get("AWS_REGION") and not os.environ.get("AWS_DEFAULT_REGION"):
         opts["AWS_REGION"] = "us-east-1"
+    # Azure: obstore's variable names -> GDAL's (GDAL reads AZURE_STORAGE_ACCOUNT and
+    # AZURE_STORAGE_ACCESS_KEY; a connection string or SAS token it reads under the same name)
+    for ours, gdal in (("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT"),
+                       ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCESS_KEY")):
+        if os.environ.get(ours) and not os.environ.get(gdal):
+            opts[gdal] = os.environ[ours]
     if anonymous():
         opts.update(AWS_NO_SIGN_REQUEST="YES", AZURE_NO_SIGN_REQUEST="YES", GS_NO_SIGN_REQUEST="YES")
     return opts
