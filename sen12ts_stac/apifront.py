@@ -2,12 +2,14 @@
 what rustac's memory backend lacks and would otherwise ignore in silence (a CQL2 ``filter``
 answered with 200 and no features, ``query`` dropped, ``/queryables`` empty).
 
-* ``filter`` (CQL2 text or JSON, parsed and evaluated by the ``cql2`` package) and ``query`` (the
-  STAC query extension, translated to CQL2) on ``/search`` (GET and POST) and
-  ``/collections/{id}/items`` are evaluated here over the items the API was loaded with; the
-  request goes on to rustac as a POST ``/search`` with the matching ``ids`` and the rest of the
-  request (collections, bbox, datetime, intersects, limit), so paging, links and the item JSON
-  stay rustac's (its next links carry the ids, not the filter).
+* ``filter`` (CQL2 text or JSON, parsed and evaluated by the ``cql2`` package, see
+  :mod:`sen12ts_stac.cql2filter`) and ``query`` (the STAC query extension, translated to CQL2) on
+  ``/search`` (GET and POST) and ``/collections/{id}/items`` are answered here: the items the API
+  was loaded with are selected (with the request's collections, ids, bbox, intersects and
+  datetime) and paged here (``limit``, ``skip``; next links carry the filter), and each page's
+  items are fetched from rustac by id, so the item JSON stays rustac's.
+* Requests without a filter go to rustac; GET ``/search`` as a POST (rustac answers GET with
+  ``limit`` and ``collections`` or ``bbox`` with 500).
 * A property the catalog does not have, or an operator CQL2 does not define, is a 400 naming it.
 * ``sortby``, ``fields`` and ``q``, which rustac ignores, are refused with 400.
 * ``/queryables`` and ``/collections/{id}/queryables`` answer a JSON Schema built from the items
@@ -22,11 +24,18 @@ import json
 import re
 import threading
 from typing import Any, ClassVar
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import cql2
 import requests
 
+from sen12ts_stac.cql2filter import (
+    TOP_LEVEL,
+    BadRequest,
+    parse_filter,
+    query_to_cql2,
+    queryables,
+    select,
+)
 from sen12ts_stac.httpserve import Guarded, GuardedServer
 
 CONFORMANCE = [
@@ -43,162 +52,9 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
 ]
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
-CRS84 = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "https://www.opengis.net/def/crs/OGC/1.3/CRS84", "EPSG:4326")
-OPS = {"and", "or", "not", "=", "<>", "<", "<=", ">", ">=", "like", "between", "in", "isNull", "casei", "accenti",
-       "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within", "s_overlaps", "s_crosses", "s_contains",
-       "+", "-", "*", "/", "%", "^", "div"}
-ARITY = {"not": 1, "isNull": 1, "casei": 1, "accenti": 1, "between": 3, **{op: 2 for op in (
-    "=", "<>", "<", "<=", ">", ">=", "like", "in", "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within",
-    "s_overlaps", "s_crosses", "s_contains", "+", "-", "*", "/", "%", "^", "div")}}
-MAX_DEPTH = 40  # nesting levels of a filter
-MAX_FILTER = 1 << 20  # characters of a filter
-QUERY_OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": "in"}
 REFUSED = ("sortby", "fields", "q")  # rustac's memory backend ignores them
-TOP_LEVEL = {"id": {"type": "string", "title": "Item ID"}, "collection": {"type": "string", "title": "Collection ID"},
-             "geometry": {"$ref": "https://geojson.org/schema/Geometry.json", "title": "Geometry"}}
-DATETIMES = {"datetime", "start_datetime", "end_datetime", "created", "updated"}
+MAX_LIMIT = 10_000  # items per page
 MAX_BODY = 64 << 20
-ENUM_MAX = 20
-
-
-class BadRequest(Exception):
-    pass
-
-
-def _json_type(v: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(type(v), "null")
-
-
-def queryables(items: list[dict], url: str, title: str) -> dict:
-    """A JSON Schema of the properties ``items`` have (types seen; enums of short string sets)."""
-    types: dict[str, set[str]] = {}
-    values: dict[str, set] = {}
-    for item in items:
-        for k, v in item["properties"].items():
-            types.setdefault(k, set()).add(_json_type(v))
-            if isinstance(v, str) and len(values.setdefault(k, set())) <= ENUM_MAX:
-                values[k].add(v)
-    props: dict[str, Any] = dict(TOP_LEVEL)
-    for k in sorted(types):
-        t = types[k] - {"null"} or {"null"}
-        t = {"number"} if t == {"integer", "number"} else t
-        schema: dict[str, Any] = {"type": next(iter(t)) if len(t) == 1 else sorted(t)}
-        if k in DATETIMES:
-            schema["format"] = "date-time"
-        elif t == {"string"} and len(values.get(k, ())) <= ENUM_MAX:
-            schema["enum"] = sorted(values[k])
-        props[k] = schema
-    return {"$schema": "https://json-schema.org/draft/2019-09/schema", "$id": url, "type": "object", "title": title,
-            "properties": props, "additionalProperties": True}
-
-
-def _walk(node: Any):
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v)
-
-
-def _depth(node: Any, limit: int) -> int:
-    """Nesting depth of a JSON value, counted only up to ``limit`` + 1 (no deep recursion)."""
-    depth, level = 0, [node]
-    while level and depth <= limit:
-        depth += 1
-        level = [v for n in level for v in (n.values() if isinstance(n, dict) else n if isinstance(n, list) else ())]
-    return depth if level else depth - 1
-
-
-def _nesting(text: str) -> int:
-    """How deeply CQL2 text can nest: brackets, NOT and operators outside quoted strings. cql2's
-    parser hangs or crashes the process (stack overflow) on a few thousand of them."""
-    words = re.sub(r"'(?:[^']|'')*'|\"[^\"]*\"", "''", text)
-    return words.count("(") + len(re.findall(r"(?i)\bnot\b", words)) + len(re.findall(r"[-+*/%^]", words))
-
-
-def _check(node: dict, known: set[str]) -> None:
-    """What cql2 would accept but not evaluate: an unknown property or operator, a wrong number
-    of arguments (cql2's own ``validate`` takes seconds per call, and memory grows with depth)."""
-    for n in _walk(node):
-        if "property" in n and n["property"] not in known:
-            raise BadRequest(f"filter: unknown property {n['property']!r}: see /queryables for what can be filtered on")
-        op, args = n.get("op"), n.get("args")
-        if op is None or not isinstance(args, list):
-            continue
-        if op not in OPS:
-            raise BadRequest(f"filter: operator {op!r} is not supported")
-        want = ARITY.get(op)
-        if want is not None and len(args) != want or op in ("and", "or") and len(args) < 2:
-            raise BadRequest(f"filter: {op!r} takes {want or 'two or more'} arguments, not {len(args)}")
-
-
-def parse_filter(flt: Any, lang: str | None, crs: str | None, known: set[str]) -> cql2.Expr:
-    """``filter`` (+ ``filter-lang``, ``filter-crs``) as a checked CQL2 expression; BadRequest says why not."""
-    if crs and crs not in CRS84:
-        raise BadRequest(f"filter-crs {crs!r} is not supported: give coordinates in {CRS84[0]}")
-    if not isinstance(flt, (str, dict)):
-        raise BadRequest("filter must be CQL2 text (a string) or CQL2 JSON (an object)")
-    lang = lang or ("cql2-json" if isinstance(flt, dict) else "cql2-text")
-    if lang not in ("cql2-text", "cql2-json") or (lang == "cql2-text" and not isinstance(flt, str)):
-        raise BadRequest(f"filter-lang {lang!r} is not supported for this filter (cql2-text: a string, cql2-json: an object)")
-    if isinstance(flt, str) and (len(flt) > MAX_FILTER or (lang == "cql2-text" and _nesting(flt) > MAX_DEPTH)):
-        raise BadRequest(f"filter is too long or nested too deeply (at most {MAX_FILTER:,} characters, {MAX_DEPTH} levels)")
-    try:
-        doc = cql2.parse_text(flt).to_json() if lang == "cql2-text" else json.loads(flt) if isinstance(flt, str) else flt
-    except Exception as e:  # noqa: BLE001 (cql2 raises ParseError, ValueError and bare Exception)
-        raise BadRequest(f"filter is not valid {lang}: {' '.join(str(e).split())}") from None
-    if _depth(doc, MAX_DEPTH) > MAX_DEPTH:
-        raise BadRequest(f"filter is nested too deeply (at most {MAX_DEPTH} levels)")
-    try:
-        expr = cql2.Expr(doc)
-    except Exception as e:  # noqa: BLE001 (cql2 raises bare Exception)
-        raise BadRequest(f"filter is not valid {lang}: {' '.join(str(e).split())}") from None
-    _check(expr.to_json(), known)
-    return expr
-
-
-def query_to_cql2(query: Any) -> dict:
-    """The STAC query extension (``{"prop": {"eq": v, ...}}``) as CQL2 JSON."""
-    if isinstance(query, str):
-        try:
-            query = json.loads(query)
-        except ValueError as e:
-            raise BadRequest(f"query is not JSON: {e}") from None
-    if not isinstance(query, dict):
-        raise BadRequest("query must be an object: {property: {operator: value}}")
-    args = []
-    for prop, ops in query.items():
-        if not isinstance(ops, dict):
-            raise BadRequest(f"query: {prop!r} must map operators to values")
-        for op, v in ops.items():
-            p = {"property": prop}
-            if op in QUERY_OPS:
-                args.append({"op": QUERY_OPS[op], "args": [p, v]})
-            elif op in ("startsWith", "endsWith", "contains") and isinstance(v, str):
-                pattern = {"startsWith": f"{v}%", "endsWith": f"%{v}", "contains": f"%{v}%"}[op]
-                args.append({"op": "like", "args": [p, pattern]})
-            else:
-                raise BadRequest(f"query: operator {op!r} on {prop!r} is not supported ({', '.join(QUERY_OPS)}, startsWith, endsWith, contains)")
-    return {"op": "and", "args": args} if len(args) > 1 else args[0] if args else {"op": "=", "args": [1, 1]}
-
-
-def _matches(expr: cql2.Expr, item: dict) -> bool:
-    try:
-        return bool(expr.matches(item))
-    except Exception:  # noqa: BLE001 (a property this item lacks: unknown, so no match, as SQL's NULL)
-        return False
-
-
-def _view(item: dict, refs: set[str]) -> dict:
-    """The part of ``item`` an expression reads: cql2 converts what it is given on every call
-    (a whole item costs about 10x the properties it names; a geometry costs most)."""
-    view = {"id": item["id"], "collection": item.get("collection"),
-            "properties": {k: v for k, v in item["properties"].items() if k in refs}}
-    if "geometry" in refs:
-        view["geometry"] = item.get("geometry")
-    return view
 
 
 def _listify(v: Any) -> list:
@@ -234,6 +90,7 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
     upstream = ""  # rustac's own address
     public = ""  # the URL clients use (the front's), as rustac writes it in its links
     items: ClassVar[list[dict]] = []
+    _hits: ClassVar[dict[str, list[dict]]] = {}  # recent selections (search -> items)
     quiet = True
     _session = threading.local()
 
@@ -300,10 +157,8 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
                     if req.get(k) not in (None, "", [], {}):
                         raise BadRequest(f"{k} is not supported by this API (rustac serve, memory backend)")
                 filtered = req.get("filter") not in (None, "") or req.get("query") not in (None, "")
-                if filtered and m:
-                    req = {**req, "collections": [m.group(1)]}
                 if filtered or (path == "/search" and method == "GET"):  # rustac's GET /search fails (500) with limit and collections/bbox
-                    return self._search(req, method, filtered)
+                    return self._search(req, method, filtered, path, [m.group(1)] if m else None)
             self._proxy(method, self.path, raw if method != "GET" else None)
         except BadRequest as e:
             self._send(400, {"code": "BadRequest", "description": str(e)})
@@ -320,7 +175,9 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
         url = f"{self._base()}{'/collections/' + cid if cid else ''}/queryables"
         self._send(200, queryables(items, url, f"Queryables of {cid or 'every collection'}"), "application/schema+json")
 
-    def _search(self, req: dict, method: str, filtered: bool) -> None:
+    def _search(self, req: dict, method: str, filtered: bool, path: str = "/search", only: list[str] | None = None) -> None:
+        """A search: rustac's when nothing is filtered, else selected and paged here (``only``: the
+        collection of an ``/collections/{id}/items`` request)."""
         if not filtered:
             return self._proxy("POST", "/search", json.dumps(_search_body(req, method)).encode())
         known = set(TOP_LEVEL) | {k for i in self.items for k in i["properties"]}
@@ -329,30 +186,57 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
             exprs.append(parse_filter(req["filter"], req.get("filter-lang"), req.get("filter-crs"), known).to_json())
         if req.get("query") not in (None, ""):
             exprs.append(parse_filter(query_to_cql2(req["query"]), "cql2-json", None, known).to_json())
-        expr = cql2.Expr(exprs[0] if len(exprs) == 1 else {"op": "and", "args": exprs})
         body = _search_body(req, method)
-        colls = set(body.get("collections") or ()) or None
-        wanted = set(body["ids"]) if body.get("ids") else None
-        refs = {n["property"] for n in _walk(expr.to_json()) if "property" in n}
-        ids = [i["id"] for i in self.items if (colls is None or i.get("collection") in colls)
-               and (wanted is None or i["id"] in wanted) and _matches(expr, _view(i, refs))]
-        if not ids:  # rustac reads an empty ids list as "any id"
-            base = self._base()
-            return self._send(200, {"type": "FeatureCollection", "features": [], "numberMatched": 0, "numberReturned": 0,
-                                    "links": [{"rel": "root", "href": f"{base}/", "type": "application/json"}]},
-                              "application/geo+json")
-        self._proxy("POST", "/search", json.dumps({**body, "ids": ids}).encode())
+        if only:
+            body["collections"] = only
+        key = json.dumps([exprs, {k: v for k, v in body.items() if k not in ("limit", "skip")}], sort_keys=True)
+        hits = self._hits.get(key)
+        if hits is None:  # the next pages of a search reuse its selection
+            hits = select(self.items, exprs[0] if len(exprs) == 1 else {"op": "and", "args": exprs}, body)
+            if len(self._hits) >= 32:
+                self._hits.pop(next(iter(self._hits)), None)
+            self._hits[key] = hits
+        # paged here, not by rustac: its next links would carry every matching id, and it matches
+        # ids against every item (seconds per page for a split of tens of thousands)
+        limit, skip = body.get("limit", 10), body.get("skip", 0)
+        if not (isinstance(limit, int) and 1 <= limit <= MAX_LIMIT and isinstance(skip, int) and skip >= 0):
+            raise BadRequest(f"limit must be 1-{MAX_LIMIT:,} and skip 0 or more")
+        page = hits[skip:skip + limit]
+        features = []
+        if page:  # rustac fetches the page's items by id (an empty ids list would be "any id")
+            query = {"ids": [i["id"] for i in page], "collections": sorted({i["collection"] for i in page if i.get("collection")}),
+                     "limit": len(page)}
+            r = self._upstream("POST", "/search", json.dumps(query).encode())
+            if r is None or not r.ok:
+                return self._send(502, {"code": "BadGateway", "description": "rustac serve did not answer the page's items"})
+            got = {(f.get("collection"), f.get("id")): f for f in r.json().get("features", [])}
+            features = [got[k] for k in ((i.get("collection"), i["id"]) for i in page) if k in got]
+        base = self._base()
+        links = [{"rel": "root", "href": f"{base}/", "type": "application/json"}]
+        if skip + limit < len(hits):
+            nxt = {**req, "skip": skip + limit}
+            if method == "GET":
+                links.append({"rel": "next", "href": f"{base}{path}?{urlencode(nxt)}", "type": "application/geo+json", "method": "GET"})
+            else:
+                links.append({"rel": "next", "href": f"{base}/search", "type": "application/geo+json", "method": "POST", "body": nxt})
+        self._send(200, {"type": "FeatureCollection", "features": features, "numberMatched": len(hits),
+                         "numberReturned": len(features), "links": links}, "application/geo+json")
 
-    def _proxy(self, method: str, path: str, data: bytes | None) -> None:
+    def _upstream(self, method: str, path: str, data: bytes | None) -> requests.Response | None:
         session = getattr(self._session, "s", None) or requests.Session()
         self._session.s = session
         headers = {k: v for k, v in self.headers.items() if k.lower() in ("accept", "content-type")}
         if data is not None:
             headers["Content-Type"] = "application/json"
         try:
-            r = session.request(method, self.upstream + path, data=data, headers=headers, timeout=120)
-        except requests.RequestException as e:
-            return self._send(502, {"code": "BadGateway", "description": f"rustac serve did not answer: {e}"})
+            return session.request(method, self.upstream + path, data=data, headers=headers, timeout=120)
+        except requests.RequestException:
+            return None
+
+    def _proxy(self, method: str, path: str, data: bytes | None) -> None:
+        r = self._upstream(method, path, data)
+        if r is None:
+            return self._send(502, {"code": "BadGateway", "description": "rustac serve did not answer"})
         content = r.content
         p = urlsplit(path).path.rstrip("/") or "/"
         if method == "GET" and r.ok and p in ("/", "/conformance"):
@@ -391,4 +275,5 @@ def start_front(httpd: http.server.ThreadingHTTPServer, upstream: str, items: li
     """Point the front at ``upstream`` (rustac) with the items it filters."""
     host, port = httpd.server_address[:2]
     httpd.RequestHandlerClass = type("Front", (FrontHandler,), {
-        "upstream": upstream.rstrip("/"), "public": f"http://{host}:{port}", "items": items, "_session": threading.local()})
+        "upstream": upstream.rstrip("/"), "public": f"http://{host}:{port}", "items": items, "_session": threading.local(),
+        "_hits": {}})

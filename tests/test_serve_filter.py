@@ -216,3 +216,25 @@ def test_fuzzed_filters_are_answered_200_or_400(api):
         assert r.status_code in (200, 400), (params, r.status_code, r.text[:200])
         assert r.status_code == 200 or r.json()["description"], params
     assert statuses == {200, 400}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_filtered_pages_carry_the_filter_not_every_matching_id(api, method):
+    url, items = api
+    want = expect(items, lambda p, i: p.get("ml-aoi:split") == "test")
+    req = {"filter": "\"ml-aoi:split\" = 'test'", "limit": 4}
+    r = (requests.get(url + "/search", params=req, timeout=30) if method == "GET"
+         else requests.post(url + "/search", json=req, timeout=30))
+    got, pages = [], 0
+    while True:
+        doc = r.json()
+        assert r.status_code == 200 and doc["numberMatched"] == len(want)
+        got += [f["id"] for f in doc["features"]]
+        pages += 1
+        nxt = [lk for lk in doc["links"] if lk["rel"] == "next"]
+        if not nxt:
+            break
+        assert "ids" not in nxt[0].get("body", {}) and "ids=" not in nxt[0]["href"]
+        r = (requests.get(nxt[0]["href"], timeout=30) if nxt[0].get("method", "GET") == "GET"
+             else requests.post(nxt[0]["href"], json=nxt[0]["body"], timeout=30))
+    assert sorted(got) == sorted(want) and pages == -(-len(want) // 4)
