@@ -206,3 +206,22 @@ def test_gdal_settings_follow_the_ecosystem_variables(monkeypatch):
         set_anonymous(False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "https://minio.example:9000/")
     assert gdal_options()["AWS_HTTPS"] == "YES"
+
+
+def test_remote_checksums_catch_a_changed_file_of_the_same_size(catalog, s3, monkeypatch):
+    s3.use(monkeypatch)
+    bucket = s3.make_bucket()
+    upload(catalog, s3.url(bucket, "k"))
+    victim = next(k for k in s3.keys(bucket, "k/") if k.endswith("/s1.tif"))
+    data = bytearray(s3.read(bucket, victim))
+    data[-1] ^= 0xFF  # one byte of the last block: same size, the header and layout intact
+    objects.put(s3.url(bucket, victim), bytes(data))
+    url = s3.url(bucket, "k/catalog.json")
+    plain = json.loads(run("validate", url, "--format", "json", "--no-rules", check=False).stdout)
+    assert not any("does not match" in f["message"] for f in plain["findings"])
+    assert any(f["level"] == "not-checked" and "--remote-checksums" in f["message"] for f in plain["findings"])
+    hashed = json.loads(run("validate", url, "--format", "json", "--no-rules", "--remote-checksums", check=False).stdout)
+    bad = [f for f in hashed["findings"] if "does not match" in f["message"]]
+    # the S1 item and the triplet item that repeats its asset: both about the changed file
+    folder = victim.rsplit("/", 2)[-2]
+    assert len(bad) == 2 and all(folder in f["where"] + f["message"] for f in bad), [f["message"] for f in bad]

@@ -207,6 +207,8 @@ def probe_asset(target: str, raster: bool, checksums: Iterable[str] = (), image:
     try:
         if is_url(target):
             info["size"] = remote_size(target)
+            if checksums and info["size"] is not None:
+                info["checksums"] = _hash_remote(target, sorted(set(checksums)), info["size"])
             if info["size"] is None and not raster:
                 from sen12ts_stac.validate.locations import exists
 
@@ -261,6 +263,27 @@ def _hash_local(path: str, codes: list[str]) -> dict[str, str]:
         for chunk in iter(lambda: f.read(CHUNK), b""):
             for h in hashers.values():
                 h.update(chunk)
+    return {c: c + h.hexdigest() for c, h in hashers.items()}
+
+
+def _hash_remote(url: str, codes: list[str], size: int) -> dict[str, str]:
+    """{multihash code: multihash hex} of a remote file, streamed in one pass (at most its
+    announced ``size`` is read: a longer body is not the file the size describes)."""
+    from sen12ts_stac.storage.checksums import MULTIHASHES
+    from sen12ts_stac.storage.read import open_chunks
+
+    hashers = {c: MULTIHASHES[c][0]() for c in codes if c in MULTIHASHES}
+    stream = open_chunks(url)
+    n = 0
+    try:
+        for chunk in stream.chunks:
+            n += len(chunk)
+            if n > size:
+                raise ValueError(f"the body is longer than the {size:,} bytes announced")
+            for h in hashers.values():
+                h.update(chunk)
+    finally:
+        stream.close()
     return {c: c + h.hexdigest() for c, h in hashers.items()}
 
 

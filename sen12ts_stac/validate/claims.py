@@ -126,9 +126,9 @@ def _file_claims(where: str, a: dict, p: dict, label: str, checksums: bool, remo
         out.append(Finding(ERROR, "assets", where, f"{label}: file:checksum {str(cs)[:80]!r} is not a multihash hex string"))
         return out
     code = checksum_code(cs)
-    if remote:
-        out.append(Finding(NOT_CHECKED, "assets", where, "file:checksum of remote assets is not checked (it would download every file)",
-                           key="remote-checksum"))
+    if remote and code not in (p.get("checksums") or {}):
+        out.append(Finding(NOT_CHECKED, "assets", where, "file:checksum of remote assets is not checked (it would download every "
+                                                         "file; --remote-checksums does)", key="remote-checksum"))
     elif code is None:
         out.append(Finding(NOT_CHECKED, "assets", where, f"file:checksum with multihash code {cs[:4]} is not checked "
                                                          f"(only {', '.join(MULTIHASHES)})", key=f"hash:{cs[:4]}"))

@@ -56,6 +56,8 @@ class _Progress:
 @click.option("--no-rules", is_flag=True, help="Skip ids, labels, triplets, splits and date rules.")
 @click.option("--no-assets", is_flag=True, help="Skip asset files (existence, COG structure, dtype, bands, proj, footprint).")
 @click.option("--no-checksums", is_flag=True, help="Do not hash local asset files against file:checksum.")
+@click.option("--remote-checksums", is_flag=True,
+              help="Also download remote asset files (http(s), s3, az, gs) to hash them against file:checksum.")
 @click.option("--follow-symlinks", is_flag=True,
               help="Read files that symlinks inside a local catalog point to outside it (by default such links are errors, never read).")
 @click.option("--workers", type=int, default=0, show_default=True, help="Parallel workers (0: one per CPU).")
@@ -68,7 +70,7 @@ class _Progress:
 @click.option("--anonymous", is_flag=True, help="Read a public bucket without credentials (unsigned requests).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
-def validate_command(ctx, target, fmt, schema_dir, offline, no_network, no_schemas, no_links, no_rules, no_assets, no_checksums,
+def validate_command(ctx, target, fmt, schema_dir, offline, no_network, no_schemas, no_links, no_rules, no_assets, no_checksums, remote_checksums,
                      follow_symlinks, workers, executor, max_json_mb, max_findings, strict, output, anonymous, quiet) -> None:
     """Check a STAC catalog: schemas (offline cache), links, SEN12TS rules and COG assets.
 
@@ -87,7 +89,7 @@ def validate_command(ctx, target, fmt, schema_dir, offline, no_network, no_schem
         raise _UsageError(f"--max-json-mb must be positive, got {max_json_mb}")
     opts = Options(schemas=not no_schemas, links=not no_links, rules=not no_rules, assets=not no_assets,
                    schema_dir=str(schema_dir) if schema_dir else None, fetch_schemas=not (offline or no_network), workers=workers,
-                   executor=executor, max_json_bytes=int(max_json_mb * (1 << 20)), checksums=not no_checksums,
+                   executor=executor, max_json_bytes=int(max_json_mb * (1 << 20)), checksums=not no_checksums, remote_checksums=remote_checksums,
                    follow_symlinks=follow_symlinks, network=not no_network)
     show = not quiet and sys.stderr.isatty()
     try:

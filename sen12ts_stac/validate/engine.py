@@ -37,6 +37,7 @@ class Options:
     executor: str = "auto"  # items of local catalogs: auto | process | thread | serial
     max_json_bytes: int = MAX_JSON_BYTES
     checksums: bool = True  # hash local asset files against file:checksum
+    remote_checksums: bool = False  # also download remote asset files to hash them
     process_threshold: int = 400  # auto: worker processes from this many items on
     follow_symlinks: bool = False  # read local files that symlinks inside the root point to outside it
     network: bool = True  # False: a local catalog's remote asset URLs are not probed (nor schemas fetched: fetch_schemas)
@@ -367,7 +368,8 @@ def _assets(w: _Walk, report: Report, opts: Options, workers: int, tick: Progres
                 probes[target] = {"target": target, "exists": True, "not_checked": "remote assets are not checked (--no-network)"}
                 continue
             raster, codes, image = wanted.get(target, (False, set(), False))
-            code = claims.checksum_code(a.get("file:checksum")) if opts.checksums and not is_url(target) else None
+            hashed = opts.checksums and (opts.remote_checksums or not is_url(target))
+            code = claims.checksum_code(a.get("file:checksum")) if hashed else None
             wanted[target] = (raster or checks.is_raster_asset(a), codes | ({code} if code else set()),
                               image or (claims.image_format(a) is not None and not is_url(target)))
     tick("assets", 0, len(wanted))
