@@ -23,7 +23,7 @@ import http.server
 import json
 import re
 import threading
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
@@ -122,7 +122,7 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _base(self) -> str:
-        host, port = self.server.server_address[:2]
+        host, port, *_ = cast(tuple, self.server.server_address)
         return self.public or f"http://{host}:{port}"
 
     def _route(self, method: str) -> None:
@@ -212,7 +212,7 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
             got = {(f.get("collection"), f.get("id")): f for f in r.json().get("features", [])}
             features = [got[k] for k in ((i.get("collection"), i["id"]) for i in page) if k in got]
         base = self._base()
-        links = [{"rel": "root", "href": f"{base}/", "type": "application/json"}]
+        links: list[dict[str, Any]] = [{"rel": "root", "href": f"{base}/", "type": "application/json"}]
         if skip + limit < len(hits):
             nxt = {**req, "skip": skip + limit}
             if method == "GET":
@@ -273,7 +273,7 @@ def bind_front(host: str, port: int) -> http.server.ThreadingHTTPServer:
 
 def start_front(httpd: http.server.ThreadingHTTPServer, upstream: str, items: list[dict]) -> None:
     """Point the front at ``upstream`` (rustac) with the items it filters."""
-    host, port = httpd.server_address[:2]
+    host, port, *_ = cast(tuple, httpd.server_address)
     httpd.RequestHandlerClass = type("Front", (FrontHandler,), {
         "upstream": upstream.rstrip("/"), "public": f"http://{host}:{port}", "items": items, "_session": threading.local(),
         "_hits": {}})

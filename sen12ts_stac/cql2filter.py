@@ -114,7 +114,10 @@ def parse_filter(flt: Any, lang: str | None, crs: str | None, known: set[str]) -
     if isinstance(flt, str) and (len(flt) > MAX_FILTER or (lang == "cql2-text" and _nesting(flt) > MAX_DEPTH)):
         raise BadRequest(f"filter is too long or nested too deeply (at most {MAX_FILTER:,} characters, {MAX_DEPTH} levels)")
     try:
-        doc = cql2.parse_text(flt).to_json() if lang == "cql2-text" else json.loads(flt) if isinstance(flt, str) else flt
+        if isinstance(flt, str):
+            doc = cql2.parse_text(flt).to_json() if lang == "cql2-text" else json.loads(flt)
+        else:
+            doc = flt
     except Exception as e:  # noqa: BLE001 (cql2 raises ParseError, ValueError and bare Exception)
         raise BadRequest(f"filter is not valid {lang}: {' '.join(str(e).split())}") from None
     if _depth(doc, MAX_DEPTH) > MAX_DEPTH:
@@ -197,6 +200,8 @@ def _in_interval(props: dict, start: datetime | None, end: datetime | None) -> b
     try:
         lo_t, hi_t = _instant(lo), _instant(hi)
     except BadRequest:
+        return False
+    if lo_t is None or hi_t is None:
         return False
     return (end is None or lo_t <= end) and (start is None or hi_t >= start)
 

@@ -29,16 +29,17 @@ import re
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)$")
 
 
-class Guarded:
-    """Mixin for a ``BaseHTTPRequestHandler``: a silent connection is closed after ``timeout``
+class Guarded(http.server.BaseHTTPRequestHandler):
+    """A ``BaseHTTPRequestHandler`` (use it first among the bases) whose silent connection is closed after ``timeout``
     seconds, and one whose request line and headers take longer than ``head_deadline`` (bytes
     trickled in) too. Each open connection holds a thread."""
 
-    timeout = 30.0  # seconds a connection may stay silent (socketserver sets it on the socket)
+    timeout: ClassVar[float | None] = 30.0  # seconds a connection may stay silent (socketserver sets it on the socket)
     head_deadline = 60.0  # seconds to send a request line and headers, however slowly
 
     def setup(self) -> None:

@@ -22,11 +22,13 @@ import posixpath
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +61,7 @@ class MountHandler(RangeHandler):
         return super().translate_path(path)
 
 
-def handler_with_mounts(mounts: dict[str, str | os.PathLike]) -> type[RangeHandler]:
+def handler_with_mounts(mounts: Mapping[str, str | os.PathLike]) -> type[RangeHandler]:
     return type("Mounted", (MountHandler,), {"mounts": {p: str(Path(f).resolve()) for p, f in mounts.items()}})
 
 
@@ -68,11 +70,11 @@ class Served:
     """Running servers; ``close()`` stops them."""
 
     url: str  # the root catalog.json
-    httpd: object
+    httpd: socketserver.BaseServer
     api_url: str | None = None
     browser_url: str | None = None
     api_proc: subprocess.Popen | None = None
-    api_front: object | None = None
+    api_front: socketserver.BaseServer | None = None
     _tmp: tempfile.TemporaryDirectory | None = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -90,7 +92,7 @@ class Served:
         if self._tmp is not None:
             self._tmp.cleanup()
 
-    def __enter__(self) -> "Served":
+    def __enter__(self) -> Served:
         return self
 
     def __exit__(self, *exc) -> None:
