@@ -238,3 +238,30 @@ def test_filtered_pages_carry_the_filter_not_every_matching_id(api, method):
         r = (requests.get(nxt[0]["href"], timeout=30) if nxt[0].get("method", "GET") == "GET"
              else requests.post(nxt[0]["href"], json=nxt[0]["body"], timeout=30))
     assert sorted(got) == sorted(want) and pages == -(-len(want) // 4)
+
+
+def test_the_datetime_parameter_of_a_filtered_search_selects_like_stac_says(api):
+    """The front selects filtered searches itself, datetime included: instants, closed, open
+    and date-only intervals, against datetime or start/end_datetime (label items)."""
+    from sen12ts_stac.cql2filter import BadRequest, select
+
+    _, items = api
+
+    def span(i):
+        p = i["properties"]
+        return ts(p.get("start_datetime") or p["datetime"]), ts(p.get("end_datetime") or p["datetime"])
+
+    one = next(i for i in items if i["properties"].get("datetime"))
+    cases = {
+        "2020-09-01T00:00:00Z/..": (ts("2020-09-01T00:00:00Z"), None),
+        "../2020-07-01T00:00:00Z": (None, ts("2020-07-01T00:00:00Z")),
+        "2020-06-01/2020-06-30": (ts("2020-06-01T00:00:00+00:00"), ts("2020-06-30T23:59:59.999999+00:00")),
+        one["properties"]["datetime"]: (ts(one["properties"]["datetime"]), ts(one["properties"]["datetime"])),
+    }
+    for value, (a, b) in cases.items():
+        want = {i["id"] for i in items if (b is None or span(i)[0] <= b) and (a is None or span(i)[1] >= a)}
+        got = {i["id"] for i in select(items, None, {"datetime": value})}
+        assert got == want and got, value
+    assert any("start_datetime" in i["properties"] for i in select(items, None, {"datetime": "2020-09-01T00:00:00Z/.."}))
+    with pytest.raises(BadRequest, match="not RFC 3339"):
+        select(items, None, {"datetime": "yesterday"})
