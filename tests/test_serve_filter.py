@@ -265,3 +265,19 @@ def test_the_datetime_parameter_of_a_filtered_search_selects_like_stac_says(api)
     assert any("start_datetime" in i["properties"] for i in select(items, None, {"datetime": "2020-09-01T00:00:00Z/.."}))
     with pytest.raises(BadRequest, match="not RFC 3339"):
         select(items, None, {"datetime": "yesterday"})
+
+
+def test_bbox_and_intersects_with_a_filter(api):
+    url, items = api
+    one = next(i for i in items if "ml-aoi:split" in i["properties"])
+    w, s, e, n = one["bbox"]
+    box = [w, s, w + (e - w) / 4, s + (n - s) / 4]
+    poly = {"type": "Polygon", "coordinates": [[[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]], [box[0], box[1]]]]}
+    want = {i["id"] for i in items if i["properties"].get("ml-aoi:split") == one["properties"]["ml-aoi:split"]
+            and shapely_geometry.shape(i["geometry"]).intersects(shapely_geometry.box(*box))}
+    flt = {"op": "=", "args": [{"property": "ml-aoi:split"}, one["properties"]["ml-aoi:split"]]}
+    assert one["id"] in want
+    assert search(url, filter=flt, bbox=box) == want
+    assert search(url, filter=flt, intersects=poly) == want
+    r = requests.get(url + "/search", params={"filter": "1 = 1", "bbox": "1,2,3"}, timeout=30)
+    assert r.status_code == 400 and "bbox" in r.json()["description"]
