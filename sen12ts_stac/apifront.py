@@ -54,6 +54,7 @@ CONFORMANCE = [
 QUERYABLES_REL = "http://www.opengis.net/def/rel/ogc/1.0/queryables"
 REFUSED = ("sortby", "fields", "q")  # rustac's memory backend ignores them
 MAX_LIMIT = 10_000  # items per page
+_HITS_LOCK = threading.Lock()
 MAX_BODY = 64 << 20
 
 
@@ -193,9 +194,10 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
         hits = self._hits.get(key)
         if hits is None:  # the next pages of a search reuse its selection
             hits = select(self.items, exprs[0] if len(exprs) == 1 else {"op": "and", "args": exprs}, body)
-            if len(self._hits) >= 32:
-                self._hits.pop(next(iter(self._hits)), None)
-            self._hits[key] = hits
+            with _HITS_LOCK:
+                while len(self._hits) >= 32:
+                    self._hits.pop(next(iter(self._hits)))
+                self._hits[key] = hits
         # paged here, not by rustac: its next links would carry every matching id, and it matches
         # ids against every item (seconds per page for a split of tens of thousands)
         limit, skip = body.get("limit", 10), body.get("skip", 0)
