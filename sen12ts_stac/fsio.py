@@ -44,7 +44,7 @@ _TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{8}\.tmp$")
 _ROOT_LEFTOVER = re.compile(r"^(\.catalog\.json\.[0-9a-f]{8}\.tmp|\.write-test-[0-9a-f]{8})$")
 
 
-def remove_stale_temps(folder: str | os.PathLike) -> int:
+def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
     """Delete the temporaries :func:`atomic_path` leaves behind when its process is killed
     mid-write (its cleanup never runs); a resumed run calls this before it starts. Returns how
     many were removed."""
@@ -57,7 +57,7 @@ def remove_stale_temps(folder: str | os.PathLike) -> int:
     return n
 
 
-def remove_stale_root_leftovers(root: str | os.PathLike, min_age_s: float = 30.0, probes_only: bool = False) -> int:
+def remove_stale_root_leftovers(root: str | os.PathLike[str], min_age_s: float = 30.0, probes_only: bool = False) -> int:
     """Delete, directly in ``root`` (not below it), the root ``catalog.json`` temporaries and
     writability probes (only those if ``probes_only``) a killed run left, if older than
     ``min_age_s`` (a run for another AOI into the same root may be writing its own right now).
@@ -115,8 +115,10 @@ def disk_full_as_oserror(path: str | os.PathLike) -> Iterator[None]:
         os.close(cap)
     if isinstance(failure, Exception):
         code = next((c for msg, c in _DISK_FULL_TEXT.items() if msg in text or msg in str(failure)), None)
-        if code is not None or getattr(failure, "errno", None) in _DISK_FULL_TEXT.values():
-            code = code or failure.errno  # type: ignore[union-attr]
+        failure_errno = getattr(failure, "errno", None)
+        if code is None and failure_errno in _DISK_FULL_TEXT.values():
+            code = failure_errno
+        if code is not None:
             raise OSError(code, os.strerror(code), os.fspath(path)) from None
     if text:
         sys.stderr.write(text)

@@ -32,7 +32,7 @@ class AOI:
 
     @property
     def bbox(self) -> tuple[float, float, float, float]:
-        return tuple(self.polygon.bounds)  # type: ignore[return-value]
+        return tuple(self.polygon.bounds)
 
 
 AOIS: dict[str, AOI] = {

@@ -102,7 +102,7 @@ class Tile:
 
     @property
     def bbox_lonlat(self) -> tuple[float, float, float, float]:
-        return tuple(round(v, 7) for v in self.polygon_lonlat.bounds)  # type: ignore[return-value]
+        return tuple(round(v, 7) for v in self.polygon_lonlat.bounds)
 
     @property
     def centroid_lonlat(self) -> tuple[float, float]:

@@ -29,7 +29,11 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from obstore.store import AzureConfig, ClientConfig, RetryConfig, S3Config
 
 # scheme -> store kind
 SCHEMES = {"s3": "s3", "s3a": "s3", "az": "azure", "azure": "azure", "abfs": "azure", "abfss": "azure",
@@ -159,13 +163,13 @@ def store_for(u: ObjectURL):
 def _make_store(u: ObjectURL):
     from obstore.store import AzureStore, GCSStore, S3Store
 
-    retry = {"max_retries": MAX_RETRIES, "retry_timeout": RETRY_TIMEOUT,
+    retry: RetryConfig = {"max_retries": MAX_RETRIES, "retry_timeout": RETRY_TIMEOUT,
              "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2}}
-    client: dict = {"timeout": REQUEST_TIMEOUT, "connect_timeout": timedelta(seconds=10)}
+    client: ClientConfig = {"timeout": REQUEST_TIMEOUT, "connect_timeout": timedelta(seconds=10)}
     anon = anonymous()
     try:
         if u.kind == "s3":
-            config: dict = {}
+            config: S3Config = {}
             endpoint = _s3_endpoint()
             if endpoint:
                 config["endpoint"] = endpoint
@@ -178,26 +182,27 @@ def _make_store(u: ObjectURL):
             return S3Store(u.bucket, config=config, client_options=client, retry_config=retry)
         if u.kind == "azure":
             cs = _azure_connection()
-            config = {}
+            az_config: AzureConfig = {}
             if cs.get("UseDevelopmentStorage", "").lower() == "true":
-                config["use_emulator"] = True
+                az_config["use_emulator"] = True
             if cs.get("AccountName"):
-                config["account_name"] = cs["AccountName"]
+                az_config["account_name"] = cs["AccountName"]
             if cs.get("AccountKey"):
-                config["account_key"] = cs["AccountKey"]
+                az_config["account_key"] = cs["AccountKey"]
             if cs.get("SharedAccessSignature"):
-                config["sas_key"] = cs["SharedAccessSignature"]
+                az_config["sas_key"] = cs["SharedAccessSignature"]
             if cs.get("BlobEndpoint"):
-                config["endpoint"] = cs["BlobEndpoint"]
+                az_config["endpoint"] = cs["BlobEndpoint"]
                 client["allow_http"] = cs["BlobEndpoint"].startswith("http://")
             elif cs.get("DefaultEndpointsProtocol", "").lower() == "http":
                 client["allow_http"] = True
             if u.account:
-                config["account_name"] = u.account
+                az_config["account_name"] = u.account
             if anon:
-                config = {k: v for k, v in config.items() if k not in ("account_key", "sas_key")}
-                config["skip_signature"] = True
-            return AzureStore(u.bucket, config=config, client_options=client, retry_config=retry)
+                az_config.pop("account_key", None)
+                az_config.pop("sas_key", None)
+                az_config["skip_signature"] = True
+            return AzureStore(u.bucket, config=az_config, client_options=client, retry_config=retry)
         return GCSStore(u.bucket, config={"skip_signature": True} if anon else {}, client_options=client,
                         retry_config=retry)
     except Exception as e:  # noqa: BLE001 - obstore raises its own configuration errors
@@ -304,7 +309,7 @@ def head(url: str) -> dict | None:
         raise err from None
 
 
-def put(url: str, data: bytes | os.PathLike, content_type: str | None = None) -> None:
+def put(url: str, data: bytes | Path, content_type: str | None = None) -> None:
     """Write the object (bytes, or a local file streamed in parts)."""
     import obstore
 
@@ -414,8 +419,8 @@ def _first_line(e: BaseException) -> str:
 
 def _error(url: str, e: BaseException) -> ObjectStoreError:
     text = str(e)
-    code = re.search(r"<Code>([A-Za-z]+)</Code>", text)
-    code = code.group(1) if code else ""
+    m = re.search(r"<Code>([A-Za-z]+)</Code>", text)
+    code = m.group(1) if m else ""
     if code == "NoSuchBucket" or "ContainerNotFound" in text:
         return ObjectStoreError(f"{url}: no such bucket or container", missing=True, kind="bucket")
     if isinstance(e, FileNotFoundError) or code == "NoSuchKey" or "BlobNotFound" in text:

@@ -17,7 +17,7 @@ import glob
 import os
 import re
 import threading
-from typing import Iterator
+from typing import Iterator, Literal
 
 from sen12ts_stac.storage import objects
 from sen12ts_stac.storage.locations import is_http
@@ -117,7 +117,7 @@ def open_raster(href: str, *, timeout: float = 30.0, **options: str) -> Iterator
 # ---------------------------------------------------------------------------------------------
 
 
-def _gdal_library():
+def _gdal_library() -> ctypes.CDLL | None:
     """The libgdal rasterio is linked against (the wheel bundles it), for
     ``VSICurlPartialClearCache``; ``None`` when it cannot be found (retries then rely on GDAL's
     own)."""
@@ -136,7 +136,7 @@ def _gdal_library():
     return None
 
 
-_GDAL = None
+_GDAL: ctypes.CDLL | Literal[False] | None = None
 _GDAL_LOCK = threading.Lock()
 
 
