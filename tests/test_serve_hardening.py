@@ -284,3 +284,23 @@ def test_fuzzed_paths_never_leak_hang_or_raise(hostile, capfd):
         httpd.server_close()
     assert b"404" in seen and seen & {b"200", b"206"}  # the loop reached both kinds
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_handler_without_idle_timeout_still_reads_bodies():
+    from sen12ts_stac.apifront import FrontHandler, bind_front
+
+    httpd = bind_front("127.0.0.1", 0)  # a front over no items, with no rustac behind it
+    httpd.RequestHandlerClass = type("Patient", (FrontHandler,), {"timeout": None, "upstream": "http://127.0.0.1:1", "items": []})
+    try:
+        body = b'{"filter": "1 = 1"}'
+        with socket.create_connection(httpd.server_address[:2], timeout=10) as c:
+            c.sendall(b"POST /search HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+            time.sleep(0.3)  # the body comes after the head: read past the head deadline's reach
+            c.sendall(body)
+            out = b""
+            while chunk := c.recv(65536):
+                out += chunk
+        assert out.startswith(b"HTTP/1.0 200") and b'"numberMatched": 0' in out, out[:300]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
