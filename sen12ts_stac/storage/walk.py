@@ -72,7 +72,7 @@ def link_targets(obj: dict, where: str, rels: tuple[str, ...] = ("child", "item"
     return out
 
 
-def walk(entry: str, visit: Visit, *, read: Callable[[str], tuple[Any, str]] = read_document, workers: int = 8,
+def walk(entry: str, visit: Visit[R], *, read: Callable[[str], tuple[Any, str]] = read_document, workers: int = 8,
          window: int | None = None, on_error: Callable[[str, Exception], R] | None = None,
          expand: Callable[[R], Iterable[str]] | None = None) -> Iterator[R]:
     """``visit(final location, document)`` for ``entry`` and every location the visits return,

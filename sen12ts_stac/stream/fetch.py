@@ -166,6 +166,7 @@ class Fetcher:
         if r.status == 304 and cached is not None:
             with self._lock:
                 self.stats.add(not_modified=1)
+            assert self.cache is not None  # cached came from it
             self.cache.touch(loc)
             return _parse(cached[3], loc)
         if r.status != 200:

@@ -259,6 +259,7 @@ class SampleReader:
             raw, retries = read_bands(r.hrefs[key], bands, window=window, options=self.options,
                                       expect_count=len(r.bands[key]))
             if late is not None:
+                assert self.augment is not None and self.augment.crop is not None  # late offsets come from augment.crop (_window)
                 raw = crop(raw, self.augment.crop, late)
             if dst is None:
                 dst = np.empty(raw.shape, np.int64 if label else np.float32)

@@ -9,7 +9,7 @@ import datetime as dt
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence, cast
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.spec import bands as spec_bands
@@ -130,7 +130,7 @@ def _names(key: str, names: Sequence[str | None], n_raster: int) -> tuple[str, .
     """Band names from ``bands``/``eo:bands``; else the SEN12TS band table of the asset key when
     the band count fits; else ``b1, b2, ...``."""
     if names and all(names):
-        return tuple(names)
+        return tuple(n for n in names if n)
     product = spec_bands.PRODUCTS.get(key)
     if product is not None and n_raster in (0, len(product.bands)):
         return product.names
@@ -141,7 +141,7 @@ def _band_names(key: str, asset: dict) -> tuple[str, ...]:
     for field_name in ("bands", "eo:bands"):
         names = [(b or {}).get("name") for b in asset.get(field_name) or []]
         if names and all(names):
-            return tuple(names)
+            return tuple(n for n in names if n)
     return _names(key, (), len(asset.get("raster:bands") or []))
 
 
@@ -157,7 +157,7 @@ def stats_from_item_assets(collection: dict) -> dict[str, dict[str, tuple[float,
         for name, rb in zip(names, asset.get("raster:bands") or []):
             st = (rb or {}).get("statistics") or {}
             if "mean" in st and ("stddev" in st or "std" in st):
-                std = float(st.get("stddev", st.get("std")))
+                std = float(st["stddev"] if "stddev" in st else st["std"])
                 if math.isfinite(std) and std > 0:
                     per[name] = (float(st["mean"]), std)
         if per:
@@ -190,7 +190,8 @@ def record_from_item(item: dict, base: str | None, stats: Mapping[str, Mapping] 
                 metas[key] = intern.asset(key, a)
     except (ValueError, TypeError, AttributeError) as e:
         raise UserError(f"{base or item.get('id')}: malformed triplet item {item.get('id')!r} ({type(e).__name__}: {e})") from None
-    return make_record(item.get("id"), item.get("collection"), props, item.get("bbox"), hrefs, metas, stats, intern,
+    # a STAC item's id is a required string
+    return make_record(cast(str, item.get("id")), item.get("collection"), props, item.get("bbox"), hrefs, metas, stats, intern,
                        base)
 
 
@@ -215,9 +216,10 @@ def make_record(iid: str, collection: str | None, props: Mapping, bbox, hrefs: d
             nodata=nodata,
             scale=scale,
             offset=offset,
-            stats=(stats or {}).get(collection, {}),
+            stats=(stats or {}).get(collection, {}) if collection is not None else {},
             collection=collection,
-            shape=tuple(int(v) for v in props["proj:shape"][:2]) if props.get("proj:shape") else None,
+            # proj:shape is [rows, cols]
+            shape=cast("tuple[int, int]", tuple(int(v) for v in props["proj:shape"][:2])) if props.get("proj:shape") else None,
         )
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise UserError(f"{where or iid}: malformed triplet item {iid!r} ({type(e).__name__}: {e})") from None

@@ -82,7 +82,7 @@ def records(loc: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher) -> lis
     return _records_from_table(table, base, stats, filt)
 
 
-def _list_field(lists, name: str) -> list:
+def _list_field(lists, name: str) -> list[list | None]:
     """``list<struct>`` column -> per row, the list of one struct field (None for null rows)."""
     import pyarrow.compute as pc
 
@@ -92,7 +92,8 @@ def _list_field(lists, name: str) -> list:
     if not pa.types.is_struct(vt) or name not in [f.name for f in vt]:
         return [None] * len(lists)
     values = lists.flatten().field(name).to_pylist()
-    out, i = [], 0
+    out: list[list | None] = []
+    i = 0
     for n in pc.list_value_length(lists).to_pylist():
         if n is None:
             out.append(None)
@@ -134,11 +135,11 @@ def _records_from_table(table, base: str, stats: dict, filt: Filter) -> list[Tri
                 triples = [(None, None, None)] * n
             per_asset[key] = (hrefs, names, triples)
         links = col.get("links")
-        rels = _list_field(links, "rel") if links is not None else [None] * n
-        lhrefs = _list_field(links, "href") if links is not None else [None] * n
+        rels: list[list | None] = _list_field(links, "rel") if links is not None else [None] * n
+        lhrefs: list[list | None] = _list_field(links, "href") if links is not None else [None] * n
         bbox = col.get("bbox")
         if bbox is not None and pa.types.is_struct(bbox.type):
-            bbox_rows = list(zip(*[pa.compute.struct_field(bbox, f).to_pylist() for f in ("xmin", "ymin", "xmax", "ymax")]))
+            bbox_rows: list[Sequence[float] | None] = list(zip(*[pa.compute.struct_field(bbox, f).to_pylist() for f in ("xmin", "ymin", "xmax", "ymax")]))
         else:
             bbox_rows = bbox.to_pylist() if bbox is not None else [None] * n
         props_rows = {c: col[c].to_pylist() for c in props_cols if c in col}
@@ -154,8 +155,9 @@ def _records_from_table(table, base: str, stats: dict, filt: Filter) -> list[Tri
             where = self_href or base
             hrefs, metas = {}, {}
             for key, (h, names, triples) in per_asset.items():
-                if h[i]:
-                    hrefs[key] = resolve_href(where, h[i])
+                href = h[i]
+                if href:
+                    hrefs[key] = resolve_href(where, href)
                     nod, sc, of = triples[i]
                     m = len(nod or sc or of or ())
                     raster = list(zip(nod or [None] * m, sc or [None] * m, of or [None] * m))
