@@ -18,7 +18,7 @@ import math
 import os
 import stat
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, TypedDict
 
 from sen12ts_stac.validate.locations import inside, is_url, remote_size, resolve
 from sen12ts_stac.validate.report import ERROR, NOT_CHECKED, WARNING, Finding
@@ -38,14 +38,16 @@ VECTOR_HINTS = ("geo+json", "geojson", "json", "geopackage", "shapefile", "flatg
 # -- records ---------------------------------------------------------------------------------
 def record(obj: dict, where: str, with_assets: bool) -> dict:
     """What the cross-object, link and asset checks need to know about one STAC object."""
-    props = obj.get("properties") if isinstance(obj.get("properties"), dict) else {}
+    props_obj = obj.get("properties")
+    props = props_obj if isinstance(props_obj, dict) else {}
     links = []
     for link in obj.get("links") or [] if isinstance(obj.get("links"), list) else []:
         if not isinstance(link, dict):
             continue
         href = link.get("href")
         links.append((link.get("rel"), resolve(where, href), href if isinstance(href, str) else repr(href), link.get("ml-aoi:role")))
-    assets = obj.get("assets") if isinstance(obj.get("assets"), dict) else {}
+    assets_obj = obj.get("assets")
+    assets = assets_obj if isinstance(assets_obj, dict) else {}
     rec = {
         "where": where, "type": obj.get("type") if isinstance(obj.get("type"), str) else None, "id": obj.get("id"),
         "collection": obj.get("collection") if isinstance(obj.get("collection"), str) else None,
@@ -191,7 +193,10 @@ def _link_kind(where: str, rel: str, href: str, hit: dict) -> list[Finding]:
 
 # -- assets ----------------------------------------------------------------------------------
 # (open_raster sets GDAL_HTTP_TIMEOUT itself, from its timeout: passing it here too is a TypeError)
-GDAL_ENV = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "1",
+# (a TypedDict: its keys cannot be open_raster's timeout, so mypy accepts it as **options)
+_GdalEnv = TypedDict("_GdalEnv", {"GDAL_DISABLE_READDIR_ON_OPEN": str, "GDAL_HTTP_MAX_RETRY": str,
+                                  "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": str, "GDAL_NUM_THREADS": str})
+GDAL_ENV: _GdalEnv = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "1",
             "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF", "GDAL_NUM_THREADS": "1"}
 
 

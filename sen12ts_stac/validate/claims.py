@@ -182,7 +182,7 @@ def _band_values(a: dict, p: dict, sen12ts: bool = False) -> list[str]:
     file, band by band: one message per field (the first band that differs, and how many do)."""
     count = p["count"]
     rb = a.get("raster:bands")
-    bands = [b if isinstance(b, dict) else {} for b in rb[:count]] if isinstance(rb, list) else []
+    bands: list[dict | None] = [b if isinstance(b, dict) else {} for b in rb[:count]] if isinstance(rb, list) else []
     bands += [None] * (count - len(bands))  # None: the item says nothing about this band
     names = [str(d) if d else f"band {i + 1}" for i, d in enumerate((p.get("descriptions") or [None] * count)[:count])]
     scales = p.get("scales") or [None] * count
@@ -339,6 +339,7 @@ def item_assets_findings(records: dict[str, dict]) -> list[Finding]:
             t = templates.get(key)
             if t is None:
                 continue
+            assert coll is not None  # templates came from it
             for field, msg in _template_diffs(t, a):
                 wrong.setdefault((coll["where"], key, field), []).append(f"{msg} ({rec['where']})")
     return [Finding(ERROR, "assets", where, f"item_assets {key}: {ms[0]}" + (f" (and {len(ms) - 1} more items)" if len(ms) > 1 else ""))

@@ -6,10 +6,14 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from sen12ts_stac.errors import UserError
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class _UsageError(click.ClickException):
@@ -25,7 +29,7 @@ class _Progress:
 
         self.bar = Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                             console=Console(stderr=True), transient=True)
-        self.tasks: dict[str, int] = {}
+        self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self):
         self.bar.__enter__()

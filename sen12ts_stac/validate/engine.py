@@ -13,7 +13,7 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.storage.walk import walk
@@ -174,7 +174,7 @@ def _find_root(entry: str, obj: Any, opts: Options) -> tuple[str, str | None]:
     return boundary, root_where
 
 
-def _ancestors(where: str, parent_of: dict[str, str | None]):
+def _ancestors(where: str | None, parent_of: dict[str, str | None]) -> Iterator[str]:
     while where is not None:
         yield where
         where = parent_of.get(where)
@@ -310,8 +310,8 @@ def _check_items(w: _Walk, report: Report, opts: Options, io_pool: cf.Executor |
         tick("items", len(results), None)
 
     if io_pool is not None:  # http: I/O bound, threads
-        for res in io_pool.map(lambda x: check_file(x, opts), items):
-            take([res])
+        for one in io_pool.map(lambda x: check_file(x, opts), items):
+            take([one])
         return
     mode = opts.executor
     n = opts.n_workers()
@@ -323,6 +323,7 @@ def _check_items(w: _Walk, report: Report, opts: Options, io_pool: cf.Executor |
         for c in chunks:
             take(_check_files(c, opts))
         return
+    pool: cf.Executor
     if mode == "thread":
         with cf.ThreadPoolExecutor(n) as pool:
             for res in pool.map(lambda c: _check_files(c, opts), chunks):
@@ -345,7 +346,7 @@ def _check_items(w: _Walk, report: Report, opts: Options, io_pool: cf.Executor |
 
 def _links(w: _Walk, report: Report, io_workers: int) -> list[Finding]:
     def exists_many(targets: list[str]) -> dict[str, tuple[bool | None, str]]:
-        local = {t: (os.path.isfile(t), "not a regular file" if os.path.exists(t) else "no such file") for t in targets if not is_url(t)}
+        local: dict[str, tuple[bool | None, str]] = {t: (os.path.isfile(t), "not a regular file" if os.path.exists(t) else "no such file") for t in targets if not is_url(t)}
         remote = [t for t in targets if is_url(t)]
         if remote:
             with cf.ThreadPoolExecutor(io_workers) as pool:

@@ -41,6 +41,7 @@ def read_json(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any, Finding
     body, problem = read_bytes(where, max_bytes)
     if problem is not None:
         return None, Finding(ERROR, "read", where, problem)
+    assert body is not None  # read_bytes gives a body or a problem
     try:
         return loads(body), None
     except Exception as e:  # orjson.JSONDecodeError / ValueError / UnicodeDecodeError

@@ -81,7 +81,8 @@ def sen12ts_kind(collection: Any, props: dict) -> str | None:
         return "labels"
     if "ml-aoi:split" in props or "sen12ts:triplet" in props:
         return "triplets"
-    return {"sentinel-1": "s1", "sentinel-2": "s2"}.get(props.get("constellation")) if isinstance(props.get("constellation"), str) else None
+    constellation = props.get("constellation")
+    return {"sentinel-1": "s1", "sentinel-2": "s2"}.get(constellation) if isinstance(constellation, str) else None
 
 
 def _sen12ts_fields(obj: dict, props: dict, where: str) -> list[Finding]:
@@ -357,8 +358,8 @@ def _splits(records: dict[str, dict]) -> list[Finding]:
             out.append(Finding(ERROR, "rules", first[1], f"tile {tile} is in more than one split: " + ", ".join(f"{s} ({w})" for s, w in [first, *rest])))
     for group, splits in sorted(by_group.items()):
         if len(splits) > 1 and not any(len(by_tile[t]) > 1 for t in by_tile if _group(t) == group):
-            first = min(splits.values())
-            out.append(Finding(WARNING, "rules", first, f"split group {group} (4 x 4 tiles) spans splits {sorted(splits)}: neighbouring tiles leak across splits"))
+            first_where = min(splits.values())
+            out.append(Finding(WARNING, "rules", first_where, f"split group {group} (4 x 4 tiles) spans splits {sorted(splits)}: neighbouring tiles leak across splits"))
     return out
 
 

@@ -276,7 +276,8 @@ class SchemaChecker:
                 raise LookupError(e.reason) from None
 
         resources = [(u, Resource.from_contents(s, default_specification=DRAFT7)) for u, s in self._closure(url).items()]
-        registry = Registry(retrieve=retrieve).with_resources(resources).crawl()
+        # referencing's own stub (_attrs.pyi) hides its attrs fields from mypy: retrieve= is the documented alias of _retrieve
+        registry = Registry(retrieve=retrieve).with_resources(resources).crawl()  # type: ignore[call-arg]
         cls = validator_for(schema, default=validator_for({"$schema": "http://json-schema.org/draft-07/schema#"}))
         return cls(schema, registry=registry)
 
