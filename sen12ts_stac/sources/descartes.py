@@ -135,6 +135,7 @@ class DescartesSource:
         p = self._p
         s = self._Image.search().filter(p.product_id == product).intersects(mapping(tile.polygon_lonlat))
         if start is not None:
+            assert end is not None  # the callers give both dates or neither
             s = s.filter(p.acquired >= start.isoformat()).filter(p.acquired < (end + dt.timedelta(days=1)).isoformat())
         try:
             return sorted(s, key=lambda i: i.id)

@@ -208,7 +208,7 @@ def infer_aoi(found: Scan) -> str:
 
     pts = found.points()
     votes = {name: sum(aoi.polygon.contains(Point(p)) for p in pts) for name, aoi in AOIS.items()}
-    best = max(votes, key=votes.get)
+    best = max(votes, key=lambda n: votes[n])
     if votes[best]:
         return best
     centre = MultiPoint(pts).centroid
@@ -287,7 +287,8 @@ class LegacySource:
         return [t.candidate for t in sorted(self._season(tile, season), key=lambda t: (t.s2_date, t.s1_date, t.track))]
 
     def inventory(self, tile: Tile, season: Season) -> Inventory:
-        radar, optical = {}, {}
+        radar: dict[str, RadarScene] = {}
+        optical: dict[str, OpticalScene] = {}
         for t in self._season(tile, season):
             for s in t.series.scenes:
                 radar.setdefault(s.id, s)
@@ -339,7 +340,7 @@ class LegacySource:
         if layout == "l2a":
             out[12:][arr[12:14] == NODATA] = bands.S2.nodata
         out[:, nodata] = bands.S2.nodata
-        props = {"sen12ts:legacy_file": f"s2/{t.name}", "sen12ts:legacy_layout": f"s2_{layout}_14"}
+        props: dict[str, str | float] = {"sen12ts:legacy_file": f"s2/{t.name}", "sen12ts:legacy_layout": f"s2_{layout}_14"}
         if layout == "l2a":
             covered = out[13] != bands.S2.nodata
             cloudy = covered & (out[13] == 0)

@@ -31,6 +31,7 @@ def make_source(name: str, aoi: AOI, seed: int = 0, **options) -> Source:
     known = source_options(name)
     unknown = sorted(set(options) - known - {"rules"}) if known is not None else []
     if unknown:
+        assert known is not None  # unknown is empty without known
         raise UserError(f"unknown {name} source option(s) {', '.join(unknown)}; known: {', '.join(sorted(known)) or 'none'}")
     return _REGISTRY[name](aoi, seed=seed, **options)
 

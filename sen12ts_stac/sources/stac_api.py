@@ -50,7 +50,7 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, cast
 
 import numpy as np
 import rasterio
@@ -229,7 +229,8 @@ def incidence_model(tile: Tile, footprint: dict | None, orbit_state: str) -> np.
 
 def terrain(dem_padded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(slope degrees, dz/dx east, dz/dy north) on the tile from a DEM with a 1-pixel border."""
-    gy_rows, gx = np.gradient(dem_padded.astype(np.float64), RESOLUTION_M)
+    # (numpy's stub types the gradient of an array of unknown dimensions as a 1-d one)
+    gy_rows, gx = cast("tuple[np.ndarray, np.ndarray]", np.gradient(dem_padded.astype(np.float64), RESOLUTION_M))
     gy = -gy_rows  # rows run south
     core = (slice(1, -1), slice(1, -1))
     slope = np.degrees(np.arctan(np.hypot(gx, gy)))
@@ -343,7 +344,7 @@ class StacApiSource:
     # ------------------------------------------------------------------ inventory
     def inventory(self, tile: Tile, season: Season) -> Inventory:
         cache = self._tile_cache(tile)
-        radar_groups: dict[tuple, list] = {}
+        radar_groups: dict[tuple, dict] = {}
         for a, b in season.radar_windows(self.rules):
             for item in self._search("s1", S1_COLLECTION, tile, _date_range(a, b)):
                 p = item.properties
@@ -391,6 +392,8 @@ class StacApiSource:
         have = np.zeros((N, N), bool)
         for item in items:  # most cloudy first, least cloudy last (on top)
             keys = self._s2_keys(item)
+            if keys is None:  # the catalog changed since the inventory (which kept only items with them)
+                raise SourceError(f"tile {tile.id}: Sentinel-2 item {item.id} no longer has the S2 band assets")
             names = list(S2_ASSETS)
 
             def read(name, item=item, keys=keys):

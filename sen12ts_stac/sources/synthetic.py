@@ -192,7 +192,7 @@ class SyntheticSource:
         picks = rng.choice(len(codes), size=n_parcels, p=weights / weights.sum())
         # Open water as blobs of a smooth field, in about a third of the tiles.
         water = np.zeros((N, N), bool)
-        water_codes = [c for c in codes if self.palette[c][0] == "water"]
+        water_codes = [c for c in codes if c is not None and self.palette[c][0] == "water"]
         if water_codes and rng.random() < 0.35:
             water = gaussian_field(rng, 4.0) > rng.uniform(1.3, 2.2)
         label = np.empty((N, N), np.uint8)
