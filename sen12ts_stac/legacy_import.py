@@ -54,7 +54,7 @@ def import_legacy(folder: str | Path, *, aoi: str | None = None, out: str | Path
     found = legacy.scan(folder)
     name = get_aoi(aoi).name if aoi else legacy.infer_aoi(found)
     legacy.check_aoi(found, get_aoi(name))
-    seasons = Counter()
+    seasons: Counter[str] = Counter()
     for ts in found.triplets.values():
         for t in ts:
             seasons[next(s for s, season in legacy.SEASONS.items() if season.contains(t.s2_date))] += 1

@@ -101,7 +101,7 @@ class BandStats:
 
     def stac(self) -> list[dict]:
         """raster:bands ``statistics`` objects (stddev is the population std of all pixels)."""
-        out = []
+        out: list[dict] = []
         for i in range(len(self.n)):
             if self.n[i] == 0:
                 out.append({})

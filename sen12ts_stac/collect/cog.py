@@ -68,7 +68,7 @@ def class_tags(classes: ClassTable) -> dict[str, str]:
     return {"CLASS_TABLE": classes.id, **{f"CLASS_{c.value}": c.name.strip() for c in classes}}
 
 
-def class_colormap(classes: ClassTable, nodata: int | None) -> dict[int, tuple[int, int, int, int]]:
+def class_colormap(classes: ClassTable, nodata: float | None) -> dict[int, tuple[int, int, int, int]]:
     """A GDAL colour table: every class its colour, no-data transparent, other values black."""
     cmap = {v: (0, 0, 0, 255) for v in range(256)}
     for c in classes:

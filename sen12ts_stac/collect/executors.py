@@ -123,6 +123,7 @@ def dask_executor(scheduler: str | None = None, local_workers: int | None = None
                                            dashboard_address=None, silence_logs=40)
         address = cluster.scheduler_address
     else:
+        assert scheduler is not None  # both None returned above
         if "://" not in scheduler:
             raise UserError(f"--scheduler {scheduler!r}: expected an address such as tcp://10.0.0.5:8786")
         address = scheduler

@@ -20,6 +20,7 @@ from collections import Counter
 from concurrent.futures import BrokenExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, overload
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -41,6 +42,9 @@ from sen12ts_stac.spec.aois import get_aoi, restrict
 from sen12ts_stac.spec.classes import class_table
 from sen12ts_stac.spec.grid import Tile, tiles_in
 from sen12ts_stac.spec.seasons import SEASONS, PairingRules, candidate_order, candidates, split_for
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,10 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
     triplets: list[TripletMeta] = []
     split = split_for(tile.split_group, config.seed)
 
+    @overload
+    def put(path: Path, data: bytes) -> None: ...
+    @overload
+    def put(path: Path, data: tuple[bands.Product, np.ndarray]) -> FileInfo: ...
     def put(path: Path, data) -> FileInfo | None:
         written.append(path)
         if isinstance(data, bytes):

@@ -98,6 +98,7 @@ def read_identity(layout: Layout) -> dict | None:
            else ["identity"])
     if bad:
         raise UserError(f"{path}: damaged run state (missing or wrong {', '.join(bad)}); {_RUN_HINT}")
+    assert isinstance(ident, dict)  # else bad names "identity"
     return ident | {"source_options": redact(ident["source_options"])}  # a file written before secrets were redacted
 
 
