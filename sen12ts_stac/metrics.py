@@ -21,13 +21,17 @@ the index functions and :func:`topk_accuracy`, which stay in torch and keep grad
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-try:  # torch is optional for this module
+if TYPE_CHECKING:
     import torch
-except ImportError:  # pragma: no cover
-    torch = None
+else:
+    try:  # torch is optional for this module
+        import torch
+    except ImportError:  # pragma: no cover
+        torch = None
 
 __all__ = [
     "evi",
@@ -88,8 +92,8 @@ def _finish_index(num, den, bad, eps: float):
     if bad is not None:
         invalid = invalid | np.asarray(bad)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.where(invalid, np.nan, num / np.where(invalid, 1.0, den))
-    return np.clip(out, -1.0, 1.0).astype(num.dtype, copy=False)
+        ratio = np.where(invalid, np.nan, num / np.where(invalid, 1.0, den))
+    return np.clip(ratio, -1.0, 1.0).astype(num.dtype, copy=False)
 
 
 def evi(blue, red, nir, scale: float = 1e-4, nodata=None, eps: float = 1e-6):
@@ -454,14 +458,14 @@ def topk_accuracy(logits, target, k: int = 1, ignore_index: int = -1, return_cou
         correct, total = int(hit.sum()), int(valid.sum())
     else:
         scores = np.asarray(logits)
-        t = _to_numpy(target).astype(np.int64)
-        valid = t != ignore_index
-        tv = t[valid]
-        if tv.size and (tv.min() < 0 or tv.max() >= num_classes):
+        t_np = _to_numpy(target).astype(np.int64)
+        valid_np = t_np != ignore_index
+        tv_np = t_np[valid_np]
+        if tv_np.size and (tv_np.min() < 0 or tv_np.max() >= num_classes):
             raise ValueError(f"target labels must be in [0, {num_classes}) or ignore_index")
         top = np.take(np.argpartition(-scores, k - 1, axis=1), np.arange(k), axis=1)
-        hit = (top == t[:, None]).any(axis=1) & valid
-        correct, total = int(hit.sum()), int(valid.sum())
+        hit = (top == t_np[:, None]).any(axis=1) & valid_np
+        correct, total = int(hit.sum()), int(valid_np.sum())
     if return_counts:
         return correct, total
     return correct / total if total else float("nan")

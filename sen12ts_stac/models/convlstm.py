@@ -50,6 +50,7 @@ class ConvLSTMCell(nn.Module):
         super().__init__()
         self.hidden_ch = hidden_ch
         self.gates = nn.Conv2d(in_ch + hidden_ch, 4 * hidden_ch, kernel_size, padding=kernel_size // 2)
+        assert self.gates.bias is not None  # Conv2d's bias=True default
         with torch.no_grad():  # gate order: input, forget, cell candidate, output
             self.gates.bias.zero_()
             self.gates.bias[hidden_ch : 2 * hidden_ch].fill_(1.0)  # Keras unit_forget_bias

@@ -65,6 +65,7 @@ class PixelLinearFit:
 
     def predict_mean(self, like: torch.Tensor) -> torch.Tensor:
         """The training mean everywhere, shaped like ``like`` ``[B, H, W]``."""
+        assert self.mean is not None  # set by finish() or from_state()
         return torch.full_like(like, float(self.mean))
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import types
 import typing
 from pathlib import Path
@@ -23,7 +24,7 @@ EVAL_SPLITS = ("auto", "test", "validate", "train")  # where a recipe's final me
 def opt(default: Any, help: str, **kw) -> Any:
     """A config field with its help text (shown by ``--help``)."""
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **kw})
+        return dataclasses.field(default_factory=functools.partial(type(default), default), metadata={"help": help, **kw})
     return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
@@ -160,7 +161,7 @@ def build_parser(cls, prog: str, description: str) -> argparse.ArgumentParser:
         base, _ = _base(hints[f.name])
         meta = "N" if base in (int, float) else ("A,B" if typing.get_origin(base) in (list, tuple) else "X")
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
-        extra = {"nargs": "?", "const": "true", "metavar": "BOOL"} if base is bool else {"metavar": meta}
+        extra: dict[str, Any] = {"nargs": "?", "const": "true", "metavar": "BOOL"} if base is bool else {"metavar": meta}
         p.add_argument(_flag(f.name), dest=f.name, help=f"{help_text} (default: {shown})".replace("%", "%%"), **extra)
     return p
 

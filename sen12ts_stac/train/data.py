@@ -134,7 +134,8 @@ class Standardizer:
         missing = [n for n, st in zip(self.names, stats) if st is None]
         if missing:
             raise UserError(f"collection {r.collection} has no statistics for {key} band(s) {missing}")
-        return [m for m, _ in stats], [sd for _, sd in stats]
+        present = [st for st in stats if st is not None]  # all of them
+        return [m for m, _ in present], [sd for _, sd in present]
 
     def __call__(self, x: torch.Tensor, valid: torch.Tensor | None = None, ids: Sequence | None = None) -> torch.Tensor:
         """``x`` ``[B, C, H, W]`` or ``[B, T, C, H, W]``; ``valid`` ``[B, (T,) H, W]`` bool; ``ids``
@@ -169,7 +170,11 @@ def vegetation_index(kind: str, s2: torch.Tensor, names: Sequence[str]) -> torch
         raise UserError(f"target must be evi or ndvi, got {kind!r}")
     idx = {n: i for i, n in enumerate(names)}
     bands = [s2[:, idx[n]] for n in VI_BANDS[kind]]
-    return evi(*bands, scale=1.0) if kind == "evi" else ndvi(*bands, scale=1.0)
+    if kind == "evi":
+        blue, red, nir = bands
+        return evi(blue, red, nir, scale=1.0)
+    red, nir = bands
+    return ndvi(red, nir, scale=1.0)
 
 
 def months(dates: Sequence[str]) -> np.ndarray:

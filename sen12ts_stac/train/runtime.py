@@ -140,7 +140,7 @@ def wrap_ddp(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
     ids = [d.device.index] if d.device.type == "cuda" else None
     ddp = torch.nn.parallel.DistributedDataParallel
     # torch >= 2.13 names it forward_sync_buffers (broadcast_buffers is deprecated there)
-    no_sync = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters \
+    no_sync: dict[str, Any] = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters \
         else {"broadcast_buffers": False}
     return ddp(model, device_ids=ids, **no_sync)
 
