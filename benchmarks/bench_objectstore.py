@@ -20,7 +20,7 @@ Contestants (same triplets, all bands, same worker count, same conversions):
   same objects as ``/vsis3/bucket/key`` inside ``rasterio.Env(**gdal_options())``: the GDAL
   settings of :func:`sen12ts_stac.storage.raster.gdal_options` (endpoint, path-style, plain
   http, COG-friendly reads), the same the loader starts from.
-* ``publish``: :func:`sen12ts_stac.publish.publish` (default 8 workers, no progress bar) of the
+* ``publish``: :func:`sen12ts_stac.distribute.publish.publish` (default 8 workers, no progress bar) of the
   catalog folder into a fresh bucket, listing, hashing and manifest included.
 * ``put loop``: ``for f in files: obstore.put(store, key, f.read_bytes())``, sequential, over the
   same files (those ``publish`` uploads) into a fresh bucket, with the store ``publish`` uses
@@ -58,7 +58,7 @@ import torch  # noqa: E402
 from bench_stream import PlainDataset, _bands, _cpu, ensure_catalog  # noqa: E402
 
 from sen12ts_stac.fsio import write_json  # noqa: E402
-from sen12ts_stac.publish import local_files, publish  # noqa: E402
+from sen12ts_stac.distribute.publish import local_files, publish  # noqa: E402
 from sen12ts_stac.storage import objects  # noqa: E402
 from sen12ts_stac.storage.raster import gdal_options  # noqa: E402
 from sen12ts_stac.stream import load_index, triplet_loader  # noqa: E402

@@ -65,7 +65,7 @@ def stage(name: str, root: Path, n: int) -> dict:
             triplets += r["triplets"]
         out = {"items": items, "triplets": triplets}
     elif name == "export":
-        from sen12ts_stac.export import export_catalog
+        from sen12ts_stac.distribute.export import export_catalog
 
         res = export_catalog(root, progress=False, chunk_size=8192, workers=2)
         out = {"collections": len(res), "items": sum(r.items for r in res),

@@ -19,7 +19,7 @@ Contestants (same triplets, same bands, same worker count, same conversions):
   A pure-codec bound (``imagecodecs``) is not used: it is not a dependency, and GDAL's per-open
   cost (~0.5 ms per file at 256 x 256) is part of what any COG reader pays.
 
-The http server runs in a separate process (``sen12ts_stac.httpserve``), so it does not share the
+The http server runs in a separate process (``sen12ts_stac.distribute.httpserve``), so it does not share the
 GIL with the loaders. A second server delays every answer by ``--latency-ms`` (default 20 ms, the
 first-byte latency of an object store) for the two "http + latency" rows. Contestants run in
 rounds (each once per round, ``--repeats`` rounds), so load from elsewhere on the machine spreads
@@ -227,7 +227,7 @@ def serve_in_subprocess(folder: Path, latency_ms: float = 0.0) -> tuple[subproce
         port = s.getsockname()[1]
     code = f"""
 import http.server, sys, time
-from sen12ts_stac.httpserve import RangeHandler, start_server
+from sen12ts_stac.distribute.httpserve import RangeHandler, start_server
 http.server.ThreadingHTTPServer.request_queue_size = 1024  # a listen backlog like a real server's (default 5)
 class Slow(RangeHandler):
     def send_response(self, *a, **k):

@@ -13,10 +13,10 @@ import click
 
 from sen12ts_stac import __version__
 from sen12ts_stac.errors import Interrupted, UserError, os_error_message
-from sen12ts_stac.download import download_command
-from sen12ts_stac.export import export_command
-from sen12ts_stac.publish import publish_command
-from sen12ts_stac.serve import serve_command
+from sen12ts_stac.distribute.download import download_command
+from sen12ts_stac.distribute.export import export_command
+from sen12ts_stac.distribute.publish import publish_command
+from sen12ts_stac.distribute.serve import serve_command
 from sen12ts_stac.validate.command import validate_command
 
 
@@ -128,7 +128,7 @@ def import_legacy(folder, aoi, out, max_invalid, seed, workers, overwrite, quiet
 def info(path: str, anonymous: bool) -> None:
     """Summarise a catalog (folder, catalog file, or http(s)/s3/az/gs URL): collections, item
     counts, splits, tiles, dates, bytes."""
-    from sen12ts_stac.inspect import summarise
+    from sen12ts_stac.distribute.inspect import summarise
     from sen12ts_stac.storage import set_anonymous
 
     set_anonymous(anonymous)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sen12ts_stac.collect.run import CreateConfig, create
-from sen12ts_stac.httpserve import RangeHandler, start_server
+from sen12ts_stac.distribute.httpserve import RangeHandler, start_server
 
 REPO = Path(__file__).resolve().parents[1]
 # The STAC schema cache: ../shared/stac-schemas beside the checkout (CI and developers), or

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sen12ts_stac.serve import BROWSER_PREFIX, build_browser, start
+from sen12ts_stac.distribute.serve import BROWSER_PREFIX, build_browser, start
 
 REPO = Path(__file__).resolve().parents[1]
 PORT = 8431  # STAC Browser is built for one catalog URL; the Makefile pre-builds for this one

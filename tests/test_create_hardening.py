@@ -397,12 +397,12 @@ def test_a_full_disk_while_writing_the_tree_says_so_and_how_to_resume(made, tmp_
 
 
 def test_ctrl_c_in_any_command_is_one_line_not_aborted(tmp_path, capfd, monkeypatch):
-    import sen12ts_stac.inspect
+    import sen12ts_stac.distribute.inspect
 
     def interrupted(*a, **kw):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sen12ts_stac.inspect, "summarise", interrupted)
+    monkeypatch.setattr(sen12ts_stac.distribute.inspect, "summarise", interrupted)
     code, lines = _main(capfd, "info", str(tmp_path))
     assert code == 130 and lines == ["sen12ts-stac: interrupted"], lines
 

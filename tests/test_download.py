@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from sen12ts_stac.cli import main
-from sen12ts_stac.download import download, file_matches
-from sen12ts_stac.export import iter_items
-from sen12ts_stac.httpserve import RangeHandler
-from sen12ts_stac.inspect import summarise
+from sen12ts_stac.distribute.download import download, file_matches
+from sen12ts_stac.distribute.export import iter_items
+from sen12ts_stac.distribute.httpserve import RangeHandler
+from sen12ts_stac.distribute.inspect import summarise
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +279,7 @@ def test_a_trickling_server_meets_the_overall_deadline(tmp_path, what, monkeypat
     import http.server
     import time
 
-    import sen12ts_stac.download as dl
+    import sen12ts_stac.distribute.download as dl
 
     src = tmp_path / "src"
     _one_item_catalog(src, "./data.tif", size=100)

@@ -17,7 +17,7 @@ import torch
 
 from objectstores import fault_proxy
 from sen12ts_stac.collect.run import CreateConfig, create
-from sen12ts_stac.export import export_catalog
+from sen12ts_stac.distribute.export import export_catalog
 from sen12ts_stac.storage import objects
 from sen12ts_stac.stream import load_index, triplet_loader
 from streamfixtures import private_stream_cache  # noqa: F401 (autouse)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sen12ts_stac.collect.run import CreateConfig, create
-from sen12ts_stac.export import export_catalog
+from sen12ts_stac.distribute.export import export_catalog
 from sen12ts_stac.spec.seasons import PairingRules
 from sen12ts_stac.stream import load_index, triplet_loader
 from streamfixtures import private_stream_cache  # noqa: F401 (autouse)

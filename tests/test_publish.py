@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from objectstores import AZURITE_KEY, fault_proxy
-from sen12ts_stac import publish as publish_mod
+from sen12ts_stac.distribute import publish as publish_mod
 from sen12ts_stac.cli import main
-from sen12ts_stac.export import export_catalog
+from sen12ts_stac.distribute.export import export_catalog
 from sen12ts_stac.storage import objects
 
 pytestmark = pytest.mark.slow

@@ -13,9 +13,9 @@ import pytest
 import requests
 
 from sen12ts_stac.cli import main
-from sen12ts_stac.export import find_collections, iter_items
-from sen12ts_stac.httpserve import RangeHandler, start_server
-from sen12ts_stac.serve import start
+from sen12ts_stac.distribute.export import find_collections, iter_items
+from sen12ts_stac.distribute.httpserve import RangeHandler, start_server
+from sen12ts_stac.distribute.serve import start
 
 
 def free_port() -> int:

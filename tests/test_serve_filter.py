@@ -14,8 +14,8 @@ from datetime import datetime
 import pytest
 import requests
 
-from sen12ts_stac.export import find_collections, iter_items
-from sen12ts_stac.serve import start
+from sen12ts_stac.distribute.export import find_collections, iter_items
+from sen12ts_stac.distribute.serve import start
 
 pystac_client = pytest.importorskip("pystac_client")
 shapely_geometry = pytest.importorskip("shapely.geometry")
@@ -243,7 +243,7 @@ def test_filtered_pages_carry_the_filter_not_every_matching_id(api, method):
 def test_the_datetime_parameter_of_a_filtered_search_selects_like_stac_says(api):
     """The front selects filtered searches itself, datetime included: instants, closed, open
     and date-only intervals, against datetime or start/end_datetime (label items)."""
-    from sen12ts_stac.cql2filter import BadRequest, select
+    from sen12ts_stac.distribute.cql2filter import BadRequest, select
 
     _, items = api
 

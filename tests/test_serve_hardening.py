@@ -13,8 +13,8 @@ import pytest
 import requests
 
 from sen12ts_stac.cli import main
-from sen12ts_stac.httpserve import RangeHandler, start_server
-from sen12ts_stac.serve import handler_with_mounts
+from sen12ts_stac.distribute.httpserve import RangeHandler, start_server
+from sen12ts_stac.distribute.serve import handler_with_mounts
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ def _item(id_: str, coll: str) -> dict:
 def test_the_api_publishes_nothing_from_outside_the_served_folder(tmp_path, capsys):
     import json
 
-    from sen12ts_stac.serve import api_inputs
+    from sen12ts_stac.distribute.serve import api_inputs
 
     root, secret, out = tmp_path / "root", tmp_path / "secret", tmp_path / "out"
     for d in (root / "c" / "in", root / "c" / ".sen12ts", secret / "far", secret / "coll", out):
@@ -229,7 +229,7 @@ def test_a_trickled_request_head_is_cut_off_and_connections_are_capped(hostile):
 
 
 def test_the_api_front_cuts_off_trickled_heads_too():
-    from sen12ts_stac.apifront import FrontHandler, bind_front
+    from sen12ts_stac.distribute.apifront import FrontHandler, bind_front
 
     httpd = bind_front("127.0.0.1", 0)
     httpd.RequestHandlerClass = type("Strict", (FrontHandler,), {"timeout": 0.8, "head_deadline": 1.5})
@@ -249,7 +249,7 @@ def test_the_cli_and_the_static_server_need_no_api_extra(tmp_path):
     (tmp_path / "catalog.json").write_text('{"type": "Catalog", "id": "c", "stac_version": "1.1.0", "description": "d", "links": []}')
     code = ("import sys; sys.modules['cql2'] = None\n"  # as if the api extra were not installed
             "from sen12ts_stac.cli import main\n"
-            "from sen12ts_stac.serve import start\n"
+            "from sen12ts_stac.distribute.serve import start\n"
             f"start({str(tmp_path)!r}, port=0).close()\n"
             f"main(['serve', {str(tmp_path)!r}, '--port', '0', '--api', '--api-port', '0'])\n")
     r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
@@ -287,7 +287,7 @@ def test_fuzzed_paths_never_leak_hang_or_raise(hostile, capfd):
 
 
 def test_a_handler_without_idle_timeout_still_reads_bodies():
-    from sen12ts_stac.apifront import FrontHandler, bind_front
+    from sen12ts_stac.distribute.apifront import FrontHandler, bind_front
 
     httpd = bind_front("127.0.0.1", 0)  # a front over no items, with no rustac behind it
     httpd.RequestHandlerClass = type("Patient", (FrontHandler,), {"timeout": None, "upstream": "http://127.0.0.1:1", "items": []})

@@ -65,7 +65,7 @@ def test_a_signal_stops_the_api_child_and_removes_its_temporary_folder(small_cat
 
 
 def test_an_interrupted_browser_build_stops_its_whole_process_tree(tmp_path, monkeypatch):
-    from sen12ts_stac import serve
+    from sen12ts_stac.distribute import serve
 
     pidfile = tmp_path / "grandchild.pid"
     script = tmp_path / "build.sh"

@@ -3,7 +3,7 @@ what rustac's memory backend lacks and would otherwise ignore in silence (a CQL2
 answered with 200 and no features, ``query`` dropped, ``/queryables`` empty).
 
 * ``filter`` (CQL2 text or JSON, parsed and evaluated by the ``cql2`` package, see
-  :mod:`sen12ts_stac.cql2filter`) and ``query`` (the STAC query extension, translated to CQL2) on
+  :mod:`sen12ts_stac.distribute.cql2filter`) and ``query`` (the STAC query extension, translated to CQL2) on
   ``/search`` (GET and POST) and ``/collections/{id}/items`` are answered here: the items the API
   was loaded with are selected (with the request's collections, ids, bbox, intersects and
   datetime) and paged here (``limit``, ``skip``; next links carry the filter), and each page's
@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import requests
 
-from sen12ts_stac.cql2filter import (
+from sen12ts_stac.distribute.cql2filter import (
     TOP_LEVEL,
     BadRequest,
     parse_filter,
@@ -36,7 +36,7 @@ from sen12ts_stac.cql2filter import (
     queryables,
     select,
 )
-from sen12ts_stac.httpserve import Guarded, GuardedServer
+from sen12ts_stac.distribute.httpserve import Guarded, GuardedServer
 
 CONFORMANCE = [
     "https://api.stacspec.org/v1.0.0-rc.2/item-search#filter",

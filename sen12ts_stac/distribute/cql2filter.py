@@ -1,4 +1,4 @@
-"""CQL2 filtering over item dicts for the ``serve --api`` front (:mod:`sen12ts_stac.apifront`):
+"""CQL2 filtering over item dicts for the ``serve --api`` front (:mod:`sen12ts_stac.distribute.apifront`):
 parse and check a ``filter`` (``cql2`` does the parsing and evaluating), translate the STAC
 ``query`` extension, select the items a search asks for, and describe them as ``/queryables``.
 No HTTP here; every refusal is a ``BadRequest`` whose message the front returns as a 400."""

@@ -1,10 +1,10 @@
 """``serve``: a catalog folder over HTTP for STAC Browser, GDAL and the loaders, and optionally a
 STAC API over the same items so that pystac-client can search them.
 
-* The static server is :mod:`sen12ts_stac.httpserve` (HTTP Range + CORS), bound to 127.0.0.1
+* The static server is :mod:`sen12ts_stac.distribute.httpserve` (HTTP Range + CORS), bound to 127.0.0.1
   unless another host is asked for.
 * ``api=True`` starts ``rustac serve`` (memory backend) as a subprocess on a loopback port behind
-  the filter front (:mod:`sen12ts_stac.apifront`) on ``api_port``, which answers CQL2 ``filter``,
+  the filter front (:mod:`sen12ts_stac.distribute.apifront`) on ``api_port``, which answers CQL2 ``filter``,
   ``query`` and ``/queryables`` that the memory backend ignores. rustac is
   fed one collection JSON (its tree links removed) and one ndjson file of items per collection,
   made from the ``export`` ndjson when present, else from the JSON tree. Relative hrefs are made
@@ -37,12 +37,12 @@ import orjson
 import requests
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.export import NDJSON_NAME, find_collections, rebase_item
+from sen12ts_stac.distribute.export import NDJSON_NAME, find_collections, rebase_item
 from sen12ts_stac.fsio import read_json, walk_local
-from sen12ts_stac.httpserve import RangeHandler, refusal, start_server
+from sen12ts_stac.distribute.httpserve import RangeHandler, refusal, start_server
 
 BROWSER_PREFIX = "/browser/"
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "stac-browser.sh"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "stac-browser.sh"
 
 
 class MountHandler(RangeHandler):
@@ -241,7 +241,7 @@ def start(root: str | Path, host: str = "127.0.0.1", port: int = 8000, api: bool
     if api:
         try:
             try:  # the api extra (cql2): imported here so that the static server needs none of it
-                from sen12ts_stac.apifront import bind_front, load_items, start_front
+                from sen12ts_stac.distribute.apifront import bind_front, load_items, start_front
             except ImportError as e:
                 raise UserError(f"serve --api needs the api extra ({e.name} is missing): pip install 'sen12ts-stac[api]'") from None
             try:  # the front first: a port in use is said at once

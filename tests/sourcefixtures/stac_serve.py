@@ -1,5 +1,5 @@
 """Serving a built ``World`` (``stac_world``) on 127.0.0.1: its assets with HTTP Range
-(``sen12ts_stac.httpserve``) and its items, made from the providers' real documents, from
+(``sen12ts_stac.distribute.httpserve``) and its items, made from the providers' real documents, from
 ``rustac serve`` behind a proxy that can make every distinct request fail once (503 or 429)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sen12ts_stac.httpserve import RangeHandler, start_server
+from sen12ts_stac.distribute.httpserve import RangeHandler, start_server
 from sourcefixtures import real_items as real
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ stored documents are never changed.
   2021, over a Uganda tile).
 
 ``serve_world(world)`` (``stac_serve``, re-exported here) serves the assets with HTTP Range
-(``sen12ts_stac.httpserve``) and the items from ``rustac serve``; with ``faults=True`` every
+(``sen12ts_stac.distribute.httpserve``) and the items from ``rustac serve``; with ``faults=True`` every
 distinct request first fails once (503 or 429), so the retries of the source are exercised on
 every call.
 """

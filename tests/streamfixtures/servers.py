@@ -15,7 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from sen12ts_stac.httpserve import RangeHandler
+from sen12ts_stac.distribute.httpserve import RangeHandler
 
 
 def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slow_every: int = 0,
