@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SCHEMAS ?= $(abspath ../shared/stac-schemas)
 export SEN12TS_SCHEMAS := $(SCHEMAS)
 
-.PHONY: install demo test test-fast sample bench clean
+.PHONY: install demo test test-fast lint format sample bench clean
 
 # torch first, from the CPU wheel on disk (an unpinned torch would pull gigabytes of CUDA).
 $(BIN)/sen12ts-stac: pyproject.toml
@@ -34,6 +34,16 @@ demo: install
 # The whole suite, slow end-to-end tests included (CI runs exactly this).
 test: install
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q -rs
+
+# Linter, formatter check and type checker (CI runs this before the tests).
+lint: install
+	$(BIN)/ruff check sen12ts_stac training tests benchmarks
+	$(BIN)/ruff format --check sen12ts_stac training tests benchmarks
+	$(BIN)/mypy sen12ts_stac
+
+format: install
+	$(BIN)/ruff format sen12ts_stac training tests benchmarks
+	$(BIN)/ruff check --fix sen12ts_stac training tests benchmarks
 
 test-fast: install
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"

@@ -30,6 +30,7 @@ def _reader(path: Path, one: bool):
     def read():
         with rasterio.open(path) as d:
             d.read(1) if one else d.read()
+
     return read
 
 
@@ -63,8 +64,11 @@ def main(root: str) -> None:
         t_all = best_ms({k: _reader(p, False) for k, p in files.items()})
         t_one = best_ms({k: _reader(p, True) for k, p in files.items()})
         for name, dst in files.items():
-            print(f"{kind:6s} {name:20s} {dst.stat().st_size:>10,} B  cog_validate={cog_validate(dst, quiet=True)[0]}  "
-                  f"rio-cogeo Tiled={cog_info(dst).Profile.Tiled!s:5s}  read all {t_all[name]:6.2f} ms  read 1 band {t_one[name]:5.2f} ms")
+            print(
+                f"{kind:6s} {name:20s} {dst.stat().st_size:>10,} B  cog_validate={cog_validate(dst, quiet=True)[0]}  "
+                f"rio-cogeo Tiled={cog_info(dst).Profile.Tiled!s:5s}  read all {t_all[name]:6.2f} ms  read 1 band "
+                f"{t_one[name]:5.2f} ms"
+            )
 
 
 if __name__ == "__main__":

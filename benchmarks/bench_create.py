@@ -29,8 +29,6 @@ import rasterio
 
 from sen12ts_stac.collect.run import CreateConfig, create
 from sen12ts_stac.collect.simulate import simulate_catalog
-from sen12ts_stac.spec.grid import tiles_in
-from sen12ts_stac.spec.aois import get_aoi
 
 ORIGINAL_BYTES = 19 * 4 * 65536 + 13 * 2 * 65536  # 6,684,672 B per triplet, uncompressed
 
@@ -49,10 +47,16 @@ def bench_create(tiles: int, workers: int, tmp: Path) -> dict:
         elif p.suffix == ".json" and ".sen12ts" not in p.parts:
             sizes["json"].append(p.stat().st_size)
     n = s.triplets
-    return {"tiles": tiles, "workers": workers, "triplets": n, "seconds": dt, "triplets_per_s": n / dt,
-            "bytes_per_triplet": {k: sum(v) / n for k, v in sizes.items()},
-            "cog_bytes_per_triplet": (sum(sizes["s1"]) + sum(sizes["s2"])) / n + sum(sizes["labels"]) / n,
-            "out": out}
+    return {
+        "tiles": tiles,
+        "workers": workers,
+        "triplets": n,
+        "seconds": dt,
+        "triplets_per_s": n / dt,
+        "bytes_per_triplet": {k: sum(v) / n for k, v in sizes.items()},
+        "cog_bytes_per_triplet": (sum(sizes["s1"]) + sum(sizes["s2"])) / n + sum(sizes["labels"]) / n,
+        "out": out,
+    }
 
 
 def bench_plain_gtiff(out: Path, n: int = 20) -> dict:
@@ -68,7 +72,15 @@ def bench_plain_gtiff(out: Path, n: int = 20) -> dict:
                 with rasterio.open(src_path) as src:
                     arr, prof = src.read(), src.profile
                 t_read += time.perf_counter() - t0
-                prof.update(driver="GTiff", compress=None, tiled=False, interleave="pixel", predictor=None, blockxsize=None, blockysize=None)
+                prof.update(
+                    driver="GTiff",
+                    compress=None,
+                    tiled=False,
+                    interleave="pixel",
+                    predictor=None,
+                    blockxsize=None,
+                    blockysize=None,
+                )
                 prof = {k: v for k, v in prof.items() if v is not None}
                 dst = Path(d) / f"{i}_{src_path.stem}.tif"
                 t0 = time.perf_counter()
@@ -76,22 +88,38 @@ def bench_plain_gtiff(out: Path, n: int = 20) -> dict:
                     ds.write(arr)
                 t_plain += time.perf_counter() - t0
                 nbytes += dst.stat().st_size
-    return {"triplets": len(s1s), "plain_write_s_per_triplet": t_plain / len(s1s), "plain_bytes_per_triplet": nbytes / len(s1s)}
+    return {
+        "triplets": len(s1s),
+        "plain_write_s_per_triplet": t_plain / len(s1s),
+        "plain_bytes_per_triplet": nbytes / len(s1s),
+    }
 
 
 def bench_catalog(n_triplets: int, tmp: Path) -> dict:
     out = tmp / f"meta_{n_triplets}"
     r = simulate_catalog(out, "iowa", n_triplets)
-    return {"triplets": r["triplets"], "items": r["items"], "seconds": r["seconds_items"] + r["seconds_tree"],
-            "seconds_tree": r["seconds_tree"], "out": out}
+    return {
+        "triplets": r["triplets"],
+        "items": r["items"],
+        "seconds": r["seconds_items"] + r["seconds_tree"],
+        "seconds_tree": r["seconds_tree"],
+        "out": out,
+    }
 
 
 def bench_pystac(meta_root: Path, tmp: Path) -> dict:
     """pystac's usual path on the same items: read dicts, one Collection, normalize, save."""
-    dicts = [json.loads(p.read_text()) for p in meta_root.rglob("*.json") if json.loads(p.read_text()).get("type") == "Feature"]
+    dicts = [
+        json.loads(p.read_text())
+        for p in meta_root.rglob("*.json")
+        if json.loads(p.read_text()).get("type") == "Feature"
+    ]
     t0 = time.perf_counter()
-    col = pystac.Collection("bench", "pystac baseline", pystac.Extent(pystac.SpatialExtent([[-180, -90, 180, 90]]),
-                                                                       pystac.TemporalExtent([[None, None]])))
+    col = pystac.Collection(
+        "bench",
+        "pystac baseline",
+        pystac.Extent(pystac.SpatialExtent([[-180, -90, 180, 90]]), pystac.TemporalExtent([[None, None]])),
+    )
     for d in dicts:
         d = dict(d, links=[])
         col.add_item(pystac.Item.from_dict(d, preserve_dict=False))
@@ -109,7 +137,10 @@ def main() -> None:
     sizes = (200, 1000) if args.quick else (1000, 10000)
     tmp = Path(tempfile.mkdtemp(prefix="bench_create_"))
     try:
-        results: dict = {"machine": f"{platform.node()} {platform.processor() or platform.machine()}", "python": sys.version.split()[0]}
+        results: dict = {
+            "machine": f"{platform.node()} {platform.processor() or platform.machine()}",
+            "python": sys.version.split()[0],
+        }
         c1 = bench_create(tiles, 1, tmp)
         c2 = bench_create(tiles, 2, tmp)
         plain = bench_plain_gtiff(c1["out"])
@@ -125,16 +156,30 @@ def main() -> None:
         bpt = c1["bytes_per_triplet"]
         cog = bpt["s1"] + bpt["s2"]
         print(f"\ncreate, california, {tiles} tiles ({c1['triplets']} triplets)")
-        print(f"  workers 1: {c1['triplets_per_s']:.2f} triplets/s   workers 2: {c2['triplets_per_s']:.2f} triplets/s  (x{c2['triplets_per_s'] / c1['triplets_per_s']:.2f})")
-        print(f"  bytes per triplet: S1 {bpt['s1'] / 1e6:.2f} MB + S2 {bpt['s2'] / 1e6:.2f} MB = {cog / 1e6:.2f} MB COG"
-              f" vs {ORIGINAL_BYTES / 1e6:.2f} MB original (ratio {ORIGINAL_BYTES / cog:.2f}x);"
-              f" label {bpt['labels'] / 1e3:.1f} kB/triplet, quick-looks {bpt['thumbnail'] / 1e3:.0f} kB, JSON {bpt['json'] / 1e3:.0f} kB")
-        print(f"  same arrays as plain uncompressed GTiff here: {plain['plain_bytes_per_triplet'] / 1e6:.2f} MB/triplet")
+        print(
+            f"  workers 1: {c1['triplets_per_s']:.2f} triplets/s   workers 2: {c2['triplets_per_s']:.2f} triplets/s  "
+            f"(x{c2['triplets_per_s'] / c1['triplets_per_s']:.2f})"
+        )
+        print(
+            f"  bytes per triplet: S1 {bpt['s1'] / 1e6:.2f} MB + S2 {bpt['s2'] / 1e6:.2f} MB = {cog / 1e6:.2f} MB COG"
+            f" vs {ORIGINAL_BYTES / 1e6:.2f} MB original (ratio {ORIGINAL_BYTES / cog:.2f}x);"
+            f" label {bpt['labels'] / 1e3:.1f} kB/triplet, quick-looks {bpt['thumbnail'] / 1e3:.0f} kB, JSON "
+            f"{bpt['json'] / 1e3:.0f} kB"
+        )
+        print(
+            f"  same arrays as plain uncompressed GTiff here: {plain['plain_bytes_per_triplet'] / 1e6:.2f} MB/triplet"
+        )
         print("\ncatalog writing, metadata only (items + tree)")
         for c, b in zip(cat, base):
-            print(f"  {c['triplets']:>6} triplets / {c['items']:>6} items: {c['seconds']:7.1f} s ({c['items'] / c['seconds']:.0f} items/s)"
-                  f"   pystac one-collection save: {b['seconds']:7.1f} s  -> {b['seconds'] / c['seconds']:.1f}x faster")
-        print(f"  growth per item from {cat[0]['triplets']} to {cat[1]['triplets']} triplets: ours {growth:.2f} (1.0 = linear), pystac {pgrowth:.2f}")
+            print(
+                f"  {c['triplets']:>6} triplets / {c['items']:>6} items: {c['seconds']:7.1f} s "
+                f"({c['items'] / c['seconds']:.0f} items/s)"
+                f"   pystac one-collection save: {b['seconds']:7.1f} s  -> {b['seconds'] / c['seconds']:.1f}x faster"
+            )
+        print(
+            f"  growth per item from {cat[0]['triplets']} to {cat[1]['triplets']} triplets: ours {growth:.2f} (1.0 = "
+            f"linear), pystac {pgrowth:.2f}"
+        )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=2, default=float) + "\n")
         print(f"\nwrote {args.out}")

@@ -57,8 +57,8 @@ import rasterio  # noqa: E402
 import torch  # noqa: E402
 from bench_stream import PlainDataset, _bands, _cpu, ensure_catalog  # noqa: E402
 
-from sen12ts_stac.fsio import write_json  # noqa: E402
 from sen12ts_stac.distribute.publish import local_files, publish  # noqa: E402
+from sen12ts_stac.fsio import write_json  # noqa: E402
 from sen12ts_stac.storage import objects  # noqa: E402
 from sen12ts_stac.storage.raster import gdal_options  # noqa: E402
 from sen12ts_stac.stream import load_index, triplet_loader  # noqa: E402
@@ -90,8 +90,9 @@ class PlainS3Dataset(PlainDataset):
 
 
 def run_plain(records, s1, s2, workers: int, batch: int) -> int:
-    dl = torch.utils.data.DataLoader(PlainS3Dataset(records, s1, s2), batch_size=batch, shuffle=True,
-                                     num_workers=workers)
+    dl = torch.utils.data.DataLoader(
+        PlainS3Dataset(records, s1, s2), batch_size=batch, shuffle=True, num_workers=workers
+    )
     return sum(len(b["id"]) for b in dl)
 
 
@@ -194,8 +195,13 @@ def run_round_robin(names: list[str], repeats: int, common: list[str], endpoints
         for name in names:
             cmd = [sys.executable, "-W", "ignore", __file__, "--one", name, *common]
             for attempt in range(3):  # a pass that fails is run again once or twice (e.g. a checkout mid-edit)
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
-                                      env={**os.environ, **env, "AWS_ENDPOINT_URL": endpoints[name]})
+                done = subprocess.run(
+                    cmd,
+                    capture_output=True,
+                    text=True,
+                    timeout=1800,
+                    env={**os.environ, **env, "AWS_ENDPOINT_URL": endpoints[name]},
+                )
                 if done.returncode == 0:
                     break
                 print(f"  {name} failed (attempt {attempt + 1}): {done.stderr.strip().splitlines()[-1:]}", flush=True)
@@ -213,14 +219,24 @@ def run_round_robin(names: list[str], repeats: int, common: list[str], endpoints
     for name, r in runs.items():
         if name in UPLOADERS:
             rates = [x["bytes"] / 1e6 / x["seconds"] for x in r]
-            out[name] = {"bytes": r[0]["bytes"], "seconds": [x["seconds"] for x in r], "runs_mb_per_s": rates,
-                         "mb_per_s": max(rates), "cpu_seconds": min(x["cpu_seconds"] for x in r),
-                         "loadavg": [x["loadavg"] for x in r]}
+            out[name] = {
+                "bytes": r[0]["bytes"],
+                "seconds": [x["seconds"] for x in r],
+                "runs_mb_per_s": rates,
+                "mb_per_s": max(rates),
+                "cpu_seconds": min(x["cpu_seconds"] for x in r),
+                "loadavg": [x["loadavg"] for x in r],
+            }
         else:
             rates = [x["triplets"] / x["seconds"] for x in r]
-            out[name] = {"triplets": r[0]["triplets"], "seconds": [x["seconds"] for x in r], "runs_per_s": rates,
-                         "triplets_per_s": max(rates), "cpu_ms_per_triplet": min(x["cpu_ms_per_triplet"] for x in r),
-                         "loadavg": [x["loadavg"] for x in r]}
+            out[name] = {
+                "triplets": r[0]["triplets"],
+                "seconds": [x["seconds"] for x in r],
+                "runs_per_s": rates,
+                "triplets_per_s": max(rates),
+                "cpu_ms_per_triplet": min(x["cpu_ms_per_triplet"] for x in r),
+                "loadavg": [x["loadavg"] for x in r],
+            }
     return out
 
 
@@ -245,8 +261,9 @@ def serve(kind: str, upstream: str | None, delay: float) -> None:
 
 
 def start_server(*args: str) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, "-W", "ignore", __file__, *args], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "ignore", __file__, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline()
     if not line.strip():
         raise SystemExit(f"bench: the server {args} did not start")
@@ -263,12 +280,16 @@ def upload(catalog: Path, prefix_url: str) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help="catalog root (made with `create` if missing)")
+    ap.add_argument(
+        "--catalog", type=Path, default=DEFAULT_CATALOG, help="catalog root (made with `create` if missing)"
+    )
     ap.add_argument("--tiles", type=int, default=3, help="tiles when the catalog has to be made")
     ap.add_argument("--workers", type=int, default=4, help="worker threads / processes for the stream contestants")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--triplets", type=int, default=None, help="triplets per stream pass (default: all)")
-    ap.add_argument("--repeats", type=int, default=None, help="rounds over all contestants, best kept (default 3; --quick: 1)")
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="rounds over all contestants, best kept (default 3; --quick: 1)"
+    )
     ap.add_argument("--latency-ms", type=float, default=20.0, help="added before every answer by the proxy")
     ap.add_argument("--quick", action="store_true", help="one round")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -290,18 +311,23 @@ def main(argv=None) -> int:
     local = load_index(catalog)[: args.triplets]
     files, _ = local_files(catalog.resolve())
     total_mb = sum(f.size for f in files) / 1e6
-    mb_per_triplet = sum(os.path.getsize(h) for h in {r.hrefs[k] for r in local for k in ("s1", "s2", "labels")}) \
-        / len(local) / 1e6
+    mb_per_triplet = (
+        sum(os.path.getsize(h) for h in {r.hrefs[k] for r in local for k in ("s1", "s2", "labels")}) / len(local) / 1e6
+    )
     w, b = args.workers, args.batch_size
     load0 = os.getloadavg()[0]
-    print(f"{len(local)} triplets ({mb_per_triplet:.2f} MB compressed each, all bands), {w} workers, batch {b}; "
-          f"publish: {len(files)} files, {total_mb:.1f} MB; {repeats} round(s), {os.cpu_count()} CPUs", flush=True)
+    print(
+        f"{len(local)} triplets ({mb_per_triplet:.2f} MB compressed each, all bands), {w} workers, batch {b}; "
+        f"publish: {len(files)} files, {total_mb:.1f} MB; {repeats} round(s), {os.cpu_count()} CPUs",
+        flush=True,
+    )
     servers = []
     try:
         moto, info = start_server("--serve", "s3")
         servers.append(moto)
-        proxy, pinfo = start_server("--serve", "proxy", "--upstream", info["endpoint"], "--latency-ms",
-                                    str(args.latency_ms))
+        proxy, pinfo = start_server(
+            "--serve", "proxy", "--upstream", info["endpoint"], "--latency-ms", str(args.latency_ms)
+        )
         servers.append(proxy)
         env = info["env"]
         os.environ.update(env)
@@ -311,8 +337,18 @@ def main(argv=None) -> int:
         upload_s = time.perf_counter() - t0
         url = f"s3://{bucket}/{PREFIX}/catalog.json"
         endpoints = {n: pinfo["endpoint"] if n.endswith("_latency") else info["endpoint"] for n in CONTESTANTS}
-        common = ["--catalog", str(catalog), "--url", url, "--triplets", str(len(local)), "--workers", str(w),
-                  "--batch-size", str(b)]
+        common = [
+            "--catalog",
+            str(catalog),
+            "--url",
+            url,
+            "--triplets",
+            str(len(local)),
+            "--workers",
+            str(w),
+            "--batch-size",
+            str(b),
+        ]
         results = run_round_robin(list(CONTESTANTS), repeats, common, endpoints, env)
     finally:
         for proc in servers:
@@ -338,10 +374,13 @@ def main(argv=None) -> int:
     }
     lat = f"+{args.latency_ms:g} ms"
     print(f"\n{'contestant':<40} {'triplets/s':>10} {'MB/s':>8} {'CPU ms/triplet':>15}")
-    for label, key in (("fetch limit (whole objects, no decoding)", "fetch_limit"),
-                       ("triplet_loader, moto S3", "stream_s3"), ("plain DataLoader, moto S3", "plain_s3"),
-                       (f"triplet_loader, moto S3 {lat}", "stream_s3_latency"),
-                       (f"plain DataLoader, moto S3 {lat}", "plain_s3_latency")):
+    for label, key in (
+        ("fetch limit (whole objects, no decoding)", "fetch_limit"),
+        ("triplet_loader, moto S3", "stream_s3"),
+        ("plain DataLoader, moto S3", "plain_s3"),
+        (f"triplet_loader, moto S3 {lat}", "stream_s3_latency"),
+        (f"plain DataLoader, moto S3 {lat}", "plain_s3_latency"),
+    ):
         print(f"{label:<40} {rate[key]:>10.1f} {rate[key] * mb_per_triplet:>8.1f} {cpu[key]:>15.1f}")
     for label, key in (("publish (8 workers)", "publish"), ("obstore.put loop (sequential)", "put_loop")):
         print(f"{label:<40} {'':>10} {mbs[key]:>8.1f} {'':>15}")
@@ -349,19 +388,39 @@ def main(argv=None) -> int:
     for k, v in ratios.items():
         print(f"{k:<34} {v:>8.2f}")
     print(f"catalog upload before the passes (plain puts, untimed in the table): {upload_s:.1f} s")
-    print(f"load average (1 min) at the start: {load0:.2f}, at the end: {os.getloadavg()[0]:.2f} "
-          f"on {os.cpu_count()} CPUs (other work on the machine lowers every wall-clock rate)")
+    print(
+        f"load average (1 min) at the start: {load0:.2f}, at the end: {os.getloadavg()[0]:.2f} "
+        f"on {os.cpu_count()} CPUs (other work on the machine lowers every wall-clock rate)"
+    )
 
     out = {
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__,
-                    "obstore": obstore.__version__},
-        "params": {"catalog": str(catalog), "triplets": len(local), "workers": w, "batch_size": b, "repeats": repeats,
-                   "latency_ms": args.latency_ms, "bands": "all", "compressed_mb_per_triplet": mb_per_triplet,
-                   "publish_files": len(files), "publish_mb": total_mb, "publish_workers": 8,
-                   "server": "moto ThreadedMotoServer on 127.0.0.1 (own process); latency: fault_proxy (own process)",
-                   "quick": args.quick},
-        "results": results, "ratios": ratios, "loadavg_start": load0,
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "rasterio": rasterio.__version__,
+            "gdal": rasterio.__gdal_version__,
+            "obstore": obstore.__version__,
+        },
+        "params": {
+            "catalog": str(catalog),
+            "triplets": len(local),
+            "workers": w,
+            "batch_size": b,
+            "repeats": repeats,
+            "latency_ms": args.latency_ms,
+            "bands": "all",
+            "compressed_mb_per_triplet": mb_per_triplet,
+            "publish_files": len(files),
+            "publish_mb": total_mb,
+            "publish_workers": 8,
+            "server": "moto ThreadedMotoServer on 127.0.0.1 (own process); latency: fault_proxy (own process)",
+            "quick": args.quick,
+        },
+        "results": results,
+        "ratios": ratios,
+        "loadavg_start": load0,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }
     write_json(args.out, out)

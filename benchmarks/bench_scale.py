@@ -68,9 +68,12 @@ def stage(name: str, root: Path, n: int) -> dict:
         from sen12ts_stac.distribute.export import export_catalog
 
         res = export_catalog(root, progress=False, chunk_size=8192, workers=2)
-        out = {"collections": len(res), "items": sum(r.items for r in res),
-               "parquet_bytes": sum(p.stat().st_size for r in res for p in r.files if p.suffix == ".parquet"),
-               "ndjson_bytes": sum(p.stat().st_size for r in res for p in r.files if p.suffix == ".ndjson")}
+        out = {
+            "collections": len(res),
+            "items": sum(r.items for r in res),
+            "parquet_bytes": sum(p.stat().st_size for r in res for p in r.files if p.suffix == ".parquet"),
+            "ndjson_bytes": sum(p.stat().st_size for r in res for p in r.files if p.suffix == ".ndjson"),
+        }
     elif name == "index_parquet":
         files = sorted(root.glob("*/triplets/items.parquet"))
         try:
@@ -78,9 +81,15 @@ def stage(name: str, root: Path, n: int) -> dict:
         except ImportError:
             import pyarrow.parquet as pq
 
-            out = {"records": sum(pq.read_table(f).num_rows for f in files), "how": "pyarrow.parquet.read_table (stream.load_index not available)"}
+            out = {
+                "records": sum(pq.read_table(f).num_rows for f in files),
+                "how": "pyarrow.parquet.read_table (stream.load_index not available)",
+            }
         else:
-            out = {"records": sum(len(load_index(f, progress=False)) for f in files), "how": "stream.load_index(items.parquet) per AOI"}
+            out = {
+                "records": sum(len(load_index(f, progress=False)) for f in files),
+                "how": "stream.load_index(items.parquet) per AOI",
+            }
     elif name == "index_static":
         from sen12ts_stac.stream.index import load_index
 
@@ -96,8 +105,9 @@ def stage(name: str, root: Path, n: int) -> dict:
 
 
 def run_stage(name: str, root: Path, n: int) -> dict:
-    r = subprocess.run([sys.executable, __file__, "--stage", name, "--root", str(root), "--n", str(n)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, __file__, "--stage", name, "--root", str(root), "--n", str(n)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         return {"error": (r.stderr.strip().splitlines() or ["?"])[-1]}
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -120,7 +130,11 @@ def main() -> None:
     if args.stage:
         print(json.dumps(stage(args.stage, Path(args.root), args.n)))
         return
-    sizes = [int(s) for s in args.sizes.split(",")] if args.sizes else [1_000, 10_000] + ([] if args.quick else [100_000]) + ([FULL] if args.full else [])
+    sizes = (
+        [int(s) for s in args.sizes.split(",")]
+        if args.sizes
+        else [1_000, 10_000] + ([] if args.quick else [100_000]) + ([FULL] if args.full else [])
+    )
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     results.update({"machine": f"{platform.machine()} {os.cpu_count()} cores", "python": platform.python_version()})
     runs = results.setdefault("runs", {})
@@ -133,7 +147,9 @@ def main() -> None:
                 print(f"{n:>7} {name:<14} {row[name]}", flush=True)
                 if name == "write":
                     row["catalog_bytes"] = du(root)
-            row["items_per_s_write"] = round(row["write"].get("items", 0) / max(row["write"].get("seconds", 1), 1e-9), 1)
+            row["items_per_s_write"] = round(
+                row["write"].get("items", 0) / max(row["write"].get("seconds", 1), 1e-9), 1
+            )
             runs[str(n)] = row
             RESULTS.parent.mkdir(parents=True, exist_ok=True)
             _growth(results)

@@ -88,8 +88,14 @@ class PlainDataset(torch.utils.data.Dataset):
         s2f[s2_invalid] = 0
         label = lab.astype(np.int64)
         label[lab == 255] = -1
-        return {"s1": torch.from_numpy(s1), "s1_valid": torch.from_numpy(s1_valid), "s2": torch.from_numpy(s2f),
-                "s2_valid": torch.from_numpy(~s2_invalid.any(0)), "label": torch.from_numpy(label), "id": r.id}
+        return {
+            "s1": torch.from_numpy(s1),
+            "s1_valid": torch.from_numpy(s1_valid),
+            "s2": torch.from_numpy(s2f),
+            "s2_valid": torch.from_numpy(~s2_invalid.any(0)),
+            "label": torch.from_numpy(label),
+            "id": r.id,
+        }
 
 
 def run_plain(records, s1, s2, workers: int, batch: int) -> int:
@@ -151,8 +157,15 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-CONTESTANTS = ("decode_limit", "stream_local", "plain_local", "stream_http", "plain_http", "stream_http_latency",
-               "plain_http_latency")
+CONTESTANTS = (
+    "decode_limit",
+    "stream_local",
+    "plain_local",
+    "stream_http",
+    "plain_http",
+    "stream_http_latency",
+    "plain_http_latency",
+)
 
 
 def one_pass(args) -> dict:
@@ -197,13 +210,22 @@ def run_round_robin(names: list[str], repeats: int, common: list[str], bases: di
                 raise SystemExit(f"bench: {name} failed: {done.stderr.strip()[-2000:]}")
             r = json.loads(done.stdout.strip().splitlines()[-1])
             runs[name].append(r)
-            print(f"  round {round_ + 1}/{repeats} {name:<22} {r['triplets'] / r['seconds']:7.1f} triplets/s  "
-                  f"{r['cpu_ms_per_triplet']:6.1f} CPU ms/triplet", flush=True)
-    return {name: {"triplets": r[0]["triplets"], "seconds": [x["seconds"] for x in r],
-                   "runs_per_s": [x["triplets"] / x["seconds"] for x in r],
-                   "triplets_per_s": max(x["triplets"] / x["seconds"] for x in r),
-                   "cpu_ms_per_triplet": min(x["cpu_ms_per_triplet"] for x in r),
-                   "loadavg": [x["loadavg"] for x in r]} for name, r in runs.items()}
+            print(
+                f"  round {round_ + 1}/{repeats} {name:<22} {r['triplets'] / r['seconds']:7.1f} triplets/s  "
+                f"{r['cpu_ms_per_triplet']:6.1f} CPU ms/triplet",
+                flush=True,
+            )
+    return {
+        name: {
+            "triplets": r[0]["triplets"],
+            "seconds": [x["seconds"] for x in r],
+            "runs_per_s": [x["triplets"] / x["seconds"] for x in r],
+            "triplets_per_s": max(x["triplets"] / x["seconds"] for x in r),
+            "cpu_ms_per_triplet": min(x["cpu_ms_per_triplet"] for x in r),
+            "loadavg": [x["loadavg"] for x in r],
+        }
+        for name, r in runs.items()
+    }
 
 
 def _bands(r0: TripletRecord, which: str) -> tuple[list[int], list[int], dict]:
@@ -248,23 +270,51 @@ def ensure_catalog(path: Path, tiles: int) -> Path:
         return path
     print(f"making the benchmark catalog ({tiles} tiles, ~1.5 triplets/s per core) in {path} ...", flush=True)
     cli = [sys.executable, "-c", "from sen12ts_stac.cli import main; main()"]
-    subprocess.run([*cli, "create", "--aoi", "california", "--source", "synthetic", "--max-tiles", str(tiles),
-                    "--out", str(path), "--quiet", "--workers", "2"], check=True)
+    subprocess.run(
+        [
+            *cli,
+            "create",
+            "--aoi",
+            "california",
+            "--source",
+            "synthetic",
+            "--max-tiles",
+            str(tiles),
+            "--out",
+            str(path),
+            "--quiet",
+            "--workers",
+            "2",
+        ],
+        check=True,
+    )
     return path
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help="catalog root (made with `create` if missing)")
+    ap.add_argument(
+        "--catalog", type=Path, default=DEFAULT_CATALOG, help="catalog root (made with `create` if missing)"
+    )
     ap.add_argument("--tiles", type=int, default=20, help="tiles when the catalog has to be made")
     ap.add_argument("--workers", type=int, default=4, help="worker threads / processes for every contestant")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--triplets", type=int, default=None, help="triplets per pass (default: all; --quick: 48)")
-    ap.add_argument("--repeats", type=int, default=None, help="rounds over all contestants, best kept (default 3; --quick: 1)")
-    ap.add_argument("--bands", choices=("all", "sar2vi"), default="all",
-                    help="all: every band of S1, S2, label; sar2vi: 16 SAR bands + LIA/slope, 4 S2 bands, label")
-    ap.add_argument("--latency-ms", type=float, default=20.0,
-                    help="also serve with this delay per answer (object-store latency); 0 skips those rows")
+    ap.add_argument(
+        "--repeats", type=int, default=None, help="rounds over all contestants, best kept (default 3; --quick: 1)"
+    )
+    ap.add_argument(
+        "--bands",
+        choices=("all", "sar2vi"),
+        default="all",
+        help="all: every band of S1, S2, label; sar2vi: 16 SAR bands + LIA/slope, 4 S2 bands, label",
+    )
+    ap.add_argument(
+        "--latency-ms",
+        type=float,
+        default=20.0,
+        help="also serve with this delay per answer (object-store latency); 0 skips those rows",
+    )
     ap.add_argument("--quick", action="store_true", help="a fast smoke run")
     ap.add_argument("--one", choices=CONTESTANTS, help=argparse.SUPPRESS)  # internal: one pass, JSON on stdout
     ap.add_argument("--base", help=argparse.SUPPRESS)  # internal: the http server for --one
@@ -281,10 +331,17 @@ def main(argv=None) -> int:
     s1, s2, assets = _bands(records[0], args.bands)
     w, b = args.workers, args.batch_size
     load0 = os.getloadavg()[0]
-    mb_per_triplet = sum(os.path.getsize(h) for h in {r.hrefs[k] for r in records for k in ("s1", "s2", "labels")}) \
-        / len(records) / 1e6
-    print(f"{len(records)} triplets ({mb_per_triplet:.2f} MB compressed each, {len(s1)} S1 + {len(s2)} S2 bands + label), "
-          f"{w} workers, batch {b}, {repeats} round(s), {os.cpu_count()} CPUs", flush=True)
+    mb_per_triplet = (
+        sum(os.path.getsize(h) for h in {r.hrefs[k] for r in records for k in ("s1", "s2", "labels")})
+        / len(records)
+        / 1e6
+    )
+    print(
+        f"{len(records)} triplets ({mb_per_triplet:.2f} MB compressed each, {len(s1)} S1 + {len(s2)} S2 bands + "
+        "label), "
+        f"{w} workers, batch {b}, {repeats} round(s), {os.cpu_count()} CPUs",
+        flush=True,
+    )
     servers = []
     try:
         for latency in (0.0, args.latency_ms):
@@ -294,8 +351,18 @@ def main(argv=None) -> int:
         index_http_s = time.perf_counter() - t0
         names = list(CONTESTANTS if args.latency_ms > 0 else CONTESTANTS[:5])
         bases = {n: servers[1 if n.endswith("_latency") else 0][1] for n in names if "_http" in n}
-        common = ["--catalog", str(catalog), "--triplets", str(len(records)), "--workers", str(w),
-                  "--batch-size", str(b), "--bands", args.bands]
+        common = [
+            "--catalog",
+            str(catalog),
+            "--triplets",
+            str(len(records)),
+            "--workers",
+            str(w),
+            "--batch-size",
+            str(b),
+            "--bands",
+            args.bands,
+        ]
         results = run_round_robin(names, repeats, common, bases)
     finally:
         for proc, _ in servers:
@@ -314,19 +381,28 @@ def main(argv=None) -> int:
     }
     if args.latency_ms > 0:
         ratios["stream_vs_plain_http_latency"] = rate["stream_http_latency"] / rate["plain_http_latency"]
-    goals = {"stream >= 2x plain DataLoader (local)": ratios["stream_vs_plain_local"] >= 2.0,
-             "stream >= 2x plain DataLoader (http)": ratios["stream_vs_plain_http"] >= 2.0,
-             "stream within 75% of the decode limit (local)": ratios["stream_local_vs_decode_limit"] >= 0.75}
+    goals = {
+        "stream >= 2x plain DataLoader (local)": ratios["stream_vs_plain_local"] >= 2.0,
+        "stream >= 2x plain DataLoader (http)": ratios["stream_vs_plain_http"] >= 2.0,
+        "stream within 75% of the decode limit (local)": ratios["stream_local_vs_decode_limit"] >= 0.75,
+    }
     if args.latency_ms > 0:
-        goals[f"stream >= 2x plain DataLoader (http, {args.latency_ms:g} ms latency)"] = \
+        goals[f"stream >= 2x plain DataLoader (http, {args.latency_ms:g} ms latency)"] = (
             ratios["stream_vs_plain_http_latency"] >= 2.0
+        )
 
-    rows = [("decode limit (vsimem, threads)", "decode_limit"), ("triplet_loader, local", "stream_local"),
-            ("plain DataLoader, local", "plain_local"), ("triplet_loader, http 127.0.0.1", "stream_http"),
-            ("plain DataLoader, http 127.0.0.1", "plain_http")]
+    rows = [
+        ("decode limit (vsimem, threads)", "decode_limit"),
+        ("triplet_loader, local", "stream_local"),
+        ("plain DataLoader, local", "plain_local"),
+        ("triplet_loader, http 127.0.0.1", "stream_http"),
+        ("plain DataLoader, http 127.0.0.1", "plain_http"),
+    ]
     if args.latency_ms > 0:
-        rows += [(f"triplet_loader, http +{args.latency_ms:g} ms", "stream_http_latency"),
-                 (f"plain DataLoader, http +{args.latency_ms:g} ms", "plain_http_latency")]
+        rows += [
+            (f"triplet_loader, http +{args.latency_ms:g} ms", "stream_http_latency"),
+            (f"plain DataLoader, http +{args.latency_ms:g} ms", "plain_http_latency"),
+        ]
     print(f"\n{'contestant':<34} {'triplets/s':>10} {'MB/s (compressed)':>18} {'CPU ms/triplet':>15}")
     for label, key in rows:
         print(f"{label:<34} {rate[key]:>10.1f} {rate[key] * mb_per_triplet:>18.1f} {cpu[key]:>15.1f}")
@@ -336,17 +412,35 @@ def main(argv=None) -> int:
     for k, ok in goals.items():
         print(f"goal: {k:<58} {'met' if ok else 'NOT met'}")
     print(f"index over http ({len(remote)} triplets in the catalog, cold, 16 threads): {index_http_s:.2f} s")
-    print(f"load average (1 min) at the start: {load0:.2f}, at the end: {os.getloadavg()[0]:.2f} "
-          f"on {os.cpu_count()} CPUs (other work on the machine lowers every wall-clock rate)")
+    print(
+        f"load average (1 min) at the start: {load0:.2f}, at the end: {os.getloadavg()[0]:.2f} "
+        f"on {os.cpu_count()} CPUs (other work on the machine lowers every wall-clock rate)"
+    )
 
     out = {
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count(),
-                    "torch": torch.__version__, "rasterio": rasterio.__version__, "gdal": rasterio.__gdal_version__},
-        "params": {"catalog": str(catalog), "triplets": len(records), "workers": w, "batch_size": b, "repeats": repeats,
-                   "latency_ms": args.latency_ms,
-                   "bands": {"s1": assets["s1"], "s2": assets["s2"], "labels": ["class"]},
-                   "compressed_mb_per_triplet": mb_per_triplet, "quick": args.quick},
-        "results": results, "ratios": ratios, "goals": goals, "index_http_cold_seconds": index_http_s,
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "rasterio": rasterio.__version__,
+            "gdal": rasterio.__gdal_version__,
+        },
+        "params": {
+            "catalog": str(catalog),
+            "triplets": len(records),
+            "workers": w,
+            "batch_size": b,
+            "repeats": repeats,
+            "latency_ms": args.latency_ms,
+            "bands": {"s1": assets["s1"], "s2": assets["s2"], "labels": ["class"]},
+            "compressed_mb_per_triplet": mb_per_triplet,
+            "quick": args.quick,
+        },
+        "results": results,
+        "ratios": ratios,
+        "goals": goals,
+        "index_http_cold_seconds": index_http_s,
         "loadavg_start": load0,
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
     }

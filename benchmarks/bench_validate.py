@@ -47,11 +47,15 @@ def schema_map(schemas: Path) -> list[str]:
     base = Path(str(importlib.resources.files("pystac.validation.jsonschemas")))
     pairs = {}
     for name in ("item", "catalog", "collection"):
-        pairs[f"https://schemas.stacspec.org/v{VERSION}/{name}-spec/json-schema/{name}.json"] = base / f"stac-spec/v{VERSION}/{name}.json"
+        pairs[f"https://schemas.stacspec.org/v{VERSION}/{name}-spec/json-schema/{name}.json"] = (
+            base / f"stac-spec/v{VERSION}/{name}.json"
+        )
     for name in ("Feature", "Geometry"):
         pairs[f"https://geojson.org/schema/{name}.json"] = base / f"geojson/{name}.json"
     for name in ("bands", "basics", "common", "data-values", "datetime", "instrument", "licensing", "provider"):
-        pairs[f"https://schemas.stacspec.org/v{VERSION}/item-spec/json-schema/{name}.json"] = base / f"stac-spec/v{VERSION}/{name}.json"
+        pairs[f"https://schemas.stacspec.org/v{VERSION}/item-spec/json-schema/{name}.json"] = (
+            base / f"stac-spec/v{VERSION}/{name}.json"
+        )
     for p in sorted(schemas.rglob("*.json")):
         pairs.setdefault("https://" + p.relative_to(schemas).as_posix(), p)
     args: list[str] = []
@@ -76,8 +80,22 @@ def run(cmd: list[str], log: Path | None = None) -> tuple[float, float, subproce
 
 
 def ours(root: Path, schemas: Path, executor: str, workers: int, schema_only: bool) -> dict:
-    cmd = [str(BIN / "sen12ts-stac"), "validate", str(root), "--offline", "--schemas", str(schemas), "--format", "json",
-           "--no-assets", "--executor", executor, "--workers", str(workers), "--quiet"]
+    cmd = [
+        str(BIN / "sen12ts-stac"),
+        "validate",
+        str(root),
+        "--offline",
+        "--schemas",
+        str(schemas),
+        "--format",
+        "json",
+        "--no-assets",
+        "--executor",
+        executor,
+        "--workers",
+        str(workers),
+        "--quiet",
+    ]
     if schema_only:
         cmd += ["--no-links", "--no-rules"]
     dt, cpu, p = run(cmd)
@@ -86,10 +104,21 @@ def ours(root: Path, schemas: Path, executor: str, workers: int, schema_only: bo
     rep = json.loads(p.stdout)
     c = rep["counts"]
     objects = c.get("catalogs", 0) + c.get("collections", 0) + c.get("items", 0)
-    return {"tool": "sen12ts-stac validate", "mode": f"{'schemas only' if schema_only else 'schemas+links+rules'}, {executor}"
-            + (f" x{workers}" if executor != "serial" else ""), "seconds": dt, "cpu_seconds": cpu, "objects": objects,
-            "items": c.get("items", 0), "objects_per_s": objects / dt, "objects_per_cpu_s": objects / cpu, "ok": rep["ok"], "errors": rep["errors"], "not_checked": rep["not_checked"],
-            "phase_seconds": rep["seconds"]}
+    return {
+        "tool": "sen12ts-stac validate",
+        "mode": f"{'schemas only' if schema_only else 'schemas+links+rules'}, {executor}"
+        + (f" x{workers}" if executor != "serial" else ""),
+        "seconds": dt,
+        "cpu_seconds": cpu,
+        "objects": objects,
+        "items": c.get("items", 0),
+        "objects_per_s": objects / dt,
+        "objects_per_cpu_s": objects / cpu,
+        "ok": rep["ok"],
+        "errors": rep["errors"],
+        "not_checked": rep["not_checked"],
+        "phase_seconds": rep["seconds"],
+    }
 
 
 def stac_valid(root: Path, schemas: Path, log: Path) -> dict:
@@ -101,20 +130,32 @@ def stac_valid(root: Path, schemas: Path, log: Path) -> dict:
     if not m:
         raise SystemExit(f"stac-valid gave no summary (exit {p.returncode}); see {log}")
     passed, objects = int(m.group(1)), int(m.group(2))
-    return {"tool": "stac-valid validate --recursive", "mode": "schemas only, -s URL FILE map, 1 process", "seconds": dt,
-            "cpu_seconds": cpu, "objects": objects, "passed": passed, "objects_per_s": objects / dt,
-            "objects_per_cpu_s": objects / cpu, "ok": passed == objects,
-            "version": md.version("stac-valid")}
+    return {
+        "tool": "stac-valid validate --recursive",
+        "mode": "schemas only, -s URL FILE map, 1 process",
+        "seconds": dt,
+        "cpu_seconds": cpu,
+        "objects": objects,
+        "passed": passed,
+        "objects_per_s": objects / dt,
+        "objects_per_cpu_s": objects / cpu,
+        "ok": passed == objects,
+        "version": md.version("stac-valid"),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="~500 items instead of >= 10k")
     ap.add_argument("--triplets", type=int, default=None, help="triplets to simulate (3300 -> ~10.3k items)")
-    ap.add_argument("--schemas", type=Path, default=Path(os.environ.get("SEN12TS_SCHEMAS", REPO.parent / "shared" / "stac-schemas")))
+    ap.add_argument(
+        "--schemas", type=Path, default=Path(os.environ.get("SEN12TS_SCHEMAS", REPO.parent / "shared" / "stac-schemas"))
+    )
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--skip-baseline", action="store_true", help="do not run stac-valid (no speed-up figure)")
-    ap.add_argument("--keep", type=Path, default=None, help="simulate into (or reuse) this folder instead of a temp dir")
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="simulate into (or reuse) this folder instead of a temp dir"
+    )
     args = ap.parse_args()
     from sen12ts_stac.collect.simulate import simulate_catalog
 
@@ -125,7 +166,11 @@ def main() -> None:
         if not (root / "catalog.json").exists():
             t0 = time.perf_counter()
             sim = simulate_catalog(root, "california", n, seed=0)
-            print(f"simulated {sim['items']:,} items ({sim['triplets']:,} triplets) in {time.perf_counter() - t0:.1f} s: {root}", flush=True)
+            print(
+                f"simulated {sim['items']:,} items ({sim['triplets']:,} triplets) in {time.perf_counter() - t0:.1f} "
+                f"s: {root}",
+                flush=True,
+            )
         rows = []
         for executor in ("serial", "thread", "process"):
             rows.append(ours(root, args.schemas, executor, args.workers, schema_only=True))
@@ -137,35 +182,59 @@ def main() -> None:
             print("  stac-valid (this is the slow part) ...", flush=True)
             baseline = stac_valid(root, args.schemas, tmp / "stac-valid.log")
             rows.append(baseline)
-        best = max((r for r in rows if r["tool"].startswith("sen12ts") and r["mode"].startswith("schemas only")),
-                   key=lambda r: r["objects_per_s"])
+        best = max(
+            (r for r in rows if r["tool"].startswith("sen12ts") and r["mode"].startswith("schemas only")),
+            key=lambda r: r["objects_per_s"],
+        )
         speedup = best["objects_per_s"] / baseline["objects_per_s"] if baseline else None
         serial = rows[0]
         cpu_speedup = serial["objects_per_cpu_s"] / baseline["objects_per_cpu_s"] if baseline else None
         print()
-        print(f"{'tool':<32} {'mode':<42} {'objects':>8} {'wall s':>8} {'CPU s':>8} {'objects/s':>10} {'obj/CPU s':>10} {'ok':>4}")
+        print(
+            f"{'tool':<32} {'mode':<42} {'objects':>8} {'wall s':>8} {'CPU s':>8} {'objects/s':>10} {'obj/CPU s':>10} "
+            f"{'ok':>4}"
+        )
         for r in rows:
-            print(f"{r['tool']:<32} {r['mode']:<42} {r['objects']:>8,} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
-                  f"{r['objects_per_s']:>10.1f} {r['objects_per_cpu_s']:>10.1f} {str(r['ok']):>4}")
-        print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+            print(
+                f"{r['tool']:<32} {r['mode']:<42} {r['objects']:>8,} {r['seconds']:>8.1f} {r['cpu_seconds']:>8.1f} "
+                f"{r['objects_per_s']:>10.1f} {r['objects_per_cpu_s']:>10.1f} {str(r['ok']):>4}"
+            )
+        print(
+            f"load average (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on "
+            f"{os.cpu_count()} CPUs"
+        )
         if speedup:
-            print(f"\nschema validation: {speedup:.1f}x stac-valid by wall clock ({best['mode']}), "
-                  f"{cpu_speedup:.1f}x per CPU second (serial); goal >= 10x")
+            print(
+                f"\nschema validation: {speedup:.1f}x stac-valid by wall clock ({best['mode']}), "
+                f"{cpu_speedup:.1f}x per CPU second (serial); goal >= 10x"
+            )
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         from sen12ts_stac.fsio import write_json
 
-        write_json(RESULTS, {
-            "command": " ".join(["python", "benchmarks/bench_validate.py", *sys.argv[1:]]),
-            "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                        "load_average_at_end": os.getloadavg()},
-            "versions": {k: md.version(k) for k in ("fastjsonschema", "jsonschema", "stac-valid", "pystac")},
-            "catalog": {"triplets": n, "items": rows[0]["items"], "objects": rows[0]["objects"], "kind": "simulate_catalog (metadata only)"},
-            "rows": rows,
-            "speedup_schema_vs_stac_valid": speedup,
-            "speedup_per_cpu_second_serial": cpu_speedup,
-            "best_mode": best["mode"],
-        })
+        write_json(
+            RESULTS,
+            {
+                "command": " ".join(["python", "benchmarks/bench_validate.py", *sys.argv[1:]]),
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "load_average_at_end": os.getloadavg(),
+                },
+                "versions": {k: md.version(k) for k in ("fastjsonschema", "jsonschema", "stac-valid", "pystac")},
+                "catalog": {
+                    "triplets": n,
+                    "items": rows[0]["items"],
+                    "objects": rows[0]["objects"],
+                    "kind": "simulate_catalog (metadata only)",
+                },
+                "rows": rows,
+                "speedup_schema_vs_stac_valid": speedup,
+                "speedup_per_cpu_second_serial": cpu_speedup,
+                "best_mode": best["mode"],
+            },
+        )
         print(f"wrote {RESULTS.relative_to(REPO)}")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -7,10 +7,10 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import sys
 import tempfile
 import time
-import re
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -57,7 +57,9 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
     return n
 
 
-def remove_stale_root_leftovers(root: str | os.PathLike[str], min_age_s: float = 30.0, probes_only: bool = False) -> int:
+def remove_stale_root_leftovers(
+    root: str | os.PathLike[str], min_age_s: float = 30.0, probes_only: bool = False
+) -> int:
     """Delete, directly in ``root`` (not below it), the root ``catalog.json`` temporaries and
     writability probes (only those if ``probes_only``) a killed run left, if older than
     ``min_age_s`` (a run for another AOI into the same root may be writing its own right now).
@@ -69,8 +71,11 @@ def remove_stale_root_leftovers(root: str | os.PathLike[str], min_age_s: float =
         return 0
     now = time.time()
     for entry in entries:
-        if (_ROOT_LEFTOVER.match(entry.name) and entry.is_file(follow_symlinks=False)
-                and not (probes_only and entry.name.startswith(".catalog.json."))):
+        if (
+            _ROOT_LEFTOVER.match(entry.name)
+            and entry.is_file(follow_symlinks=False)
+            and not (probes_only and entry.name.startswith(".catalog.json."))
+        ):
             try:
                 if now - entry.stat(follow_symlinks=False).st_mtime >= min_age_s:
                     os.unlink(entry.path)
@@ -181,8 +186,9 @@ def catalog_entry(path: str | os.PathLike, also: str = "") -> Path:
     return entry
 
 
-def walk_local(entry: str | os.PathLike, rels: tuple[str, ...] = ("child", "item"),
-               descend: Callable[[dict], bool] | None = None) -> Iterator[tuple[str, dict]]:
+def walk_local(
+    entry: str | os.PathLike, rels: tuple[str, ...] = ("child", "item"), descend: Callable[[dict], bool] | None = None
+) -> Iterator[tuple[str, dict]]:
     """``(path, object)`` for ``entry`` and every local STAC JSON file reached from it through
     links with one of ``rels`` (the storage walker, local links only); each file is read once
     and loops are not followed. ``descend(obj)`` False: yield ``obj`` but do not follow its

@@ -30,21 +30,39 @@ class ImportReport:
     seasons: Counter
 
     def lines(self) -> list[str]:
-        out = [f"originals: {self.triplets} S1/S2 pairs on {self.tiles} tiles in {self.folder} "
-               f"({', '.join(f'{k} {v}' for k, v in sorted(self.seasons.items()))}), label files for {self.tiles_with_label_file} tiles"]
+        out = [
+            f"originals: {self.triplets} S1/S2 pairs on {self.tiles} tiles in {self.folder} "
+            f"({', '.join(f'{k} {v}' for k, v in sorted(self.seasons.items()))}), label files for "
+            f"{self.tiles_with_label_file} tiles"
+        ]
         if self.tiles_with_label_file < self.tiles:
-            out.append(f"tiles without a label file: {self.tiles - self.tiles_with_label_file} (label from the CDL band of the older "
-                       "California S2 export where present, else all no data)")
-        for what, names in (("unpaired (no partner in s1/ or s2/), not imported", self.unpaired),
-                            ("S2 date outside the 2020 seasons, not imported", self.outside), ("not .tif, ignored", self.ignored)):
+            out.append(
+                f"tiles without a label file: {self.tiles - self.tiles_with_label_file} (label from the CDL band of "
+                "the older "
+                "California S2 export where present, else all no data)"
+            )
+        for what, names in (
+            ("unpaired (no partner in s1/ or s2/), not imported", self.unpaired),
+            ("S2 date outside the 2020 seasons, not imported", self.outside),
+            ("not .tif, ignored", self.ignored),
+        ):
             if names:
                 out.append(f"{what}: {len(names)}, e.g. {names[0]}")
         return out
 
 
-def import_legacy(folder: str | Path, *, aoi: str | None = None, out: str | Path = Path("catalogs"), max_invalid: float = 1.0,
-                  seed: int = 0, workers: int = 1, overwrite: bool = False, progress: bool = True,
-                  executor=None) -> tuple[RunSummary, ImportReport]:
+def import_legacy(
+    folder: str | Path,
+    *,
+    aoi: str | None = None,
+    out: str | Path = Path("catalogs"),
+    max_invalid: float = 1.0,
+    seed: int = 0,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+    executor=None,
+) -> tuple[RunSummary, ImportReport]:
     """Import a folder of originals (``s1/``, ``s2/``, ``labels/``) into ``out``; resumes like create."""
     if not 0.0 <= max_invalid <= 1.0:
         raise UserError(f"--max-invalid must be between 0 and 1, got {max_invalid}")
@@ -58,12 +76,29 @@ def import_legacy(folder: str | Path, *, aoi: str | None = None, out: str | Path
     for ts in found.triplets.values():
         for t in ts:
             seasons[next(s for s, season in legacy.SEASONS.items() if season.contains(t.s2_date))] += 1
-    report = ImportReport(name, folder, found.n_triplets, len(found.triplets), sum(1 for t in found.triplets if t in found.labels),
-                          found.unpaired, found.outside, found.ignored, seasons)
+    report = ImportReport(
+        name,
+        folder,
+        found.n_triplets,
+        len(found.triplets),
+        sum(1 for t in found.triplets if t in found.labels),
+        found.unpaired,
+        found.outside,
+        found.ignored,
+        seasons,
+    )
     config = CreateConfig(
-        aoi=name, out=Path(out), source="legacy", seed=seed, max_tiles=None, tiles=tuple(found.tile_ids), workers=workers,
+        aoi=name,
+        out=Path(out),
+        source="legacy",
+        seed=seed,
+        max_tiles=None,
+        tiles=tuple(found.tile_ids),
+        workers=workers,
         # every original triplet is kept (up to the invalid-pixel limit); the pairing was done by the original
-        rules=PairingRules(max_invalid_fraction=max_invalid, max_triplets_per_tile_season=1000, max_attempts_per_tile_season=1000),
+        rules=PairingRules(
+            max_invalid_fraction=max_invalid, max_triplets_per_tile_season=1000, max_attempts_per_tile_season=1000
+        ),
         source_options={"dir": str(folder)},
     )
     summary = create(config, overwrite=overwrite, progress=progress, executor=executor)

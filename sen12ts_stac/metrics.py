@@ -214,9 +214,7 @@ def _batch_moments(p: np.ndarray, t: np.ndarray, inv: np.ndarray, k: int) -> lis
         np.bincount(inv, np.abs(err), k),
         np.bincount(inv, err, k),
     ]
-    return [
-        _Moments(int(cnt[i]), mp[i], mt[i], *(float(c[i]) for c in cols)) for i in range(k)
-    ]
+    return [_Moments(int(cnt[i]), mp[i], mt[i], *(float(c[i]) for c in cols)) for i in range(k)]
 
 
 class RegressionAccumulator:

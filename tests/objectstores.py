@@ -43,15 +43,29 @@ from pathlib import Path
 from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
-AZURITE_BIN = Path(os.environ.get("AZURITE_CACHE", REPO / ".cache" / "azurite")) / "node_modules" / ".bin" / "azurite-blob"
+AZURITE_BIN = (
+    Path(os.environ.get("AZURITE_CACHE", REPO / ".cache" / "azurite")) / "node_modules" / ".bin" / "azurite-blob"
+)
 # Azurite's well-known development account (public, documented by Microsoft; not a secret).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 # Variables that would change which store or credentials the product uses: cleared by use().
-_STORE_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
-               "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE", "AWS_NO_SIGN_REQUEST",
-               "AWS_SKIP_SIGNATURE", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME",
-               "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN")
+_STORE_VARS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_PROFILE",
+    "AWS_NO_SIGN_REQUEST",
+    "AWS_SKIP_SIGNATURE",
+    "AZURE_STORAGE_CONNECTION_STRING",
+    "AZURE_STORAGE_ACCOUNT_NAME",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+)
 _names = itertools.count(1)
 
 
@@ -78,19 +92,36 @@ class S3Server:
         import boto3
 
         self.endpoint = endpoint
-        self.env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": access_key,
-                    "AWS_SECRET_ACCESS_KEY": secret_key, "AWS_REGION": "us-east-1"}
-        self.client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                                   aws_access_key_id=access_key, aws_secret_access_key=secret_key)
+        self.env = {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": access_key,
+            "AWS_SECRET_ACCESS_KEY": secret_key,
+            "AWS_REGION": "us-east-1",
+        }
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+        )
 
     def make_bucket(self, name: str | None = None, public: bool = False) -> str:
         """Create a bucket (a unique name when None); ``public``: anonymous GetObject/ListBucket."""
         name = name or _unique("bkt")
         self.client.create_bucket(Bucket=name)
         if public:
-            policy = {"Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:ListBucket"],
-                "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"]}]}
+            policy = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": ["s3:GetObject", "s3:ListBucket"],
+                        "Resource": [f"arn:aws:s3:::{name}", f"arn:aws:s3:::{name}/*"],
+                    }
+                ],
+            }
             self.client.put_bucket_policy(Bucket=name, Policy=json.dumps(policy))
         return name
 
@@ -128,8 +159,12 @@ class S3Server:
             self._reset_auth("inf")
 
     def _reset_auth(self, count: str) -> None:
-        req = urllib.request.Request(self.endpoint + "/moto-api/reset-auth", data=count.encode(), method="POST",
-                                     headers={"Content-Type": "text/plain"})
+        req = urllib.request.Request(
+            self.endpoint + "/moto-api/reset-auth",
+            data=count.encode(),
+            method="POST",
+            headers={"Content-Type": "text/plain"},
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             r.read()
 
@@ -146,12 +181,22 @@ def s3_server() -> Iterator[S3Server]:
     try:
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
-        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id="setup", aws_secret_access_key="setup")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
+        )
         user = _unique("tester")
         iam.create_user(UserName=user)
-        iam.put_user_policy(UserName=user, PolicyName="all-s3", PolicyDocument=json.dumps(
-            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        iam.put_user_policy(
+            UserName=user,
+            PolicyName="all-s3",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}
+            ),
+        )
         key = iam.create_access_key(UserName=user)["AccessKey"]
         yield S3Server(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
     finally:
@@ -169,9 +214,11 @@ class AzuriteServer:
     def __init__(self, port: int):
         self.port = port
         self.endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-        self.env = {"AZURE_STORAGE_CONNECTION_STRING":
-                    f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
-                    f"BlobEndpoint={self.endpoint};"}
+        self.env = {
+            "AZURE_STORAGE_CONNECTION_STRING": f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};"
+            f"AccountKey={AZURITE_KEY};"
+            f"BlobEndpoint={self.endpoint};"
+        }
 
     def make_container(self, name: str | None = None, public: bool = False) -> str:
         """Create a container (a unique name when None); ``public``: anonymous read and list."""
@@ -215,10 +262,12 @@ class AzuriteServer:
         headers = dict(headers or {})
         headers["x-ms-date"] = email.utils.formatdate(usegmt=True)
         headers["x-ms-version"] = "2021-08-06"
-        canon_headers = "".join(f"{k}:{v}\n" for k, v in sorted((k.lower(), v) for k, v in headers.items()
-                                                                  if k.lower().startswith("x-ms-")))
+        canon_headers = "".join(
+            f"{k}:{v}\n" for k, v in sorted((k.lower(), v) for k, v in headers.items() if k.lower().startswith("x-ms-"))
+        )
         canon_resource = f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}{path}" + "".join(
-            f"\n{k}:{v}" for k, v in sorted(query.items()))
+            f"\n{k}:{v}" for k, v in sorted(query.items())
+        )
         to_sign = method + "\n" * 12 + canon_headers + canon_resource
         sig = base64.b64encode(hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode(), hashlib.sha256).digest())
         headers["Authorization"] = f"SharedKey {AZURITE_ACCOUNT}:{sig.decode()}"
@@ -263,9 +312,22 @@ def azurite_server() -> Iterator[AzuriteServer]:
         for _attempt in range(3):  # a free port can be taken between the probe and the bind
             port = _free_port()
             proc = subprocess.Popen(
-                [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", workspace,
-                 "--skipApiVersionCheck", "--loose", "--silent", "--disableTelemetry"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                [
+                    str(AZURITE_BIN),
+                    "--blobHost",
+                    "127.0.0.1",
+                    "--blobPort",
+                    str(port),
+                    "--location",
+                    workspace,
+                    "--skipApiVersionCheck",
+                    "--loose",
+                    "--silent",
+                    "--disableTelemetry",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             deadline = time.monotonic() + 30
             while proc.poll() is None and time.monotonic() < deadline:
                 try:
@@ -297,10 +359,14 @@ def azurite_server() -> Iterator[AzuriteServer]:
 # Fault proxy
 # ---------------------------------------------------------------------------------------------
 
-SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-            b"<Message>Please reduce your request rate.</Message></Error>")
-INTERNAL = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
-            b"<Message>We encountered an internal error. Please try again.</Message></Error>")
+SLOWDOWN = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
+    b"<Message>Please reduce your request rate.</Message></Error>"
+)
+INTERNAL = (
+    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>InternalError</Code>'
+    b"<Message>We encountered an internal error. Please try again.</Message></Error>"
+)
 _HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade"}
 
 
@@ -323,16 +389,24 @@ class FaultProxy:
         for method, path, status in self.forwarded:
             u = urllib.parse.urlsplit(path)
             q = urllib.parse.parse_qs(u.query)
-            done = (method == "PUT" and (not u.query or q.get("comp") == ["blocklist"])) or \
-                   (method == "POST" and "uploadId" in q)
+            done = (method == "PUT" and (not u.query or q.get("comp") == ["blocklist"])) or (
+                method == "POST" and "uploadId" in q
+            )
             if done and status < 300:
                 out.append(u.path)
         return out
 
 
 @contextmanager
-def fault_proxy(upstream: str, *, fail: tuple[int, ...] = (503, 500), reset_get: bool = False,
-                reset_put: bool = False, delay: float = 0.0, min_reset_bytes: int = 2) -> Iterator[FaultProxy]:
+def fault_proxy(
+    upstream: str,
+    *,
+    fail: tuple[int, ...] = (503, 500),
+    reset_get: bool = False,
+    reset_put: bool = False,
+    delay: float = 0.0,
+    min_reset_bytes: int = 2,
+) -> Iterator[FaultProxy]:
     """A proxy on 127.0.0.1 in front of ``upstream`` (``http://127.0.0.1:PORT``). Each distinct
     request (method, path + query, Range header) is answered once with each status in ``fail``,
     in order (503 carries an S3 SlowDown body, 500 an InternalError one), then forwarded. With
@@ -393,8 +467,9 @@ def fault_proxy(upstream: str, *, fail: tuple[int, ...] = (503, 500), reset_get:
                 proxy.counts["forwarded"] += 1
                 proxy.forwarded.append((self.command, self.path, resp.status))
             is_object = "list-type" not in self.path and "comp=list" not in self.path
-            cut = (reset_get and self.command == "GET" and resp.status < 300 and is_object
-                   and len(data) >= min_reset_bytes)
+            cut = (
+                reset_get and self.command == "GET" and resp.status < 300 and is_object and len(data) >= min_reset_bytes
+            )
             if cut:  # once per object: the ranged GET that resumes it gets through
                 with proxy.lock:
                     cut = self.path not in cut_objects

@@ -19,8 +19,15 @@ REPO = Path(__file__).resolve().parents[1]
 PORT = 8431  # STAC Browser is built for one catalog URL; the Makefile pre-builds for this one
 CATALOG_URL = f"http://127.0.0.1:{PORT}/catalog.json"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / ".artifacts"
 
 pytestmark = pytest.mark.slow
@@ -72,8 +79,12 @@ def test_root_catalog_page(page):
 
 
 def test_collection_page(page):
-    text = _open(page, "california/triplets/collection.json", "SEN12TS California Central Valley: Training triplets",
-                 "Training triplets near ")
+    text = _open(
+        page,
+        "california/triplets/collection.json",
+        "SEN12TS California Central Valley: Training triplets",
+        "Training triplets near ",
+    )
     assert "One record per S1/S2/label triplet" in text  # the description
     # its block catalogs are listed by where they are and what they hold, not by a grid key
     assert re.search(r"Training triplets near \d+\.\d\d°N \d+\.\d\d°W: \d+ items?", text), text
@@ -83,7 +94,7 @@ def test_collection_page(page):
 
 def test_s1_item_page_names_its_bands(page):
     item = sorted(page.root.glob("california/s1/*/*/*.json"))[0]
-    text = _open(page, item.relative_to(page.root).as_posix(), item.stem, "Raster Imagery")
+    _open(page, item.relative_to(page.root).as_posix(), item.stem, "Raster Imagery")
     layers = page.locator("table", has_text="Data Type of Values").first
     layers.wait_for()
     rows = layers.inner_text()
@@ -121,5 +132,9 @@ def test_item_page_shows_its_thumbnail(page):
     from PIL import Image, ImageStat
 
     box = img.bounding_box()
-    crop = Image.open(shot).convert("RGB").crop((int(box["x"]), int(box["y"]), int(box["x"] + box["width"]), int(box["y"] + box["height"])))
+    crop = (
+        Image.open(shot)
+        .convert("RGB")
+        .crop((int(box["x"]), int(box["y"]), int(box["x"] + box["width"]), int(box["y"] + box["height"])))
+    )
     assert max(ImageStat.Stat(crop).stddev) > 5, "the thumbnail area of the screenshot is flat"

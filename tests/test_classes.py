@@ -39,9 +39,7 @@ def test_cached():
     assert class_table("cdl") is class_table("cdl")
 
 
-@pytest.mark.parametrize(
-    "table_id,count", [("cdl", 134), ("sigpac", 171), ("worldcover", 11), ("scl", 12)]
-)
+@pytest.mark.parametrize("table_id,count", [("cdl", 134), ("sigpac", 171), ("worldcover", 11), ("scl", 12)])
 def test_counts(table_id, count):
     assert len(class_table(table_id)) == count
 
@@ -148,9 +146,7 @@ def test_is_crop_nodata_and_out_of_range():
     wc = class_table("worldcover")
     arr = np.array([[-3000, 40, 40], [70000, 30, -1]], dtype=np.int32)
     np.testing.assert_array_equal(wc.is_crop(arr), [[False, True, True], [False, False, False]])
-    np.testing.assert_array_equal(
-        wc.is_crop(np.array([-3000, 40], dtype=np.int16)), [False, True]
-    )
+    np.testing.assert_array_equal(wc.is_crop(np.array([-3000, 40], dtype=np.int16)), [False, True])
     with pytest.raises(TypeError):
         wc.is_crop(np.array([40.0]))
 
@@ -232,4 +228,3 @@ def test_to_stac_classes_slugs_and_collisions():
     assert sigpac[42]["description"] == "Cultivation of Fruits of the Forest"
     assert sigpac[42]["name"] == "cultivation_of_fruits_of_the_forest"
     assert sigpac[123]["name"] == "hypericum_or_saint_john_s_wort"
-

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -130,7 +129,10 @@ def test_collections_have_item_assets_summaries_and_train_statistics(small_catal
     assert s1["id"] == "sen12ts_california_s1_source"
     rb = s1["item_assets"]["s1"]["raster:bands"]
     assert len(rb) == 19
-    if any(json.loads(p.read_text())["triplets"] for p in (small_catalog / "california" / ".sen12ts" / "tiles").glob("*.json")):
+    if any(
+        json.loads(p.read_text())["triplets"]
+        for p in (small_catalog / "california" / ".sen12ts" / "tiles").glob("*.json")
+    ):
         vv = rb[bands.S1.index(["vv_t0"])[0]].get("statistics")
         if vv:  # present whenever a train tile exists
             assert -25 < vv["mean"] < -3 and 0.5 < vv["stddev"] < 10
@@ -149,7 +151,9 @@ def _cli(*args, out=None):
 
 
 def _run_main(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sen12ts_stac.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sen12ts_stac.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.mark.parametrize(
@@ -195,7 +199,9 @@ class ExplodingSource(SyntheticSource):
 def test_a_source_that_raises_gives_one_line_and_no_half_written_tile(tmp_path):
     register("exploding", ExplodingSource)
     ExplodingSource.calls = 0
-    r = CliRunner().invoke(cli, ["create", "--aoi", "iowa", "--source", "exploding", "--max-tiles", "3", "--out", str(tmp_path), "--quiet"])
+    r = CliRunner().invoke(
+        cli, ["create", "--aoi", "iowa", "--source", "exploding", "--max-tiles", "3", "--out", str(tmp_path), "--quiet"]
+    )
     # CliRunner goes through click, not main(): the UserError arrives as the exception.
     assert r.exit_code != 0
     assert "source failed" in str(r.exception) and "503" in str(r.exception) and "\n" not in str(r.exception)
@@ -207,8 +213,22 @@ def test_a_source_that_raises_gives_one_line_and_no_half_written_tile(tmp_path):
 
 
 def test_cli_end_to_end_with_info(tmp_path):
-    r = _run_main(["create", "--aoi", "uganda", "--source", "synthetic", "--max-tiles", "2", "--seasons", "spring,summer",
-                   "--out", str(tmp_path), "--quiet"])
+    r = _run_main(
+        [
+            "create",
+            "--aoi",
+            "uganda",
+            "--source",
+            "synthetic",
+            "--max-tiles",
+            "2",
+            "--seasons",
+            "spring,summer",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert r.returncode == 0, r.stderr
     assert "triplets:" in r.stdout and "MB per triplet" in r.stdout and "seconds:" in r.stdout
     info = _run_main(["info", str(tmp_path)])
@@ -220,24 +240,53 @@ def test_cli_end_to_end_with_info(tmp_path):
     stale, mine = s1.with_name(".s1.tif.0a1b2c3d.tmp"), s1.with_name("notes.tmp")
     stale.write_bytes(b"half a COG")
     mine.write_text("keep me")
-    again = _run_main(["create", "--aoi", "uganda", "--max-tiles", "2", "--seasons", "spring,summer", "--out", str(tmp_path), "--quiet"])
+    again = _run_main(
+        [
+            "create",
+            "--aoi",
+            "uganda",
+            "--max-tiles",
+            "2",
+            "--seasons",
+            "spring,summer",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ]
+    )
     assert again.returncode == 0 and "2 resumed" in again.stdout
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.tif")} == before
     assert not stale.exists() and mine.read_text() == "keep me"
     mine.unlink()
     # Different settings on the same folder are refused, with a hint.
-    other = _run_main(["create", "--aoi", "uganda", "--max-tiles", "2", "--seed", "5", "--out", str(tmp_path), "--quiet"])
+    other = _run_main(
+        ["create", "--aoi", "uganda", "--max-tiles", "2", "--seed", "5", "--out", str(tmp_path), "--quiet"]
+    )
     assert other.returncode == 2 and "different" in other.stderr and "--overwrite" in other.stderr
 
 
 @pytest.mark.slow
 def test_resume_after_kill_gives_the_same_catalog(tmp_path):
-    args = ["create", "--aoi", "california", "--source", "synthetic", "--max-tiles", "6", "--seasons", "summer,fall", "--quiet"]
+    args = [
+        "create",
+        "--aoi",
+        "california",
+        "--source",
+        "synthetic",
+        "--max-tiles",
+        "6",
+        "--seasons",
+        "summer,fall",
+        "--quiet",
+    ]
     clean = tmp_path / "clean"
     assert _run_main([*args, "--out", str(clean)]).returncode == 0
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "sen12ts_stac.cli", *args, "--out", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sen12ts_stac.cli", *args, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     states = killed / "california" / ".sen12ts" / "tiles"
     deadline = time.time() + 300
     while time.time() < deadline and len(list(states.glob("*.json"))) < 2:
@@ -267,11 +316,16 @@ def test_resume_after_kill_gives_the_same_catalog(tmp_path):
 @pytest.mark.slow
 def test_parallel_workers_give_the_same_catalog(tmp_path, small_catalog):
     out = tmp_path / "par"
-    summary = create(CreateConfig(aoi="california", out=out, max_tiles=6, seasons=("summer", "fall"), workers=2), progress=False)
+    summary = create(
+        CreateConfig(aoi="california", out=out, max_tiles=6, seasons=("summer", "fall"), workers=2), progress=False
+    )
     assert summary.triplets > 0
     a, b = _items(small_catalog), _items(out)
     assert sorted(a) == sorted(b)
-    assert all(a[i]["assets"].get("s1", {}).get("file:checksum") == b[i]["assets"].get("s1", {}).get("file:checksum") for i in a)
+    assert all(
+        a[i]["assets"].get("s1", {}).get("file:checksum") == b[i]["assets"].get("s1", {}).get("file:checksum")
+        for i in a
+    )
 
 
 def test_sample_catalog_in_repo_is_browsable_as_is():

@@ -44,7 +44,9 @@ def _one_error(code: int, lines: list[str], *needles: str) -> str:
 
 
 def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sen12ts_stac.cli", *args], capture_output=True, text=True, timeout=300, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "sen12ts_stac.cli", *args], capture_output=True, text=True, timeout=300, **kw
+    )
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +64,17 @@ def _copy(made: Path, tmp_path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------- item 12: bad arguments
-@pytest.mark.parametrize("args, needles", [
-    (["--seed", "18446744073709551616"], ("--seed", "18446744073709551616")),
-    (["--seed", "-1"], ("--seed",)),
-    (["--max-per-season", "18446744073709551616"], ("--max-per-season",)),
-    (["--source-option", "zzz=1"], ("zzz", "synthetic", "known: none")),
-    (["--dask-local", "0"], ("--dask-local must be at least 1",)),
-    (["--scheduler", "tcp://"], ("--scheduler 'tcp://'",)),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--seed", "18446744073709551616"], ("--seed", "18446744073709551616")),
+        (["--seed", "-1"], ("--seed",)),
+        (["--max-per-season", "18446744073709551616"], ("--max-per-season",)),
+        (["--source-option", "zzz=1"], ("zzz", "synthetic", "known: none")),
+        (["--dask-local", "0"], ("--dask-local must be at least 1",)),
+        (["--scheduler", "tcp://"], ("--scheduler 'tcp://'",)),
+    ],
+)
 def test_bad_create_arguments_are_one_line_and_write_nothing(tmp_path, capfd, args, needles):
     out = tmp_path / "new" / "out"
     _one_error(*_main(capfd, "create", "--source", "synthetic", *SMALL, *args, "--out", str(out)), *needles)
@@ -79,23 +84,49 @@ def test_bad_create_arguments_are_one_line_and_write_nothing(tmp_path, capfd, ar
 @pytest.mark.parametrize("command", [["create", "--aoi", "iowa"], ["import-legacy", "nowhere"]])
 def test_an_empty_out_is_refused_not_the_current_folder(tmp_path, capfd, monkeypatch, command):
     monkeypatch.chdir(tmp_path)
-    _one_error(*_main(capfd, *command, "--source" if command[0] == "create" else "--seed", "synthetic" if command[0] == "create" else "0",
-                      "--out", ""), "--out", "empty path")
+    _one_error(
+        *_main(
+            capfd,
+            *command,
+            "--source" if command[0] == "create" else "--seed",
+            "synthetic" if command[0] == "create" else "0",
+            "--out",
+            "",
+        ),
+        "--out",
+        "empty path",
+    )
     assert not list(tmp_path.iterdir())
 
 
 def test_unknown_option_of_a_source_with_options_names_the_known_ones(tmp_path, capfd):
-    _one_error(*_main(capfd, "create", "--source", "legacy", "--source-option", "dri=/x", *SMALL, "--out", str(tmp_path / "o")),
-               "dri", "known: dir, s2_layout")
+    _one_error(
+        *_main(
+            capfd, "create", "--source", "legacy", "--source-option", "dri=/x", *SMALL, "--out", str(tmp_path / "o")
+        ),
+        "dri",
+        "known: dir, s2_layout",
+    )
     assert not (tmp_path / "o").exists()
 
 
 def test_import_legacy_seed_is_bounded(tmp_path, capfd):
-    _one_error(*_main(capfd, "import-legacy", str(tmp_path), "--seed", "18446744073709551616", "--out", str(tmp_path / "o")), "--seed")
+    _one_error(
+        *_main(capfd, "import-legacy", str(tmp_path), "--seed", "18446744073709551616", "--out", str(tmp_path / "o")),
+        "--seed",
+    )
 
 
-@pytest.mark.parametrize("content", [b"[1,2]", b'{"identity": {"aoi": "iowa"', b"{}", b'{"identity": [1]}',
-                                     b'{"identity": {"aoi": "iowa", "source": "synthetic"}}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"[1,2]",
+        b'{"identity": {"aoi": "iowa"',
+        b"{}",
+        b'{"identity": [1]}',
+        b'{"identity": {"aoi": "iowa", "source": "synthetic"}}',
+    ],
+)
 @pytest.mark.parametrize("source", [["--source", "synthetic"], []])
 def test_damaged_run_json_is_one_line_naming_it(made, tmp_path, capfd, content, source):
     out = _copy(made, tmp_path)
@@ -113,7 +144,9 @@ def test_damaged_run_json_is_one_line_naming_it(made, tmp_path, capfd, content, 
 @pytest.mark.parametrize("damage", ["truncated", "not an object", "missing keys", "bad record", "bad stats"])
 def test_damaged_tile_state_is_one_line_naming_it(made, tmp_path, capfd, damage):
     out = _copy(made, tmp_path)
-    state = next(p for p in sorted((out / "iowa" / ".sen12ts" / "tiles").glob("*.json")) if json.loads(p.read_text())["records"])
+    state = next(
+        p for p in sorted((out / "iowa" / ".sen12ts" / "tiles").glob("*.json")) if json.loads(p.read_text())["records"]
+    )
     doc = json.loads(state.read_text())
     if damage == "truncated":
         state.write_bytes(state.read_bytes()[:50])
@@ -156,26 +189,61 @@ def test_secret_source_options_are_not_stored_and_resume_asks_for_them(tmp_path,
     state = b"".join(p.read_bytes() for p in (out / "iowa" / ".sen12ts").rglob("*") if p.is_file())
     for secret in (b"TOKVALUE", b"hunter2", b"SIGVALUE"):
         assert secret not in state
-    assert json.loads((out / "iowa" / ".sen12ts" / "run.json").read_text())["identity"]["source_options"]["timeout"] == "30"
+    assert (
+        json.loads((out / "iowa" / ".sen12ts" / "run.json").read_text())["identity"]["source_options"]["timeout"]
+        == "30"
+    )
     # Resumed without --source: the recorded source and plain options, but the secrets must be given again.
-    _one_error(*_main(capfd, "create", *SMALL, "--out", str(out)), "run.json", "token", "stac_url", "--source-option token=...")
-    code, lines = _main(capfd, "create", *SMALL, "--out", str(out), "--source-option", "token=NEWTOKEN", "--source-option", f"stac_url={url}")
+    _one_error(
+        *_main(capfd, "create", *SMALL, "--out", str(out)), "run.json", "token", "stac_url", "--source-option token=..."
+    )
+    code, lines = _main(
+        capfd,
+        "create",
+        *SMALL,
+        "--out",
+        str(out),
+        "--source-option",
+        "token=NEWTOKEN",
+        "--source-option",
+        f"stac_url={url}",
+    )
     assert code == 0, lines  # the token is compared by key only: a new one resumes
     # With --source but without the secret: the hint names it.
-    _one_error(*_main(capfd, "create", "--source", "tokened", *SMALL, "--out", str(out), "--source-option", "timeout=30",
-                      "--source-option", f"stac_url={url}"), "different source_options", "token", "not stored")
+    _one_error(
+        *_main(
+            capfd,
+            "create",
+            "--source",
+            "tokened",
+            *SMALL,
+            "--out",
+            str(out),
+            "--source-option",
+            "timeout=30",
+            "--source-option",
+            f"stac_url={url}",
+        ),
+        "different source_options",
+        "token",
+        "not stored",
+    )
 
 
 def test_a_run_json_from_before_redaction_is_resumed_and_rewritten_without_the_secret(made, tmp_path, capfd):
     register("tokened", TokenSource)
     out = tmp_path / "out"
-    code, lines = _main(capfd, "create", "--source", "tokened", *SMALL, "--out", str(out), "--source-option", "token=T0K")
+    code, lines = _main(
+        capfd, "create", "--source", "tokened", *SMALL, "--out", str(out), "--source-option", "token=T0K"
+    )
     assert code == 0, lines
     run_json = out / "iowa" / ".sen12ts" / "run.json"
     doc = json.loads(run_json.read_text())
     doc["identity"]["source_options"]["token"] = "T0K"  # as older versions wrote it
     run_json.write_text(json.dumps(doc))
-    code, lines = _main(capfd, "create", "--source", "tokened", *SMALL, "--out", str(out), "--source-option", "token=T0K")
+    code, lines = _main(
+        capfd, "create", "--source", "tokened", *SMALL, "--out", str(out), "--source-option", "token=T0K"
+    )
     assert code == 0, lines
     assert b"T0K" not in run_json.read_bytes()
 
@@ -199,8 +267,22 @@ def _gdal_disk_full(calls: list, fail_from: int):
 
 def test_disk_full_is_one_line_naming_the_file_stops_at_once_and_resumes(tmp_path, capfd, monkeypatch):
     out = tmp_path / "out"
-    args = ["create", "--source", "synthetic", "--aoi", "iowa", "--max-tiles", "6", "--seasons", "summer", "--max-per-season", "1",
-            "--quiet", "--out", str(out)]
+    args = [
+        "create",
+        "--source",
+        "synthetic",
+        "--aoi",
+        "iowa",
+        "--max-tiles",
+        "6",
+        "--seasons",
+        "summer",
+        "--max-per-season",
+        "1",
+        "--quiet",
+        "--out",
+        str(out),
+    ]
     calls: list = []
     monkeypatch.setattr(run_mod, "write_cog", _gdal_disk_full(calls, fail_from=4))  # the first tile with a triplet fits
     code, lines = _main(capfd, *args)
@@ -258,8 +340,27 @@ def test_a_real_full_disk(small_disk, made, tmp_path):
 @pytest.mark.parametrize("workers", ["1", "2"])
 def test_ctrl_c_says_run_again_to_resume_and_the_next_run_does(tmp_path, workers):
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "sen12ts_stac.cli", "create", "--source", "synthetic", "--aoi", "iowa", "--max-tiles", "6",
-            "--seasons", "summer", "--max-per-season", "2", "--quiet", "--workers", workers, "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "sen12ts_stac.cli",
+        "create",
+        "--source",
+        "synthetic",
+        "--aoi",
+        "iowa",
+        "--max-tiles",
+        "6",
+        "--seasons",
+        "summer",
+        "--max-per-season",
+        "2",
+        "--quiet",
+        "--workers",
+        workers,
+        "--out",
+        str(out),
+    ]
     # A terminal's Ctrl-C signals the whole foreground process group: the pool's workers too.
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     tiles = out / "iowa" / ".sen12ts" / "tiles"
@@ -283,8 +384,13 @@ def test_root_catalog_temporaries_and_probes_of_a_killed_run_are_swept(made, tmp
     out = _copy(made, tmp_path)
     old = time.time() - 3600
     stale = [out / ".catalog.json.0a1b2c3d.tmp", out / ".write-test-0a1b2c3d"]
-    keep = [out / ".catalog.json.tmp", out / ".write-test-notmine", out / "notes.tmp", out / ".items.json.0a1b2c3d.tmp",
-            out / ".catalog.json.99999999.tmp"]  # the last one is fresh: a concurrent run may be writing it
+    keep = [
+        out / ".catalog.json.tmp",
+        out / ".write-test-notmine",
+        out / "notes.tmp",
+        out / ".items.json.0a1b2c3d.tmp",
+        out / ".catalog.json.99999999.tmp",
+    ]  # the last one is fresh: a concurrent run may be writing it
     for p in stale + keep:
         p.write_bytes(b"x")
         if p.name != ".catalog.json.99999999.tmp":
@@ -323,7 +429,10 @@ def test_create_whose_first_tile_fails_leaves_nothing_but_a_resumable_run_keeps_
     # An existing folder with finished tiles is a resumable run: a failure keeps it.
     out = _copy(made, tmp_path)
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    _one_error(*_main(capfd, "create", "--source", "synthetic", *SMALL, "--source-option", "x=1", "--out", str(out)), "different source_options")
+    _one_error(
+        *_main(capfd, "create", "--source", "synthetic", *SMALL, "--source-option", "x=1", "--out", str(out)),
+        "different source_options",
+    )
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
@@ -340,13 +449,18 @@ def test_workers_are_capped_at_the_tiles_to_do_and_the_cpus(tmp_path, capfd, mon
 
     monkeypatch.setattr(run_mod.cf, "ProcessPoolExecutor", Pool)
     cpus = len(os.sched_getaffinity(0))
-    code, lines = _main(capfd, "create", "--source", "synthetic", *SMALL, "--workers", "64", "--out", str(tmp_path / "o"))
+    code, lines = _main(
+        capfd, "create", "--source", "synthetic", *SMALL, "--workers", "64", "--out", str(tmp_path / "o")
+    )
     assert code == 0, lines
     assert started == ([min(3, cpus)] if min(3, cpus) > 1 else [])
     assert worker_count(64, 3) == min(3, cpus) and worker_count(64, 0) == 1 and worker_count(1, 100) == 1
     from sen12ts_stac.cli import cli
 
-    assert all("one per CPU" in next(p.help for p in cli.commands[c].params if p.name == "workers") for c in ("create", "import-legacy"))
+    assert all(
+        "one per CPU" in next(p.help for p in cli.commands[c].params if p.name == "workers")
+        for c in ("create", "import-legacy")
+    )
 
 
 # ------------------------------------------------------------------------------------ siblings
@@ -366,9 +480,25 @@ class LeakySource(SyntheticSource):
 def test_secrets_are_scrubbed_from_error_lines_and_failure_records(tmp_path, capfd):
     register("leaky", LeakySource)
     out = tmp_path / "out"
-    code, lines = _main(capfd, "create", "--source", "leaky", "--aoi", "iowa", "--max-tiles", "2", "--seasons", "summer", "--quiet",
-                        "--source-option", "token=TOKVALUE", "--source-option", "stac_url=https://u:hunter2@h.example/v1?sig=SIGVALUE",
-                        "--out", str(out))
+    code, lines = _main(
+        capfd,
+        "create",
+        "--source",
+        "leaky",
+        "--aoi",
+        "iowa",
+        "--max-tiles",
+        "2",
+        "--seasons",
+        "summer",
+        "--quiet",
+        "--source-option",
+        "token=TOKVALUE",
+        "--source-option",
+        "stac_url=https://u:hunter2@h.example/v1?sig=SIGVALUE",
+        "--out",
+        str(out),
+    )
     assert code == 2 and len(lines) == 1 and "2 tiles failed" in lines[0], lines
     records = b"".join(p.read_bytes() for p in (out / "iowa" / ".sen12ts").rglob("*") if p.is_file())
     for secret in ("TOKVALUE", "hunter2", "SIGVALUE"):
@@ -379,8 +509,21 @@ def test_secrets_are_scrubbed_from_error_lines_and_failure_records(tmp_path, cap
 def test_overwrite_with_a_bad_option_keeps_the_folder(made, tmp_path, capfd):
     out = _copy(made, tmp_path)
     before = sorted(p.relative_to(out) for p in out.rglob("*"))
-    _one_error(*_main(capfd, "create", "--source", "synthetic", *SMALL, "--overwrite", "--source-option", "zzz=1", "--out", str(out)),
-               "zzz")
+    _one_error(
+        *_main(
+            capfd,
+            "create",
+            "--source",
+            "synthetic",
+            *SMALL,
+            "--overwrite",
+            "--source-option",
+            "zzz=1",
+            "--out",
+            str(out),
+        ),
+        "zzz",
+    )
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
 
 
@@ -392,8 +535,11 @@ def test_a_full_disk_while_writing_the_tree_says_so_and_how_to_resume(made, tmp_
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
 
     monkeypatch.setattr(run_mod, "write_tree", full)
-    _one_error(*_main(capfd, "create", "--source", "synthetic", *SMALL, "--out", str(out)),
-               f"{target}: no space left on device", "run the same command again to resume")
+    _one_error(
+        *_main(capfd, "create", "--source", "synthetic", *SMALL, "--out", str(out)),
+        f"{target}: no space left on device",
+        "run the same command again to resume",
+    )
 
 
 def test_ctrl_c_in_any_command_is_one_line_not_aborted(tmp_path, capfd, monkeypatch):
@@ -411,7 +557,11 @@ def test_any_writability_probe_left_by_a_killed_run_is_swept(tmp_path):
     from sen12ts_stac.fsio import check_writable
 
     old = time.time() - 3600
-    probe, fresh, root_tmp = tmp_path / ".write-test-0a1b2c3d", tmp_path / ".write-test-99999999", tmp_path / ".catalog.json.0a1b2c3d.tmp"
+    probe, fresh, root_tmp = (
+        tmp_path / ".write-test-0a1b2c3d",
+        tmp_path / ".write-test-99999999",
+        tmp_path / ".catalog.json.0a1b2c3d.tmp",
+    )
     for p in (probe, fresh, root_tmp):
         p.write_bytes(b"")
     for p in (probe, root_tmp):
@@ -458,8 +608,27 @@ def _alive(pid: int) -> bool:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_kill_or_sigterm_of_the_parent_leaves_no_worker_running(tmp_path, sig):
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "sen12ts_stac.cli", "create", "--source", "synthetic", "--aoi", "iowa", "--max-tiles", "8",
-            "--seasons", "summer", "--max-per-season", "2", "--quiet", "--workers", "2", "--out", str(out)]
+    args = [
+        sys.executable,
+        "-m",
+        "sen12ts_stac.cli",
+        "create",
+        "--source",
+        "synthetic",
+        "--aoi",
+        "iowa",
+        "--max-tiles",
+        "8",
+        "--seasons",
+        "summer",
+        "--max-per-season",
+        "2",
+        "--quiet",
+        "--workers",
+        "2",
+        "--out",
+        str(out),
+    ]
     err_file = tmp_path / "stderr"
     with open(err_file, "w") as err_out:  # a file, not a pipe: orphans holding a pipe would block communicate()
         proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err_out)
@@ -482,7 +651,9 @@ def test_kill_or_sigterm_of_the_parent_leaves_no_worker_running(tmp_path, sig):
                 os.kill(w, signal.SIGKILL)
     err = err_file.read_text()
     if sig == signal.SIGTERM:
-        assert proc.returncode == 130 and err.strip().splitlines() == ["sen12ts-stac: interrupted; run the same command again to resume"], err
+        assert proc.returncode == 130 and err.strip().splitlines() == [
+            "sen12ts-stac: interrupted; run the same command again to resume"
+        ], err
     again = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "resumed" in again.stdout, again.stderr
 
@@ -506,7 +677,9 @@ def test_validate_report_into_a_full_disk_names_the_file(made, tmp_path, capfd, 
 
     monkeypatch.setattr(fsio, "open", FullFile, raising=False)
     report = tmp_path / "report.json"
-    code, lines = _main(capfd, "validate", str(made), "--no-schemas", "--no-checksums", "--no-assets", "-o", str(report), "--quiet")
+    code, lines = _main(
+        capfd, "validate", str(made), "--no-schemas", "--no-checksums", "--no-assets", "-o", str(report), "--quiet"
+    )
     _one_error(code, lines, f"{report}: no space left on device")
     assert not list(tmp_path.iterdir())  # no temporary left either
 

@@ -17,8 +17,11 @@ pytest.importorskip("distributed")
 
 def _checksums(root: Path) -> dict[str, str]:
     """Every file of the catalog (not the run state, whose records hold timings)."""
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and ".sen12ts" not in p.parts}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".sen12ts" not in p.parts
+    }
 
 
 @pytest.mark.slow

@@ -48,10 +48,21 @@ def test_split_and_assets_over_http(source, serve_dir, tmp_path):
 def test_bbox_datetime_collection_filters(source, tmp_path):
     trip = _items(source, "triplets")
     one = trip[0]
-    want = sorted(i["id"] for i in trip if i["bbox"] == one["bbox"] and "2020-06-01" <= i["properties"]["datetime"][:10] <= "2020-08-31")
+    want = sorted(
+        i["id"]
+        for i in trip
+        if i["bbox"] == one["bbox"] and "2020-06-01" <= i["properties"]["datetime"][:10] <= "2020-08-31"
+    )
     bbox = ",".join(str(v) for v in one["bbox"])
-    r = download(source, tmp_path / "d", collections="sen12ts_california_triplets", bbox=bbox, datetime="2020-06-01/2020-08-31",
-                 dry_run=True, progress=False)
+    r = download(
+        source,
+        tmp_path / "d",
+        collections="sen12ts_california_triplets",
+        bbox=bbox,
+        datetime="2020-06-01/2020-08-31",
+        dry_run=True,
+        progress=False,
+    )
     assert r.items == len(want) and not (tmp_path / "d" / "california").exists()
     r = download(source, tmp_path / "d", aoi="iowa", progress=False, dry_run=True)
     assert r.items == 0
@@ -68,7 +79,9 @@ def test_resume_after_interruption(source, serve_dir, tmp_path):
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        download(url, dest, collections="sen12ts_california_s2_source", workers=2, progress=False, on_file=stop_after_three)
+        download(
+            url, dest, collections="sen12ts_california_s2_source", workers=2, progress=False, on_file=stop_after_three
+        )
     complete = [p for p in dest.rglob("*") if p.is_file() and p.suffix in (".tif", ".png")]
     assert len(complete) >= 3 and not list(dest.rglob("*.part"))
     (dest / "california" / "s2" / "x.part").write_bytes(b"junk")  # a stale leftover does not matter
@@ -84,9 +97,17 @@ def _sha(data: bytes) -> str:
 
 
 def _item(iid: str, assets: dict, links: list | None = None) -> dict:
-    return {"type": "Feature", "stac_version": "1.1.0", "id": iid, "collection": "evil",
-            "geometry": {"type": "Point", "coordinates": [0, 0]}, "bbox": [0, 0, 0, 0],
-            "properties": {"datetime": "2020-06-01T00:00:00Z"}, "links": links or [], "assets": assets}
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": iid,
+        "collection": "evil",
+        "geometry": {"type": "Point", "coordinates": [0, 0]},
+        "bbox": [0, 0, 0, 0],
+        "properties": {"datetime": "2020-06-01T00:00:00Z"},
+        "links": links or [],
+        "assets": assets,
+    }
 
 
 @pytest.fixture
@@ -107,7 +128,12 @@ def hostile(tmp_path) -> Path:
         "longer": _item("longer", {"data": {"href": "./long.bin", "file:size": 10, "file:checksum": _sha(b"x" * 10)}}),
         "symlink": _item("symlink", {"data": {"href": "./link.bin"}}),
     }
-    files = {"good": ("good.bin", good), "badsum": ("bad.bin", b"data"), "longer": ("long.bin", b"x" * 5000), "huge": ("huge.bin", b"h")}
+    files = {
+        "good": ("good.bin", good),
+        "badsum": ("bad.bin", b"data"),
+        "longer": ("long.bin", b"x" * 5000),
+        "huge": ("huge.bin", b"h"),
+    }
     links = []
     for name, item in items.items():
         d = cat / "evil" / name
@@ -122,11 +148,30 @@ def hostile(tmp_path) -> Path:
     (cat / "evil" / "badid.json").write_text(json.dumps(bad_id))
     links += [{"rel": "item", "href": "./badid.json"}, {"rel": "item", "href": "../../outside.json"}]
     (top / "outside.json").write_text(json.dumps(_item("outside", {})))
-    (cat / "evil" / "collection.json").write_text(json.dumps({
-        "type": "Collection", "stac_version": "1.1.0", "id": "evil", "description": "d", "license": "CC0-1.0",
-        "extent": {"spatial": {"bbox": [[0, 0, 0, 0]]}, "temporal": {"interval": [[None, None]]}}, "links": links}))
-    (cat / "catalog.json").write_text(json.dumps({"type": "Catalog", "stac_version": "1.1.0", "id": "root", "description": "d",
-                                                  "links": [{"rel": "child", "href": "./evil/collection.json"}]}))
+    (cat / "evil" / "collection.json").write_text(
+        json.dumps(
+            {
+                "type": "Collection",
+                "stac_version": "1.1.0",
+                "id": "evil",
+                "description": "d",
+                "license": "CC0-1.0",
+                "extent": {"spatial": {"bbox": [[0, 0, 0, 0]]}, "temporal": {"interval": [[None, None]]}},
+                "links": links,
+            }
+        )
+    )
+    (cat / "catalog.json").write_text(
+        json.dumps(
+            {
+                "type": "Catalog",
+                "stac_version": "1.1.0",
+                "id": "root",
+                "description": "d",
+                "links": [{"rel": "child", "href": "./evil/collection.json"}],
+            }
+        )
+    )
     return top
 
 
@@ -154,7 +199,9 @@ def test_hostile_catalog_is_refused(hostile, serve_dir, tmp_path, over_http):
     r = download(src, dest, progress=False, max_size=1_000_000)
     text = "\n".join(r.findings)
     assert (dest / "evil" / "good" / "good.bin").read_bytes() == b"good data\n"
-    assert "item dotdot asset data" in text and ("leaves the catalog root" in text or "outside the catalog root" in text)
+    assert "item dotdot asset data" in text and (
+        "leaves the catalog root" in text or "outside the catalog root" in text
+    )
     assert "item absolute asset data: absolute path" in text
     assert "item huge asset data: file:size 1,000,000,000,000,000 bytes is over the limit" in text
     assert "item badsum asset data" in text and "checksum mismatch" in text
@@ -219,12 +266,28 @@ def test_bad_max_size_is_refused_before_any_write(source, tmp_path, capsys):
 def _one_item_catalog(root: Path, href: str, size: int | None = None) -> None:
     """A root catalog with one item whose one asset is ``href``."""
     asset = {"href": href, "type": "image/tiff", **({"file:size": size} if size is not None else {})}
-    item = {"type": "Feature", "stac_version": "1.1.0", "id": "it", "geometry": None, "properties": {"datetime": None},
-            "links": [], "assets": {"data": asset}}
+    item = {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": "it",
+        "geometry": None,
+        "properties": {"datetime": None},
+        "links": [],
+        "assets": {"data": asset},
+    }
     (root / "it").mkdir(parents=True)
     (root / "it" / "it.json").write_text(json.dumps(item))
-    (root / "catalog.json").write_text(json.dumps({"type": "Catalog", "stac_version": "1.1.0", "id": "c", "description": "d",
-                                                   "links": [{"rel": "item", "href": "./it/it.json"}]}))
+    (root / "catalog.json").write_text(
+        json.dumps(
+            {
+                "type": "Catalog",
+                "stac_version": "1.1.0",
+                "id": "c",
+                "description": "d",
+                "links": [{"rel": "item", "href": "./it/it.json"}],
+            }
+        )
+    )
 
 
 def _start(handler) -> tuple:
@@ -308,8 +371,11 @@ def test_a_trickling_server_meets_the_overall_deadline(tmp_path, what, monkeypat
 
     httpd, url = _start(Trickle)
     original = dl.Location.__init__
-    monkeypatch.setattr(dl.Location, "__init__", lambda self, src, timeout=60.0, deadline=120.0:
-                        original(self, src, timeout=5.0, deadline=2.0))
+    monkeypatch.setattr(
+        dl.Location,
+        "__init__",
+        lambda self, src, timeout=60.0, deadline=120.0: original(self, src, timeout=5.0, deadline=2.0),
+    )
     monkeypatch.setattr(dl, "MIN_RATE", 1 << 30)  # the size allowance: no more than the base deadline here
     t0 = time.monotonic()
     try:

@@ -11,8 +11,16 @@ from pathlib import Path
 import pytest
 
 from sen12ts_stac.cli import main
-from sen12ts_stac.distribute.export import (NDJSON_KEY, PARQUET_KEY, export_catalog, find_collections, iter_items, read_parquet_items,
-                                 rebase_href, rebase_item)
+from sen12ts_stac.distribute.export import (
+    NDJSON_KEY,
+    PARQUET_KEY,
+    export_catalog,
+    find_collections,
+    iter_items,
+    read_parquet_items,
+    rebase_href,
+    rebase_item,
+)
 from sen12ts_stac.storage.checksums import sha256_multihash
 
 

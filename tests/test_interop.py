@@ -26,8 +26,17 @@ odc_stac = pytest.importorskip("odc.stac")
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("interop")
-    create(CreateConfig(aoi="california", out=root, max_tiles=2, seasons=("summer",), seed=0,
-                        rules=PairingRules(max_triplets_per_tile_season=1)), progress=False)
+    create(
+        CreateConfig(
+            aoi="california",
+            out=root,
+            max_tiles=2,
+            seasons=("summer",),
+            seed=0,
+            rules=PairingRules(max_triplets_per_tile_season=1),
+        ),
+        progress=False,
+    )
     return root
 
 
@@ -47,12 +56,15 @@ def _asset_of(name: str) -> tuple[str, int]:
     raise KeyError(name)
 
 
-@pytest.mark.parametrize("kind, names", [
-    ("s1", ["vh_t0", "phase_t3", "lia", "valid"]),
-    ("s2", ["B04", "B8A", "SCL", "red"]),  # "red": the eo common name of B04
-    ("labels", ["class"]),
-    ("triplets", ["vv_t1", "B04", "cloud_mask", "class"]),
-])
+@pytest.mark.parametrize(
+    "kind, names",
+    [
+        ("s1", ["vh_t0", "phase_t3", "lia", "valid"]),
+        ("s2", ["B04", "B8A", "SCL", "red"]),  # "red": the eo common name of B04
+        ("labels", ["class"]),
+        ("triplets", ["vv_t1", "B04", "cloud_mask", "class"]),
+    ],
+)
 def test_odc_stac_loads_our_band_names_with_the_pixels_rasterio_reads(catalog, kind, names):
     item = _item(catalog, kind)
     ds = odc_stac.load([item], bands=names)
@@ -74,8 +86,8 @@ def _tiff_tags(path: str) -> dict[int, int]:
     assert struct.unpack(bo + "H", head[2:4])[0] == 42, "not a classic TIFF"
     off = struct.unpack(bo + "I", head[4:8])[0]
     tags = {}
-    for i in range(struct.unpack(bo + "H", head[off:off + 2])[0]):
-        tag, typ, count, value = struct.unpack(bo + "HHI4s", head[off + 2 + 12 * i:off + 14 + 12 * i])
+    for i in range(struct.unpack(bo + "H", head[off : off + 2])[0]):
+        tag, typ, count, value = struct.unpack(bo + "HHI4s", head[off + 2 + 12 * i : off + 14 + 12 * i])
         if count == 1 and typ in (3, 4):
             tags[tag] = struct.unpack(bo + ("H" if typ == 3 else "I"), value[:2] if typ == 3 else value)[0]
     return tags

@@ -186,9 +186,7 @@ def test_ssim():
     y = np.clip(x + 0.2 * rng.standard_normal(x.shape), 0, 1)
     assert ssim(x, x) == pytest.approx(1.0)
     assert ssim(x, y) == pytest.approx(_ssim_bruteforce(x, y, 7), rel=1e-10)
-    assert ssim(x, y, window=5, gaussian=True) == pytest.approx(
-        _ssim_bruteforce(x, y, 5, gaussian=True), rel=1e-10
-    )
+    assert ssim(x, y, window=5, gaussian=True) == pytest.approx(_ssim_bruteforce(x, y, 5, gaussian=True), rel=1e-10)
     assert ssim(x, y) < 0.9
     batch = ssim(np.stack([x, x])[:, None], np.stack([x, y])[:, None])
     assert batch.shape == (2, 1)

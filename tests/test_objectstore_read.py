@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from objectstores import fault_proxy
+from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
+
 from sen12ts_stac.collect.run import CreateConfig, create
 from sen12ts_stac.distribute.export import export_catalog
 from sen12ts_stac.storage import objects
 from sen12ts_stac.stream import load_index, triplet_loader
-from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 
 CLI = [sys.executable, "-m", "sen12ts_stac.cli"]
 FAST = {"retries": 4, "backoff": 0.02, "max_backoff": 0.1, "gdal_retries": 2, "gdal_retry_delay": 0.05, "timeout": 10}
@@ -31,8 +31,10 @@ def catalog(tmp_path_factory) -> Path:
     """A small catalog (2 tiles, summer: 8 triplets), exported (ndjson + parquet beside each
     collection)."""
     root = tmp_path_factory.mktemp("objcat")
-    create(CreateConfig(aoi="california", out=root, source="synthetic", max_tiles=2, seasons=("summer",), seed=0),
-           progress=False)
+    create(
+        CreateConfig(aoi="california", out=root, source="synthetic", max_tiles=2, seasons=("summer",), seed=0),
+        progress=False,
+    )
     export_catalog(root, progress=False)
     return root
 
@@ -154,8 +156,13 @@ def test_anonymous_read_of_a_public_bucket(catalog, s3, monkeypatch):
     for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.delenv(k, raising=False)
     env = {k: v for k, v in os.environ.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    p = subprocess.run([*CLI, "info", s3.url(public, "p/catalog.json"), "--anonymous"], capture_output=True, text=True,
-                       env=env, timeout=120)
+    p = subprocess.run(
+        [*CLI, "info", s3.url(public, "p/catalog.json"), "--anonymous"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert p.returncode == 0 and "triplets:" in p.stdout, p.stdout + p.stderr
     monkeypatch.setenv("AWS_NO_SIGN_REQUEST", "YES")
     records = load_index(s3.url(public, "p/catalog.json"), cache=False)
@@ -170,7 +177,9 @@ def test_a_missing_bucket_and_wrong_credentials_are_one_line(s3, monkeypatch):
     objects.put(s3.url(bucket, "catalog.json"), b'{"type": "Catalog"}')
     with s3.auth_required():
         p = run("info", s3.url(bucket, "catalog.json"), env={"AWS_SECRET_ACCESS_KEY": "wrong-secret-1234"}, check=False)
-    assert p.returncode == 2 and "access denied" in p.stderr and "wrong-secret-1234" not in p.stderr + p.stdout, p.stderr
+    assert p.returncode == 2 and "access denied" in p.stderr and "wrong-secret-1234" not in p.stderr + p.stdout, (
+        p.stderr
+    )
 
 
 def test_azure_blob_index_loader_and_validate(catalog, azurite, monkeypatch):
@@ -188,14 +197,25 @@ def test_azure_blob_index_loader_and_validate(catalog, azurite, monkeypatch):
 def test_gdal_settings_follow_the_ecosystem_variables(monkeypatch):
     from sen12ts_stac.storage import gdal_options, set_anonymous
 
-    for k in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_NO_SIGN_REQUEST",
-              "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_ACCESS_KEY"):
+    for k in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_NO_SIGN_REQUEST",
+        "AZURE_STORAGE_ACCOUNT",
+        "AZURE_STORAGE_ACCESS_KEY",
+    ):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_NAME", "acct")
     monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "a2V5")
     opts = gdal_options()
-    assert (opts["AWS_S3_ENDPOINT"], opts["AWS_HTTPS"], opts["AWS_VIRTUAL_HOSTING"]) == ("127.0.0.1:9000", "NO", "FALSE")
+    assert (opts["AWS_S3_ENDPOINT"], opts["AWS_HTTPS"], opts["AWS_VIRTUAL_HOSTING"]) == (
+        "127.0.0.1:9000",
+        "NO",
+        "FALSE",
+    )
     assert opts["AWS_REGION"] == "us-east-1"
     assert (opts["AZURE_STORAGE_ACCOUNT"], opts["AZURE_STORAGE_ACCESS_KEY"]) == ("acct", "a2V5")
     assert "AWS_NO_SIGN_REQUEST" not in opts
@@ -220,7 +240,9 @@ def test_remote_checksums_catch_a_changed_file_of_the_same_size(catalog, s3, mon
     plain = json.loads(run("validate", url, "--format", "json", "--no-rules", check=False).stdout)
     assert not any("does not match" in f["message"] for f in plain["findings"])
     assert any(f["level"] == "not-checked" and "--remote-checksums" in f["message"] for f in plain["findings"])
-    hashed = json.loads(run("validate", url, "--format", "json", "--no-rules", "--remote-checksums", check=False).stdout)
+    hashed = json.loads(
+        run("validate", url, "--format", "json", "--no-rules", "--remote-checksums", check=False).stdout
+    )
     bad = [f for f in hashed["findings"] if "does not match" in f["message"]]
     # the S1 item and the triplet item that repeats its asset: both about the changed file
     folder = victim.rsplit("/", 2)[-2]

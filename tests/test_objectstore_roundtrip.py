@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 
 from sen12ts_stac.collect.run import CreateConfig, create
 from sen12ts_stac.distribute.export import export_catalog
 from sen12ts_stac.spec.seasons import PairingRules
 from sen12ts_stac.stream import load_index, triplet_loader
-from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 
 REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "sen12ts_stac.cli"]
@@ -31,8 +31,17 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("roundtrip")
-    create(CreateConfig(aoi="california", out=root, tiles=TILES, seasons=("summer",), seed=0,
-                        rules=PairingRules(max_triplets_per_tile_season=1)), progress=False)
+    create(
+        CreateConfig(
+            aoi="california",
+            out=root,
+            tiles=TILES,
+            seasons=("summer",),
+            seed=0,
+            rules=PairingRules(max_triplets_per_tile_season=1),
+        ),
+        progress=False,
+    )
     export_catalog(root, progress=False)
     return root
 
@@ -44,8 +53,13 @@ def cli(*args: str, env: dict, cwd: Path | None = None) -> str:
 
 
 def recipe(name: str, *args: str, env: dict) -> None:
-    p = subprocess.run([sys.executable, str(REPO / "training" / f"{name}.py"), *args], capture_output=True, text=True,
-                       env={**os.environ, **env}, timeout=900)
+    p = subprocess.run(
+        [sys.executable, str(REPO / "training" / f"{name}.py"), *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=900,
+    )
     assert p.returncode == 0, f"{name}: {p.stdout[-2000:]}{p.stderr[-2000:]}"
 
 
@@ -78,8 +92,15 @@ def journey(catalog: Path, prefix: str, env: dict, tmp_path: Path) -> None:
             assert torch.equal(a[k], b[k]), k
     common = ["--catalog", url, "--max-steps", "1", "--eval-every", "0", "--loader-bench-batches", "0", "--quiet"]
     recipe("sar2vi", "--config", str(CONFIGS / "sar2vi-tiny.yaml"), "--out", str(tmp_path / "sar2vi"), *common, env=env)
-    recipe("crop_classification", "--config", str(CONFIGS / "crop-tiny.yaml"), "--out", str(tmp_path / "crop"), *common,
-           env=env)
+    recipe(
+        "crop_classification",
+        "--config",
+        str(CONFIGS / "crop-tiny.yaml"),
+        "--out",
+        str(tmp_path / "crop"),
+        *common,
+        env=env,
+    )
     item = json.loads((tmp_path / "sar2vi" / "model-item.json").read_text())
     assert [ln["href"] for ln in item["links"] if ln["rel"] == "derived_from"] == [url]
 

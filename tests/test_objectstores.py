@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-
 from objectstores import AZURITE_KEY, fault_proxy
+
 from sen12ts_stac.storage import objects
 
 pytestmark = pytest.mark.slow
@@ -84,8 +84,9 @@ def test_wrong_credentials_azurite(azurite, monkeypatch):
     url = azurite.url(cont, "k.json")
     objects.put(url, b"{}")
     wrong = "d3JvbmctYWNjb3VudC1rZXktZm9yLXRlc3Rz"
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
-                       azurite.env["AZURE_STORAGE_CONNECTION_STRING"].replace(AZURITE_KEY, wrong))
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING", azurite.env["AZURE_STORAGE_CONNECTION_STRING"].replace(AZURITE_KEY, wrong)
+    )
     _assert_denied(lambda: objects.get(url, 10), wrong)
     _assert_denied(lambda: objects.put(azurite.url(cont, "new.json"), b"1"), wrong)
     assert azurite.keys(cont) == ["k.json"]
@@ -107,8 +108,10 @@ def _through_proxy(kind, server, proxy, monkeypatch):
     if kind == "s3":
         monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.endpoint)
     else:
-        monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", server.env["AZURE_STORAGE_CONNECTION_STRING"]
-                           .replace(_upstream(kind, server), proxy.endpoint))
+        monkeypatch.setenv(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            server.env["AZURE_STORAGE_CONNECTION_STRING"].replace(_upstream(kind, server), proxy.endpoint),
+        )
 
 
 def _upstream(kind, server) -> str:
@@ -133,8 +136,9 @@ def test_fault_proxy_503_500_and_reset_mid_upload(kind, request, monkeypatch):
     assert proxy.counts["reset_put"] == 1, proxy.counts
     assert server.read(bucket, "faults/blob.bin") == data
     assert [m for m, _, _ in proxy.forwarded] == ["PUT", "HEAD", "GET"]
-    assert proxy.puts() == [f"/{bucket}/faults/blob.bin" if kind == "s3"
-                            else f"/devstoreaccount1/{bucket}/faults/blob.bin"]
+    assert proxy.puts() == [
+        f"/{bucket}/faults/blob.bin" if kind == "s3" else f"/devstoreaccount1/{bucket}/faults/blob.bin"
+    ]
 
 
 @pytest.mark.parametrize("kind", ["s3", "azurite"])

@@ -9,10 +9,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from objectstores import AZURITE_KEY, fault_proxy
-from sen12ts_stac.distribute import publish as publish_mod
+
 from sen12ts_stac.cli import main
+from sen12ts_stac.distribute import publish as publish_mod
 from sen12ts_stac.distribute.export import export_catalog
 from sen12ts_stac.storage import objects
 
@@ -20,8 +20,13 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
-TYPES = {".json": "application/json", ".tif": COG, ".png": "image/png",
-         ".parquet": "application/vnd.apache.parquet", ".ndjson": "application/x-ndjson"}
+TYPES = {
+    ".json": "application/json",
+    ".tif": COG,
+    ".png": "image/png",
+    ".parquet": "application/vnd.apache.parquet",
+    ".ndjson": "application/x-ndjson",
+}
 MANIFEST = ".sen12ts-publish.json"
 
 
@@ -80,12 +85,15 @@ class Store:
     def rels(self, proxy, prefix: str) -> list[str]:
         """The keys below ``prefix`` the proxy saw become visible, in order."""
         cut = f"/{self.bucket}/{prefix}" if self.kind == "s3" else f"/devstoreaccount1/{self.bucket}/{prefix}"
-        return [p[len(cut):] for p in proxy.puts() if p.startswith(cut)]
+        return [p[len(cut) :] for p in proxy.puts() if p.startswith(cut)]
 
 
 def local_rels(root: Path) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
 
 
 def run(capsys, *args) -> tuple[int, str, str]:
@@ -116,8 +124,12 @@ def test_publish_rerun_and_change(store, src, capsys):
         assert sorted(order) == sorted(files + [MANIFEST]) and order[-2:] == ["catalog.json", MANIFEST]
         pos = {rel: i for i, rel in enumerate(order)}
         assets = [f for f in files if f.endswith((".tif", ".png"))]
-        items = [f for f in files if f.endswith((".parquet", ".ndjson")) or
-                 (f.endswith(".json") and Path(f).name not in ("catalog.json", "collection.json"))]
+        items = [
+            f
+            for f in files
+            if f.endswith((".parquet", ".ndjson"))
+            or (f.endswith(".json") and Path(f).name not in ("catalog.json", "collection.json"))
+        ]
         parents = [f for f in files if Path(f).name in ("catalog.json", "collection.json")]
         assert max(pos[a] for a in assets) < min(pos[i] for i in items)
         assert max(pos[i] for i in items) < min(pos[p] for p in parents)
@@ -204,8 +216,9 @@ def test_wrong_credentials_publish_nothing(s3, azurite, src, capsys, monkeypatch
     azurite.use(monkeypatch)
     cont = azurite.make_container()
     wrong = "bm90LXRoZS1henVyZS1rZXktNDI0Mg=="
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING",
-                       azurite.env["AZURE_STORAGE_CONNECTION_STRING"].replace(AZURITE_KEY, wrong))
+    monkeypatch.setenv(
+        "AZURE_STORAGE_CONNECTION_STRING", azurite.env["AZURE_STORAGE_CONNECTION_STRING"].replace(AZURITE_KEY, wrong)
+    )
     code, out, err = run(capsys, src, azurite.url(cont, "cat"))
     assert code == 2 and err.count("\n") == 1 and "access denied" in err and wrong not in err + out
     assert azurite.keys(cont) == []
@@ -216,15 +229,18 @@ def test_missing_bucket(store, src, capsys):
     assert code == 2 and err.count("\n") == 1 and "no such bucket" in err and "nothing was uploaded" in err
 
 
-@pytest.mark.parametrize("args, message", [
-    (["{missing}", "s3://b/p"], "no such folder"),
-    (["{empty}", "s3://b/p"], "not a catalog folder (no catalog.json in it)"),
-    (["http://example.org/catalog.json", "s3://b/p"], "SRC must be a local catalog folder, not a URL"),
-    (["{src}", "{tmp}/out"], "DEST_URL must be an object-store URL"),
-    (["{src}", "https://example.org/bucket"], "DEST_URL must be an object-store URL"),
-    (["{src}", "s3://bucket/cat/catalog.json"], "the prefix (folder) to publish into, not a file"),
-    (["{src}", "s3://b/p", "--workers", "0"], "--workers must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["{missing}", "s3://b/p"], "no such folder"),
+        (["{empty}", "s3://b/p"], "not a catalog folder (no catalog.json in it)"),
+        (["http://example.org/catalog.json", "s3://b/p"], "SRC must be a local catalog folder, not a URL"),
+        (["{src}", "{tmp}/out"], "DEST_URL must be an object-store URL"),
+        (["{src}", "https://example.org/bucket"], "DEST_URL must be an object-store URL"),
+        (["{src}", "s3://bucket/cat/catalog.json"], "the prefix (folder) to publish into, not a file"),
+        (["{src}", "s3://b/p", "--workers", "0"], "--workers must be at least 1"),
+    ],
+)
 def test_refusals(src, tmp_path, capsys, args, message):
     (tmp_path / "empty").mkdir()
     subs = {"missing": tmp_path / "nope", "empty": tmp_path / "empty", "src": src, "tmp": tmp_path}
@@ -256,7 +272,12 @@ def test_failure_midway_resumes(s3, src, capsys, monkeypatch, how):
     if how == "ctrl-c":
         assert code == 130 and err == "sen12ts-stac: interrupted; run the same command again to resume\n"
     else:
-        assert code == 2 and err.count("\n") == 1 and "the root catalog not yet" in err and "run the same command again" in err
+        assert (
+            code == 2
+            and err.count("\n") == 1
+            and "the root catalog not yet" in err
+            and "run the same command again" in err
+        )
     up = s3.keys(bucket, "cat/")
     assert "cat/catalog.json" not in up and f"cat/{item}" not in up and f"cat/{MANIFEST}" in up
     assert not any(k.endswith("collection.json") for k in up)  # parents wait for every item

@@ -51,8 +51,11 @@ def test_ranges_and_whole_files_are_served_byte_exact(catalog):
     data = cog.read_bytes()
     with start(catalog, port=0) as s:
         href = s.url.rsplit("/", 1)[0] + "/" + cog.relative_to(catalog).as_posix()
-        for rng, want in ((f"bytes=1000-{len(data) // 2}", data[1000:len(data) // 2 + 1]),
-                          ("bytes=-777", data[-777:]), (f"bytes={len(data) - 5}-", data[-5:])):
+        for rng, want in (
+            (f"bytes=1000-{len(data) // 2}", data[1000 : len(data) // 2 + 1]),
+            ("bytes=-777", data[-777:]),
+            (f"bytes={len(data) - 5}-", data[-5:]),
+        ):
             r = requests.get(href, headers={"Range": rng}, timeout=5)
             assert r.status_code == 206 and r.content == want, rng
             assert r.headers["Content-Range"].endswith(f"/{len(data)}")
@@ -99,7 +102,11 @@ def test_stac_api_search_matches_the_catalog(catalog):
     with start(catalog, port=0, api=True, api_port=free_port()) as s:
         client = pystac_client.Client.open(s.api_url)
         assert {c.id for c in client.get_collections()} == {
-            "sen12ts_california_s1_source", "sen12ts_california_s2_source", "sen12ts_california_labels", "sen12ts_california_triplets"}
+            "sen12ts_california_s1_source",
+            "sen12ts_california_s2_source",
+            "sen12ts_california_labels",
+            "sen12ts_california_triplets",
+        }
         found = client.search(collections=["sen12ts_california_triplets"], datetime="2020-06-01/2020-08-31", limit=5)
         got = sorted(i.id for i in found.items())
         assert got == summer and got

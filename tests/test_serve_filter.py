@@ -71,17 +71,33 @@ def test_filter_by_split_returns_exactly_the_train_items(api):
 
 
 CASES = {
-    "<>": ({"op": "<>", "args": [{"property": "ml-aoi:split"}, "train"]},
-           lambda p, i: "ml-aoi:split" in p and p["ml-aoi:split"] != "train"),
+    "<>": (
+        {"op": "<>", "args": [{"property": "ml-aoi:split"}, "train"]},
+        lambda p, i: "ml-aoi:split" in p and p["ml-aoi:split"] != "train",
+    ),
     "in": ("\"ml-aoi:split\" IN ('validation', 'test')", lambda p, i: p.get("ml-aoi:split") in ("validation", "test")),
-    "and/not": ("\"sen12ts:season\" = 'fall' AND NOT \"ml-aoi:split\" = 'train'",
-                lambda p, i: p.get("sen12ts:season") == "fall" and "ml-aoi:split" in p and p["ml-aoi:split"] != "train"),
-    "or": ({"op": "or", "args": [{"op": "=", "args": [{"property": "ml-aoi:split"}, "test"]},
-                                 {"op": "=", "args": [{"property": "sen12ts:season"}, "summer"]}]},
-           lambda p, i: p.get("ml-aoi:split") == "test" or p.get("sen12ts:season") == "summer"),
-    "datetime >=": ("datetime >= TIMESTAMP('2020-09-01T00:00:00Z')", lambda p, i: bool(p["datetime"]) and ts(p["datetime"]) >= ts("2020-09-01T00:00:00Z")),
-    "datetime < json": ({"op": "<", "args": [{"property": "datetime"}, {"timestamp": "2020-07-15T00:00:00Z"}]},
-                        lambda p, i: bool(p["datetime"]) and ts(p["datetime"]) < ts("2020-07-15T00:00:00Z")),
+    "and/not": (
+        "\"sen12ts:season\" = 'fall' AND NOT \"ml-aoi:split\" = 'train'",
+        lambda p, i: p.get("sen12ts:season") == "fall" and "ml-aoi:split" in p and p["ml-aoi:split"] != "train",
+    ),
+    "or": (
+        {
+            "op": "or",
+            "args": [
+                {"op": "=", "args": [{"property": "ml-aoi:split"}, "test"]},
+                {"op": "=", "args": [{"property": "sen12ts:season"}, "summer"]},
+            ],
+        },
+        lambda p, i: p.get("ml-aoi:split") == "test" or p.get("sen12ts:season") == "summer",
+    ),
+    "datetime >=": (
+        "datetime >= TIMESTAMP('2020-09-01T00:00:00Z')",
+        lambda p, i: bool(p["datetime"]) and ts(p["datetime"]) >= ts("2020-09-01T00:00:00Z"),
+    ),
+    "datetime < json": (
+        {"op": "<", "args": [{"property": "datetime"}, {"timestamp": "2020-07-15T00:00:00Z"}]},
+        lambda p, i: bool(p["datetime"]) and ts(p["datetime"]) < ts("2020-07-15T00:00:00Z"),
+    ),
     "id": ({"op": "like", "args": [{"property": "id"}, "triplet_%"]}, lambda p, i: i["id"].startswith("triplet_")),
 }
 
@@ -104,13 +120,24 @@ def test_s_intersects_with_a_bbox_and_the_query_extension(api):
     assert one["id"] in want and len(want) < len(items)
     assert search(url, filter={"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": box}]}) == want
     assert search(url, filter=f"S_INTERSECTS(geometry, BBOX({', '.join(map(str, box))}))") == want
-    both = {"op": "and", "args": [{"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": box}]},
-                                  {"op": "=", "args": [{"property": "ml-aoi:split"}, "test"]}]}
+    both = {
+        "op": "and",
+        "args": [
+            {"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": box}]},
+            {"op": "=", "args": [{"property": "ml-aoi:split"}, "test"]},
+        ],
+    }
     assert search(url, filter=both, collections=[one["collection"]]) == {
-        i["id"] for i in items if i["id"] in want and i["properties"].get("ml-aoi:split") == "test" and i["collection"] == one["collection"]}
-    assert search(url, query={"ml-aoi:split": {"eq": "validation"}}) == expect(items, lambda p, i: p.get("ml-aoi:split") == "validation")
+        i["id"]
+        for i in items
+        if i["id"] in want and i["properties"].get("ml-aoi:split") == "test" and i["collection"] == one["collection"]
+    }
+    assert search(url, query={"ml-aoi:split": {"eq": "validation"}}) == expect(
+        items, lambda p, i: p.get("ml-aoi:split") == "validation"
+    )
     assert search(url, query={"ml-aoi:split": {"in": ["test"]}}, datetime="2020-09-01/2020-12-31") == expect(
-        items, lambda p, i: p.get("ml-aoi:split") == "test" and (p["datetime"] or "") >= "2020-09-01")
+        items, lambda p, i: p.get("ml-aoi:split") == "test" and (p["datetime"] or "") >= "2020-09-01"
+    )
 
 
 def test_plain_http_get_post_and_items_endpoint(api):
@@ -119,41 +146,62 @@ def test_plain_http_get_post_and_items_endpoint(api):
     assert r.status_code == 200 and len(r.json()["features"]) == len(items)
     r = requests.get(url + "/search", params={"filter": "1 = 0"}, timeout=30)
     assert r.status_code == 200 and r.json()["features"] == []
-    r = requests.post(url + "/search", json={"filter-lang": "cql2-text", "filter": "\"ml-aoi:split\" = 'test'", "limit": 1000}, timeout=30)
+    r = requests.post(
+        url + "/search",
+        json={"filter-lang": "cql2-text", "filter": "\"ml-aoi:split\" = 'test'", "limit": 1000},
+        timeout=30,
+    )
     assert {f["id"] for f in r.json()["features"]} == expect(items, lambda p, i: p.get("ml-aoi:split") == "test")
     triplets = next(i["collection"] for i in items if "ml-aoi:split" in i["properties"])
-    r = requests.get(f"{url}/collections/{triplets}/items", params={"filter": "\"ml-aoi:split\" = 'validation'", "limit": 1000}, timeout=30)
+    r = requests.get(
+        f"{url}/collections/{triplets}/items",
+        params={"filter": "\"ml-aoi:split\" = 'validation'", "limit": 1000},
+        timeout=30,
+    )
     assert {f["id"] for f in r.json()["features"]} == expect(
-        items, lambda p, i: p.get("ml-aoi:split") == "validation" and i["collection"] == triplets)
+        items, lambda p, i: p.get("ml-aoi:split") == "validation" and i["collection"] == triplets
+    )
 
 
-@pytest.mark.parametrize("params, says", [
-    ({"filter": "\"ml-aoi:spilt\" = 'train'"}, "unknown property 'ml-aoi:spilt'"),
-    ({"filter": "\"ml-aoi:split\" = "}, "not valid cql2-text"),
-    ({"filter": "{\"op\": \"=\"}", "filter-lang": "cql2-json"}, "not valid cql2-json"),
-    ({"filter": "1 = 1", "filter-lang": "sql"}, "filter-lang 'sql'"),
-    ({"filter": "1 = 1", "filter-crs": "EPSG:32610"}, "filter-crs"),
-    ({"query": "{\"ml-aoi:split\": {\"regex\": \"t.*\"}}"}, "operator 'regex'"),
-    ({"filter": "{\"op\": \"=\", \"args\": [{\"property\": \"ml-aoi:split\"}]}", "filter-lang": "cql2-json"}, "'=' takes 2 arguments"),
-    # cql2's parser hangs on thousands of NOTs and overflows its stack (killing serve) on thousands of minus signs
-    ({"filter": "NOT " * 2400 + "1 = 1"}, "nested too deeply"),
-    ({"filter": "-" * 5000 + "1 = 1"}, "nested too deeply"),
-    ({"filter": "(" * 5000 + "1 = 1" + ")" * 5000}, "nested too deeply"),
-    ({"filter": "{\"op\": \"not\", \"args\": [" * 300 + "true" + "]}" * 300, "filter-lang": "cql2-json"}, "nested too deeply"),
-    ({"sortby": "-datetime"}, "sortby is not supported"),
-    ({"fields": "id"}, "fields is not supported"),
-])
+@pytest.mark.parametrize(
+    "params, says",
+    [
+        ({"filter": "\"ml-aoi:spilt\" = 'train'"}, "unknown property 'ml-aoi:spilt'"),
+        ({"filter": '"ml-aoi:split" = '}, "not valid cql2-text"),
+        ({"filter": '{"op": "="}', "filter-lang": "cql2-json"}, "not valid cql2-json"),
+        ({"filter": "1 = 1", "filter-lang": "sql"}, "filter-lang 'sql'"),
+        ({"filter": "1 = 1", "filter-crs": "EPSG:32610"}, "filter-crs"),
+        ({"query": '{"ml-aoi:split": {"regex": "t.*"}}'}, "operator 'regex'"),
+        (
+            {"filter": '{"op": "=", "args": [{"property": "ml-aoi:split"}]}', "filter-lang": "cql2-json"},
+            "'=' takes 2 arguments",
+        ),
+        # cql2's parser hangs on thousands of NOTs and overflows its stack (killing serve) on thousands of minus signs
+        ({"filter": "NOT " * 2400 + "1 = 1"}, "nested too deeply"),
+        ({"filter": "-" * 5000 + "1 = 1"}, "nested too deeply"),
+        ({"filter": "(" * 5000 + "1 = 1" + ")" * 5000}, "nested too deeply"),
+        (
+            {"filter": '{"op": "not", "args": [' * 300 + "true" + "]}" * 300, "filter-lang": "cql2-json"},
+            "nested too deeply",
+        ),
+        ({"sortby": "-datetime"}, "sortby is not supported"),
+        ({"fields": "id"}, "fields is not supported"),
+    ],
+)
 def test_what_cannot_be_honoured_is_a_400_naming_it(api, params, says):
     url, _ = api
     r = requests.get(url + "/search", params=params, timeout=30)
     assert r.status_code == 400 and says in r.json()["description"], r.text
 
 
-@pytest.mark.parametrize("body, says", [
-    ({"filter": 5}, "filter must be CQL2 text"),
-    ({"filter": "1 = 1", "collections": 5}, "collections must be a list of strings"),
-    ({"filter": "1 = 1", "ids": "abc"}, "ids must be a list of strings"),
-])
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        ({"filter": 5}, "filter must be CQL2 text"),
+        ({"filter": "1 = 1", "collections": 5}, "collections must be a list of strings"),
+        ({"filter": "1 = 1", "ids": "abc"}, "ids must be a list of strings"),
+    ],
+)
 def test_hostile_post_bodies_are_400s(api, body, says):
     url, _ = api
     r = requests.post(url + "/search", json=body, timeout=30)
@@ -182,7 +230,9 @@ def test_plain_get_searches_that_rustac_alone_fails_with_500(api):
     url, items = api
     coll = next(i["collection"] for i in items if "ml-aoi:split" in i["properties"])
     r = requests.get(url + "/search", params={"collections": coll, "limit": 1000}, timeout=30)
-    assert r.status_code == 200 and {f["id"] for f in r.json()["features"]} == {i["id"] for i in items if i["collection"] == coll}
+    assert r.status_code == 200 and {f["id"] for f in r.json()["features"]} == {
+        i["id"] for i in items if i["collection"] == coll
+    }
     w, s, e, n = items[0]["bbox"]
     r = requests.get(url + "/search", params={"bbox": f"{w},{s},{e},{n}", "limit": 2}, timeout=30)
     assert r.status_code == 200 and len(r.json()["features"]) == 2
@@ -197,12 +247,56 @@ def test_fuzzed_filters_are_answered_200_or_400(api):
     import random
 
     url, _ = api
-    tokens = ["(", ")", "NOT", "AND", "OR", "=", "<>", "<", ">=", "'train'", '"ml-aoi:split"', "datetime", "1", "-", "+", "*",
-              "TIMESTAMP('2020-09-01T00:00:00Z')", "IN", "('a', 'b')", "S_INTERSECTS", "BBOX(0, 0, 1, 1)", "geometry", ",",
-              "'", '"', "LIKE", "'tr%'", "IS NULL", "BETWEEN", "id", "true", "CASEI", "%00", "\\"]
+    tokens = [
+        "(",
+        ")",
+        "NOT",
+        "AND",
+        "OR",
+        "=",
+        "<>",
+        "<",
+        ">=",
+        "'train'",
+        '"ml-aoi:split"',
+        "datetime",
+        "1",
+        "-",
+        "+",
+        "*",
+        "TIMESTAMP('2020-09-01T00:00:00Z')",
+        "IN",
+        "('a', 'b')",
+        "S_INTERSECTS",
+        "BBOX(0, 0, 1, 1)",
+        "geometry",
+        ",",
+        "'",
+        '"',
+        "LIKE",
+        "'tr%'",
+        "IS NULL",
+        "BETWEEN",
+        "id",
+        "true",
+        "CASEI",
+        "%00",
+        "\\",
+    ]
     ops = ["=", "<>", "and", "or", "not", "in", "like", "between", "s_intersects", "isNull", "frob", "+"]
-    args = [{"property": "ml-aoi:split"}, {"property": "datetime"}, {"property": "nope"}, "train", 1, None, [1, 2],
-            {"timestamp": "2020-09-01T00:00:00Z"}, {"bbox": [0, 0, 1, 1]}, {"op": "=", "args": [1, 1]}, True]
+    args = [
+        {"property": "ml-aoi:split"},
+        {"property": "datetime"},
+        {"property": "nope"},
+        "train",
+        1,
+        None,
+        [1, 2],
+        {"timestamp": "2020-09-01T00:00:00Z"},
+        {"bbox": [0, 0, 1, 1]},
+        {"op": "=", "args": [1, 1]},
+        True,
+    ]
     rng = random.Random(12)
     statuses = set()
     for n in range(150):
@@ -223,8 +317,11 @@ def test_filtered_pages_carry_the_filter_not_every_matching_id(api, method):
     url, items = api
     want = expect(items, lambda p, i: p.get("ml-aoi:split") == "test")
     req = {"filter": "\"ml-aoi:split\" = 'test'", "limit": 4}
-    r = (requests.get(url + "/search", params=req, timeout=30) if method == "GET"
-         else requests.post(url + "/search", json=req, timeout=30))
+    r = (
+        requests.get(url + "/search", params=req, timeout=30)
+        if method == "GET"
+        else requests.post(url + "/search", json=req, timeout=30)
+    )
     got, pages = [], 0
     while True:
         doc = r.json()
@@ -235,8 +332,11 @@ def test_filtered_pages_carry_the_filter_not_every_matching_id(api, method):
         if not nxt:
             break
         assert "ids" not in nxt[0].get("body", {}) and "ids=" not in nxt[0]["href"]
-        r = (requests.get(nxt[0]["href"], timeout=30) if nxt[0].get("method", "GET") == "GET"
-             else requests.post(nxt[0]["href"], json=nxt[0]["body"], timeout=30))
+        r = (
+            requests.get(nxt[0]["href"], timeout=30)
+            if nxt[0].get("method", "GET") == "GET"
+            else requests.post(nxt[0]["href"], json=nxt[0]["body"], timeout=30)
+        )
     assert sorted(got) == sorted(want) and pages == -(-len(want) // 4)
 
 
@@ -262,7 +362,9 @@ def test_the_datetime_parameter_of_a_filtered_search_selects_like_stac_says(api)
         want = {i["id"] for i in items if (b is None or span(i)[0] <= b) and (a is None or span(i)[1] >= a)}
         got = {i["id"] for i in select(items, None, {"datetime": value})}
         assert got == want and got, value
-    assert any("start_datetime" in i["properties"] for i in select(items, None, {"datetime": "2020-09-01T00:00:00Z/.."}))
+    assert any(
+        "start_datetime" in i["properties"] for i in select(items, None, {"datetime": "2020-09-01T00:00:00Z/.."})
+    )
     with pytest.raises(BadRequest, match="not RFC 3339"):
         select(items, None, {"datetime": "yesterday"})
 
@@ -272,9 +374,16 @@ def test_bbox_and_intersects_with_a_filter(api):
     one = next(i for i in items if "ml-aoi:split" in i["properties"])
     w, s, e, n = one["bbox"]
     box = [w, s, w + (e - w) / 4, s + (n - s) / 4]
-    poly = {"type": "Polygon", "coordinates": [[[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]], [box[0], box[1]]]]}
-    want = {i["id"] for i in items if i["properties"].get("ml-aoi:split") == one["properties"]["ml-aoi:split"]
-            and shapely_geometry.shape(i["geometry"]).intersects(shapely_geometry.box(*box))}
+    poly = {
+        "type": "Polygon",
+        "coordinates": [[[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]], [box[0], box[1]]]],
+    }
+    want = {
+        i["id"]
+        for i in items
+        if i["properties"].get("ml-aoi:split") == one["properties"]["ml-aoi:split"]
+        and shapely_geometry.shape(i["geometry"]).intersects(shapely_geometry.box(*box))
+    }
     flt = {"op": "=", "args": [{"property": "ml-aoi:split"}, one["properties"]["ml-aoi:split"]]}
     assert one["id"] in want
     assert search(url, filter=flt, bbox=box) == want

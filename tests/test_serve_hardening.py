@@ -49,15 +49,31 @@ def served(hostile, request):
     httpd.server_close()
 
 
-REFUSED = ["/a/passwd.txt", "/a/elsewhere/key.txt", "/a/elsewhere/", "/a/elsewhere", "/a/.sen12ts/run.json",
-           "/a/%2esen12ts/run.json", "/a/run.json", "/a/.x.tif.abcd1234.tmp", "/.hidden.json", "/a/.sen12ts/",
-           "/b/", "/a/fifo.json", "/a/", "/", "/a/elsewhere/../../secret/key.txt"]
+REFUSED = [
+    "/a/passwd.txt",
+    "/a/elsewhere/key.txt",
+    "/a/elsewhere/",
+    "/a/elsewhere",
+    "/a/.sen12ts/run.json",
+    "/a/%2esen12ts/run.json",
+    "/a/run.json",
+    "/a/.x.tif.abcd1234.tmp",
+    "/.hidden.json",
+    "/a/.sen12ts/",
+    "/b/",
+    "/a/fifo.json",
+    "/a/",
+    "/",
+    "/a/elsewhere/../../secret/key.txt",
+]
 
 
 @pytest.mark.parametrize("served", [RangeHandler, handler_with_mounts({"/browser/": "/nonexistent"})], indirect=True)
 def test_nothing_outside_the_real_root_no_run_state_no_listings(served):
     assert requests.get(served + "/catalog.json", timeout=5).json() == {"id": "ok"}
-    assert requests.get(served + "/a/alias.json", timeout=5).json() == {"id": "item"}  # links inside the root still work
+    assert requests.get(served + "/a/alias.json", timeout=5).json() == {
+        "id": "item"
+    }  # links inside the root still work
     for path in REFUSED:
         for headers in ({}, {"Range": "bytes=0-3"}, {"Range": "bytes=-5"}):
             r = requests.get(served + path, headers=headers, timeout=5)
@@ -97,7 +113,9 @@ def test_a_path_that_is_no_file_name_is_a_400_without_a_traceback(hostile, path,
     try:
         for method in (b"GET", b"HEAD"):
             head = _raw(httpd.server_address[:2], method + b" " + path + b" HTTP/1.0\r\n\r\n")
-            assert head.split(b"\r\n", 1)[0] in (b"HTTP/1.0 400 Bad request path", b"HTTP/1.0 404 File not found"), head[:80]
+            assert head.split(b"\r\n", 1)[0] in (b"HTTP/1.0 400 Bad request path", b"HTTP/1.0 404 File not found"), (
+                head[:80]
+            )
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -134,7 +152,9 @@ def test_the_default_idle_timeout_is_finite():
     assert 0 < RangeHandler.timeout <= 120
 
 
-@pytest.mark.parametrize("args", [["--port", "99999"], ["--port", "-1"], ["--api-port", "70000"], ["--idle-timeout", "0"]])
+@pytest.mark.parametrize(
+    "args", [["--port", "99999"], ["--port", "-1"], ["--api-port", "70000"], ["--idle-timeout", "0"]]
+)
 def test_out_of_range_ports_are_one_line_errors(tmp_path, capsys, args):
     (tmp_path / "catalog.json").write_text("{}")
     with pytest.raises(SystemExit) as e:
@@ -145,9 +165,17 @@ def test_out_of_range_ports_are_one_line_errors(tmp_path, capsys, args):
 
 
 def _item(id_: str, coll: str) -> dict:
-    return {"type": "Feature", "stac_version": "1.1.0", "id": id_, "collection": coll, "bbox": [0, 0, 1, 1],
-            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
-            "properties": {"datetime": "2020-01-01T00:00:00Z"}, "links": [], "assets": {}}
+    return {
+        "type": "Feature",
+        "stac_version": "1.1.0",
+        "id": id_,
+        "collection": coll,
+        "bbox": [0, 0, 1, 1],
+        "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
+        "properties": {"datetime": "2020-01-01T00:00:00Z"},
+        "links": [],
+        "assets": {},
+    }
 
 
 def test_the_api_publishes_nothing_from_outside_the_served_folder(tmp_path, capsys):
@@ -158,22 +186,50 @@ def test_the_api_publishes_nothing_from_outside_the_served_folder(tmp_path, caps
     root, secret, out = tmp_path / "root", tmp_path / "secret", tmp_path / "out"
     for d in (root / "c" / "in", root / "c" / ".sen12ts", secret / "far", secret / "coll", out):
         d.mkdir(parents=True)
-    for path, id_ in ((root / "c" / "in" / "in.json", "in"), (secret / "far" / "far.json", "far"),
-                      (secret / "linked.json", "linked"), (root / "c" / ".sen12ts" / "state.json", "state")):
+    for path, id_ in (
+        (root / "c" / "in" / "in.json", "in"),
+        (secret / "far" / "far.json", "far"),
+        (secret / "linked.json", "linked"),
+        (root / "c" / ".sen12ts" / "state.json", "state"),
+    ):
         path.write_text(json.dumps(_item(id_, "c")))
     os.symlink(secret / "linked.json", root / "c" / "in" / "link.json")
-    coll = {"type": "Collection", "stac_version": "1.1.0", "id": "c", "description": "d", "license": "CC0-1.0",
-            "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}},
-            "links": [{"rel": "item", "href": h} for h in ("./in/in.json", "../../secret/far/far.json", "./in/link.json", "./.sen12ts/state.json")]}
+    coll = {
+        "type": "Collection",
+        "stac_version": "1.1.0",
+        "id": "c",
+        "description": "d",
+        "license": "CC0-1.0",
+        "extent": {"spatial": {"bbox": [[0, 0, 1, 1]]}, "temporal": {"interval": [[None, None]]}},
+        "links": [
+            {"rel": "item", "href": h}
+            for h in ("./in/in.json", "../../secret/far/far.json", "./in/link.json", "./.sen12ts/state.json")
+        ],
+    }
     (root / "c" / "collection.json").write_text(json.dumps(coll))
     evil = {**coll, "id": "../../../pwned", "links": [{"rel": "item", "href": "./far/far.json"}]}
     (secret / "coll" / "collection.json").write_text(json.dumps(evil))
     (root / "evil").symlink_to(secret / "coll")
     (root / "odd").mkdir()
-    (root / "odd" / "collection.json").write_text(json.dumps({**coll, "id": "../pwned", "links": []}))  # inside, a hostile id
-    (root / "catalog.json").write_text(json.dumps({"type": "Catalog", "stac_version": "1.1.0", "id": "r", "description": "d", "links": [
-        {"rel": "child", "href": "./c/collection.json"}, {"rel": "child", "href": "./evil/collection.json"},
-        {"rel": "child", "href": "../secret/coll/collection.json"}, {"rel": "child", "href": "./odd/collection.json"}]}))
+    (root / "odd" / "collection.json").write_text(
+        json.dumps({**coll, "id": "../pwned", "links": []})
+    )  # inside, a hostile id
+    (root / "catalog.json").write_text(
+        json.dumps(
+            {
+                "type": "Catalog",
+                "stac_version": "1.1.0",
+                "id": "r",
+                "description": "d",
+                "links": [
+                    {"rel": "child", "href": "./c/collection.json"},
+                    {"rel": "child", "href": "./evil/collection.json"},
+                    {"rel": "child", "href": "../secret/coll/collection.json"},
+                    {"rel": "child", "href": "./odd/collection.json"},
+                ],
+            }
+        )
+    )
     files = api_inputs(root, "http://127.0.0.1:1", out)
     served = [json.loads(line)["id"] for f in files if f.suffix == ".ndjson" for line in f.read_text().splitlines()]
     assert served == ["in"]
@@ -212,7 +268,9 @@ def test_a_trickled_request_head_is_cut_off_and_connections_are_capped(hostile):
         idle = [socket.create_connection(addr, timeout=10) for _ in range(3)]
         try:
             time.sleep(0.2)
-            assert _raw(addr, b"GET /catalog.json HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 503")  # at once, not after a wait
+            assert _raw(addr, b"GET /catalog.json HTTP/1.0\r\n\r\n").startswith(
+                b"HTTP/1.0 503"
+            )  # at once, not after a wait
         finally:
             for c in idle:
                 c.close()
@@ -246,24 +304,60 @@ def test_the_cli_and_the_static_server_need_no_api_extra(tmp_path):
     import subprocess
     import sys
 
-    (tmp_path / "catalog.json").write_text('{"type": "Catalog", "id": "c", "stac_version": "1.1.0", "description": "d", "links": []}')
-    code = ("import sys; sys.modules['cql2'] = None\n"  # as if the api extra were not installed
-            "from sen12ts_stac.cli import main\n"
-            "from sen12ts_stac.distribute.serve import start\n"
-            f"start({str(tmp_path)!r}, port=0).close()\n"
-            f"main(['serve', {str(tmp_path)!r}, '--port', '0', '--api', '--api-port', '0'])\n")
+    (tmp_path / "catalog.json").write_text(
+        '{"type": "Catalog", "id": "c", "stac_version": "1.1.0", "description": "d", "links": []}'
+    )
+    code = (
+        "import sys; sys.modules['cql2'] = None\n"  # as if the api extra were not installed
+        "from sen12ts_stac.cli import main\n"
+        "from sen12ts_stac.distribute.serve import start\n"
+        f"start({str(tmp_path)!r}, port=0).close()\n"
+        f"main(['serve', {str(tmp_path)!r}, '--port', '0', '--api', '--api-port', '0'])\n"
+    )
     r = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
-    assert r.stderr.strip() == "sen12ts-stac: error: serve --api needs the api extra (cql2 is missing): pip install 'sen12ts-stac[api]'"
+    assert (
+        r.stderr.strip()
+        == "sen12ts-stac: error: serve --api needs the api extra (cql2 is missing): pip install 'sen12ts-stac[api]'"
+    )
 
 
 def test_fuzzed_paths_never_leak_hang_or_raise(hostile, capfd):
     """A seeded loop over request paths built from the pieces a hostile client would try."""
     import random
 
-    pieces = ["a", "b", "..", ".", "%2e%2e", "%2E", ".sen12ts", "%2esen12ts", "run.json", "passwd.txt", "elsewhere",
-              "key.txt", "%00", "%ff", "%ed%a0%80", "", "%2f", "%5c", "index.html", "alias.json", "catalog.json",
-              "fifo.json", "x?y=1", "%25", "~", "%20", ".x.tif.abcd1234.tmp", "item.json", "secret", "%c0%ae%c0%ae"]
+    pieces = [
+        "a",
+        "b",
+        "..",
+        ".",
+        "%2e%2e",
+        "%2E",
+        ".sen12ts",
+        "%2esen12ts",
+        "run.json",
+        "passwd.txt",
+        "elsewhere",
+        "key.txt",
+        "%00",
+        "%ff",
+        "%ed%a0%80",
+        "",
+        "%2f",
+        "%5c",
+        "index.html",
+        "alias.json",
+        "catalog.json",
+        "fifo.json",
+        "x?y=1",
+        "%25",
+        "~",
+        "%20",
+        ".x.tif.abcd1234.tmp",
+        "item.json",
+        "secret",
+        "%c0%ae%c0%ae",
+    ]
     rng = random.Random(11)
     httpd = start_server(hostile, idle_timeout=5)
     addr = httpd.server_address[:2]
@@ -290,11 +384,17 @@ def test_a_handler_without_idle_timeout_still_reads_bodies():
     from sen12ts_stac.distribute.apifront import FrontHandler, bind_front
 
     httpd = bind_front("127.0.0.1", 0)  # a front over no items, with no rustac behind it
-    httpd.RequestHandlerClass = type("Patient", (FrontHandler,), {"timeout": None, "upstream": "http://127.0.0.1:1", "items": []})
+    httpd.RequestHandlerClass = type(
+        "Patient", (FrontHandler,), {"timeout": None, "upstream": "http://127.0.0.1:1", "items": []}
+    )
     try:
         body = b'{"filter": "1 = 1"}'
         with socket.create_connection(httpd.server_address[:2], timeout=10) as c:
-            c.sendall(b"POST /search HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n")
+            c.sendall(
+                b"POST /search HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+            )
             time.sleep(0.3)  # the body comes after the head: read past the head deadline's reach
             c.sendall(body)
             out = b""

@@ -40,8 +40,13 @@ def test_a_signal_stops_the_api_child_and_removes_its_temporary_folder(small_cat
     tmp.mkdir()
     port, api_port = free_port(), free_port()
     env = {**os.environ, "TMPDIR": str(tmp)}
-    proc = subprocess.Popen([str(CLI), "serve", str(small_catalog), "--port", str(port), "--api", "--api-port", str(api_port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(
+        [str(CLI), "serve", str(small_catalog), "--port", str(port), "--api", "--api-port", str(api_port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         lines = []
         deadline = time.monotonic() + 120
@@ -61,7 +66,9 @@ def test_a_signal_stops_the_api_child_and_removes_its_temporary_folder(small_cat
     assert "stopped" in out and "Traceback" not in err
     assert not answers(api), "the rustac child still answers"
     assert not answers(f"http://127.0.0.1:{port}/catalog.json")
-    assert not [p.name for p in tmp.iterdir() if p.name.startswith("sen12ts-api-")], "the temporary folder was left behind"
+    assert not [p.name for p in tmp.iterdir() if p.name.startswith("sen12ts-api-")], (
+        "the temporary folder was left behind"
+    )
 
 
 def test_an_interrupted_browser_build_stops_its_whole_process_tree(tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ import datetime as dt
 import numpy as np
 import pytest
 import rasterio
+from sourcefixtures import dl_standin
 
 from sen12ts_stac.collect.run import CreateConfig, create
 from sen12ts_stac.errors import SourceError
@@ -25,7 +26,6 @@ from sen12ts_stac.sources.descartes import (
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.grid import Tile, tile_for_lonlat
 from sen12ts_stac.spec.seasons import PairingRules
-from sourcefixtures import dl_standin
 
 pytest.importorskip("descarteslabs", reason="the descartes source needs the collect-dl extra")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")
@@ -46,8 +46,11 @@ def _pixels(image_id: str, band: str, x: np.ndarray, y: np.ndarray):
         k = (dt.date.fromisoformat(image_id.split(":")[-1][:10]) - START).days // 12
         return np.full(x.shape, (-11.0 if band == "vv" else -18.0) + 0.1 * k), ones
     if product == RTC_PRODUCT:
-        return {"factor": np.full(x.shape, 1.5), "localinc": np.full(x.shape, 38.0),
-                "mask": np.where(rows < 2, 1.0, 7.0)}[band], ones  # two rows of layover (mask != 7)
+        return {
+            "factor": np.full(x.shape, 1.5),
+            "localinc": np.full(x.shape, 38.0),
+            "mask": np.where(rows < 2, 1.0, 7.0),
+        }[band], ones  # two rows of layover (mask != 7)
     if product == IFG_PRODUCT:
         return np.full(x.shape, 0.6 if band == "coherence" else 0.25), ones
     if product == S2_PRODUCT:
@@ -78,7 +81,13 @@ def platform():
     day = dt.date(2020, 6, 2)
     while day <= dt.date(2020, 8, 31):
         cloud = 0.01 if day.day % 2 else 0.4
-        p.add(S2_PRODUCT, f"S2A_MSIL2A_{day:%Y%m%d}T184921_N0214_R113_T10SFG", dt.datetime.combine(day, dt.time(19)), TILE, cloud)
+        p.add(
+            S2_PRODUCT,
+            f"S2A_MSIL2A_{day:%Y%m%d}T184921_N0214_R113_T10SFG",
+            dt.datetime.combine(day, dt.time(19)),
+            TILE,
+            cloud,
+        )
         p.add(CLOUD_PRODUCT, f"{day}_10SFG_dlcloud", dt.datetime.combine(day, dt.time(19)), TILE)
         day += dt.timedelta(days=5)
     url, httpd = dl_standin.start(p)
@@ -106,9 +115,16 @@ def test_dltile_keys_agree_with_our_grid():
 
 def test_create_through_the_real_client_against_the_stand_in(platform, tmp_path):
     lon, lat = TILE.centroid_lonlat
-    config = CreateConfig(aoi="california", out=tmp_path, source="descartes", max_tiles=1, seasons=("summer",),
-                          bbox=(lon - 0.002, lat - 0.002, lon + 0.002, lat + 0.002), rules=PairingRules(max_triplets_per_tile_season=2),
-                          source_options={"platform_url": platform.url, "token": platform.token})
+    config = CreateConfig(
+        aoi="california",
+        out=tmp_path,
+        source="descartes",
+        max_tiles=1,
+        seasons=("summer",),
+        bbox=(lon - 0.002, lat - 0.002, lon + 0.002, lat + 0.002),
+        rules=PairingRules(max_triplets_per_tile_season=2),
+        source_options={"platform_url": platform.url, "token": platform.token},
+    )
     summary = create(config, progress=False)
     assert summary.triplets == 2 and not summary.rejected
     assert {path.split("?")[0].rsplit("/", 1)[-1] for _, path in platform.requests} == {"images", "npz"}
@@ -120,9 +136,13 @@ def test_create_through_the_real_client_against_the_stand_in(platform, tmp_path)
     vv = s1[bands.S1.index(["vv_t0"])[0]]
     assert np.isnan(vv[:2]).all()
     k = np.round((vv[2:] - (-11.0 + 1.5)) / 0.1)
-    assert np.allclose(vv[2:], -11.0 + 0.1 * k + 1.5, atol=1e-4) and (k >= 0).all()  # sigma0 dB + the additive RTC factor
+    assert (
+        np.allclose(vv[2:], -11.0 + 0.1 * k + 1.5, atol=1e-4) and (k >= 0).all()
+    )  # sigma0 dB + the additive RTC factor
     assert np.allclose(s1[bands.S1.index(["vh_t0"])[0]][2:] - vv[2:], -7.0, atol=1e-4)
-    assert np.allclose(s1[bands.S1.index(["coh_t2"])[0]][2:], 0.6) and np.allclose(s1[bands.S1.index(["phase_t3"])[0]][2:], 0.25)
+    assert np.allclose(s1[bands.S1.index(["coh_t2"])[0]][2:], 0.6) and np.allclose(
+        s1[bands.S1.index(["phase_t3"])[0]][2:], 0.25
+    )
     assert np.allclose(s1[16], 38.0) and np.allclose(s1[17], 2.5)
     with rasterio.open(next(tmp_path.rglob("s2.tif"))) as ds:
         s2 = ds.read()

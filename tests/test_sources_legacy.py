@@ -12,16 +12,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from sourcefixtures.legacy_files import NODATA, write_originals
 
 from sen12ts_stac.cli import main
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.legacy_import import import_legacy
 from sen12ts_stac.sources.legacy import LABEL_NAME, LegacySource, parse_triplet_name, s2_layout, scan
-from sen12ts_stac.spec.aois import get_aoi
-from sen12ts_stac.spec.seasons import SEASONS, PairingRules, candidates
 from sen12ts_stac.spec import bands
+from sen12ts_stac.spec.aois import get_aoi
 from sen12ts_stac.spec.grid import tile_for_lonlat
-from sourcefixtures.legacy_files import NODATA, write_originals
+from sen12ts_stac.spec.seasons import SEASONS, PairingRules, candidates
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,9 @@ def downloader(tmp_path_factory) -> tuple[Path, list]:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sen12ts_stac.cli", *args], capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "sen12ts_stac.cli", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def _items(root: Path) -> dict[str, dict]:
@@ -57,15 +59,22 @@ def _read(path: Path) -> np.ndarray:
 
 
 def test_names_parse_into_tile_dates_track_and_pass():
-    t = parse_triplet_name("lat_36.7712_lon_-119.8853_s1date_2020-06-10_s2date_2020-06-11_s1track_137_s1lookpass_DESCENDING.tif")
+    t = parse_triplet_name(
+        "lat_36.7712_lon_-119.8853_s1date_2020-06-10_s2date_2020-06-11_s1track_137_s1lookpass_DESCENDING.tif"
+    )
     assert t.tile == tile_for_lonlat(-119.8853, 36.7712) and t.track == 137 and t.orbit_state == "descending"
     assert [str(d) for d in t.series.dates] == ["2020-06-10", "2020-05-29", "2020-05-17", "2020-05-05"]
     assert t.candidate.key == "20200610_20200611_137"
-    old = parse_triplet_name("dltile_256:0:10.0:11:-5:1600_lat_-0.5_lon_33.1_s1date_2020-01-05_s2date_2020-01-06_s1track_057_s1lookpass_A.tif")
+    old = parse_triplet_name(
+        "dltile_256:0:10.0:11:-5:1600_lat_-0.5_lon_33.1_s1date_2020-01-05_s2date_2020-01-06_s1track_057_s1lookpass_A.tif"
+    )
     assert old.track == 57 and old.orbit_state == "ascending" and old.tile.zone == 36
-    for bad in ("lat_1_lon_2.tif", "lat_36.7_lon_-119.8_s1date_2020-13-10_s2date_2020-06-11_s1track_1_s1lookpass_A.tif",
-                "lat_36.7_lon_-119.8_s1date_2020-06-10_s2date_2020-06-11_s1track_x_s1lookpass_A.tif",
-                "lat_36.7_lon_-119.8_s1date_2020-06-10_s2date_2020-06-11_s1track_1_s1lookpass_sideways.tif"):
+    for bad in (
+        "lat_1_lon_2.tif",
+        "lat_36.7_lon_-119.8_s1date_2020-13-10_s2date_2020-06-11_s1track_1_s1lookpass_A.tif",
+        "lat_36.7_lon_-119.8_s1date_2020-06-10_s2date_2020-06-11_s1track_x_s1lookpass_A.tif",
+        "lat_36.7_lon_-119.8_s1date_2020-06-10_s2date_2020-06-11_s1track_1_s1lookpass_sideways.tif",
+    ):
         with pytest.raises(UserError, match=bad.split("_s1date")[0][:10]):
             parse_triplet_name(bad)
 
@@ -80,11 +89,17 @@ def test_downloader_generation_imports_exactly_the_original_triplets(downloader,
     items = _items(out)
     triplets = {i["properties"]["sen12ts:triplet"]: i for i in items.values() if i["id"].startswith("triplet_")}
     # every original pair and nothing else: the collector did not re-pair overlapping series
-    assert sorted((i["properties"]["sen12ts:tile"], k) for k, i in triplets.items()) == sorted((o.tile.id, o.key) for o in originals)
+    assert sorted((i["properties"]["sen12ts:tile"], k) for k, i in triplets.items()) == sorted(
+        (o.tile.id, o.key) for o in originals
+    )
     # (re-pairing the scenes of the first tile's summer would have made more candidates than files)
     source = LegacySource(get_aoi("california"), dir=str(folder))
     tile, summer = originals[0].tile, SEASONS["summer"]
-    assert len(candidates(source.inventory(tile, summer), summer, PairingRules())) > len(source.triplets(tile, summer)) >= 3
+    assert (
+        len(candidates(source.inventory(tile, summer), summer, PairingRules()))
+        > len(source.triplets(tile, summer))
+        >= 3
+    )
     west = tile_for_lonlat(-122.62, 38.05).id  # outside our hand-drawn AOI outline, kept
     assert any(i["properties"]["sen12ts:tile"] == west for i in triplets.values())
     v = _cli("validate", str(out), "--offline", "--schemas", str(schemas_dir))
@@ -142,7 +157,9 @@ def test_applications_generation_derives_mask_drops_b10_and_labels_from_cdl(tmp_
     s2 = _read(s2_item["_path"].parent / "s2.tif")
     orig2 = _read(folder / "s2" / o.name)
     ok = (orig2[:13] != NODATA).all(0)
-    assert np.array_equal(s2[:10][:, ok], orig2[:10][:, ok]) and np.array_equal(s2[10:12][:, ok], orig2[11:13][:, ok])  # B10 dropped
+    assert np.array_equal(s2[:10][:, ok], orig2[:10][:, ok]) and np.array_equal(
+        s2[10:12][:, ok], orig2[11:13][:, ok]
+    )  # B10 dropped
     assert (s2[12:] == bands.S2.nodata).all() and s2_item["properties"]["sen12ts:legacy_layout"] == "s2_ca_14"
     label = _read(items[f"label_{o.tile.id}_2020"]["_path"].parent / "labels.tif")[0]
     cdl = orig2[13]

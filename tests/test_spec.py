@@ -33,8 +33,14 @@ D = dt.date
 def test_six_aois_with_their_label_sources():
     assert list(AOIS) == ["california", "iowa", "catalonia", "ethiopia", "uganda", "sumatra"]
     tables = {n: a.label_table for n, a in AOIS.items()}
-    assert tables == {"california": "cdl", "iowa": "cdl", "catalonia": "sigpac", "ethiopia": "worldcover",
-                      "uganda": "worldcover", "sumatra": "worldcover"}
+    assert tables == {
+        "california": "cdl",
+        "iowa": "cdl",
+        "catalonia": "sigpac",
+        "ethiopia": "worldcover",
+        "uganda": "worldcover",
+        "sumatra": "worldcover",
+    }
     for a in AOIS.values():
         assert a.polygon.is_valid and a.polygon.area > 0
 

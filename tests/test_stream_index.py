@@ -11,16 +11,15 @@ import shutil
 from pathlib import Path
 
 import pytest
+from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
+from streamfixtures.servers import export_catalog, flaky_handler, rustac_api
 
 from sen12ts_stac.errors import SourceError, UserError
 from sen12ts_stac.stream import FetchStats, TripletRecord, load_index
-from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
-from streamfixtures.servers import export_catalog, flaky_handler, rustac_api
 
 
 def _triplet_files(root: Path) -> list[Path]:
     return sorted((root / "california" / "triplets").glob("*/*/triplet_*.json"))
-
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +56,9 @@ def test_filters(small_catalog, local_records):
     tile = local_records[0].tile
     assert by(tiles=[tile]) == [r.id for r in local_records if r.tile == tile]
     assert by(date_range="2020-07-01/..") == [r.id for r in local_records if r.s2_date >= dt.date(2020, 7, 1)]
-    assert by(date_range=(None, dt.date(2020, 7, 1))) == [r.id for r in local_records if r.s2_date <= dt.date(2020, 7, 1)]
+    assert by(date_range=(None, dt.date(2020, 7, 1))) == [
+        r.id for r in local_records if r.s2_date <= dt.date(2020, 7, 1)
+    ]
     assert by(bbox=local_records[0].bbox) == [r.id for r in local_records if r.tile == tile]
     assert by(aoi="California") == [r.id for r in local_records]
     assert by(aoi="iowa") == []
@@ -93,8 +94,11 @@ def test_static_catalog_over_http_is_cached_and_revalidated(small_catalog, local
     assert records[0].hrefs["s1"].startswith("http://127.0.0.1:") and records[0].hrefs["s1"].endswith("/s1.tif")
     assert records[0].stats == local_records[0].stats
     # only the triplet branch is walked: no S1/S2/label item is requested
-    item_gets = [p for _, p, _, _ in handler.log if p.endswith(".json") and "/triplets/" not in p and "collection" not in p
-                 and "catalog" not in p]
+    item_gets = [
+        p
+        for _, p, _, _ in handler.log
+        if p.endswith(".json") and "/triplets/" not in p and "collection" not in p and "catalog" not in p
+    ]
     assert item_gets == []
     assert cold.requests == cold.documents >= len(records)
     # inside the TTL: no request at all
@@ -132,8 +136,12 @@ def test_stac_api_and_mlhub_client_against_rustac(small_catalog, local_records, 
             assert got[0].hrefs["s2"].startswith(assets) and got[0].stats == local_records[0].stats
             assert got[0].bands == local_records[0].bands and got[0].split == local_records[0].split
         # server-side (bbox, datetime) and client-side (split, season, tile) filters agree with local ones
-        for kw in ({"bbox": local_records[0].bbox}, {"date_range": ("2020-06-01", "2020-08-31")},
-                   {"split": local_records[0].split, "seasons": "fall"}, {"tiles": [local_records[-1].tile]}):
+        for kw in (
+            {"bbox": local_records[0].bbox},
+            {"date_range": ("2020-06-01", "2020-08-31")},
+            {"split": local_records[0].split, "seasons": "fall"},
+            {"tiles": [local_records[-1].tile]},
+        ):
             want = [r.id for r in load_index(small_catalog, **kw)]
             assert [r.id for r in load_index(api, **kw)] == want, kw
             assert [r.id for r in load_index("mlhub+" + api, api_key="k", **kw)] == want, kw
@@ -141,8 +149,8 @@ def test_stac_api_and_mlhub_client_against_rustac(small_catalog, local_records, 
 
 
 def test_stac_geoparquet_from_stac_geoparquet_and_rustac(small_catalog, local_records, tmp_path, serve_dir):
-    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
     import rustac
+    from stac_geoparquet.arrow import parse_stac_items_to_arrow, to_parquet
 
     collections, items = export_catalog(small_catalog / "california")
     sg = tmp_path / "triplets.parquet"
@@ -155,8 +163,9 @@ def test_stac_geoparquet_from_stac_geoparquet_and_rustac(small_catalog, local_re
         assert got[0].hrefs == local_records[0].hrefs
         assert (got[0].stats == local_records[0].stats) if has_stats else got[0].stats == {}
         split, season = local_records[0].split, local_records[0].season
-        assert [r.id for r in load_index(path, split=split, seasons=season)] == \
-            [r.id for r in local_records if r.split == split and r.season == season]
+        assert [r.id for r in load_index(path, split=split, seasons=season)] == [
+            r.id for r in local_records if r.split == split and r.season == season
+        ]
     # the `export` layout: items.parquet beside the triplet collection, hrefs relative to that
     # folder, only that collection in the metadata: statistics come through its parent link
     tree = tmp_path / "tree"

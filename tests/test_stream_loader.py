@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import rasterio
 import torch
+from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.stream import AssetReadError, load_index, triplet_loader
-from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
-
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +55,9 @@ def test_batches_match_the_files(records):
 
 
 def test_only_the_named_bands(records):
-    loader = triplet_loader(records[:3], assets={"s1": ["vv_t0", "lia"], "s2": ["B04", "SCL"]}, batch_size=3,
-                            shuffle=False, num_workers=1)
+    loader = triplet_loader(
+        records[:3], assets={"s1": ["vv_t0", "lia"], "s2": ["B04", "SCL"]}, batch_size=3, shuffle=False, num_workers=1
+    )
     b = next(iter(loader))
     assert set(b) == {"s1", "s1_valid", "s2", "s2_valid", "id", "tile", "s2_date"}
     assert b["s1"].shape == (3, 2, 256, 256) and b["s2"].shape == (3, 2, 256, 256)
@@ -73,8 +73,14 @@ def test_only_the_named_bands(records):
 
 
 def test_normalize_uses_the_catalog_statistics(records):
-    loader = triplet_loader(records[:2], assets={"s1": ["vh_t0", "valid"], "s2": ["B08", "SCL"]}, normalize=True,
-                            batch_size=2, shuffle=False, num_workers=1)
+    loader = triplet_loader(
+        records[:2],
+        assets={"s1": ["vh_t0", "valid"], "s2": ["B08", "SCL"]},
+        normalize=True,
+        batch_size=2,
+        shuffle=False,
+        num_workers=1,
+    )
     b = next(iter(loader))
     r = records[0]
     mean, std = r.stats["s1"]["vh_t0"]
@@ -94,15 +100,22 @@ def test_normalize_uses_the_catalog_statistics(records):
 
 def test_augmentations_are_the_same_on_every_modality(records):
     plain = next(iter(triplet_loader(records[:8], batch_size=8, shuffle=False, num_workers=2)))
-    flips = next(iter(triplet_loader(records[:8], batch_size=8, shuffle=False, num_workers=2,
-                                     augment={"hflip": True, "vflip": True})))
+    flips = next(
+        iter(
+            triplet_loader(
+                records[:8], batch_size=8, shuffle=False, num_workers=2, augment={"hflip": True, "vflip": True}
+            )
+        )
+    )
     seen = set()
     for i in range(8):
         for h in (False, True):
             for v in (False, True):
-                def f(x):
+
+                def f(x, h=h, v=v):
                     x = x.flip(-1) if h else x
                     return x.flip(-2) if v else x
+
                 if torch.equal(f(plain["s2"][i]), flips["s2"][i]):
                     assert torch.equal(f(plain["s1"][i]), flips["s1"][i])
                     assert torch.equal(f(plain["label"][i]), flips["label"][i])
@@ -119,12 +132,15 @@ def test_augmentations_are_the_same_on_every_modality(records):
     assert crops["s1"].shape == (4, 19, 64, 64) and crops["label"].shape == (4, 64, 64)
     for i in range(4):
         full, part = plain["s2"][i, 3].numpy(), crops["s2"][i, 3].numpy()
-        hits = [(r, c) for r, c in np.argwhere(full == part[0, 0]) if r <= 192 and c <= 192
-                and np.array_equal(full[r:r + 64, c:c + 64], part)]
+        hits = [
+            (r, c)
+            for r, c in np.argwhere(full == part[0, 0])
+            if r <= 192 and c <= 192 and np.array_equal(full[r : r + 64, c : c + 64], part)
+        ]
         assert len(hits) == 1
         r, c = hits[0]
-        assert torch.equal(plain["label"][i, r:r + 64, c:c + 64], crops["label"][i])
-        assert torch.equal(plain["s1"][i, :, r:r + 64, c:c + 64], crops["s1"][i])
+        assert torch.equal(plain["label"][i, r : r + 64, c : c + 64], crops["label"][i])
+        assert torch.equal(plain["s1"][i, :, r : r + 64, c : c + 64], crops["s1"][i])
     with pytest.raises(UserError, match="larger than the 256 x 256 grid"):
         next(iter(triplet_loader(records[:1], augment={"crop": 300}, num_workers=0)))
     with pytest.raises(UserError, match="unknown augmentation"):
@@ -132,14 +148,25 @@ def test_augmentations_are_the_same_on_every_modality(records):
 
 
 def test_tile_sequences(records):
-    loader = triplet_loader(records, sequence="tile", max_steps=6, batch_size=2, shuffle=False, num_workers=2,
-                            assets={"s1": ["vv_t0"], "s2": ["B04", "B08"], "label": True})
+    loader = triplet_loader(
+        records,
+        sequence="tile",
+        max_steps=6,
+        batch_size=2,
+        shuffle=False,
+        num_workers=2,
+        assets={"s1": ["vv_t0"], "s2": ["B04", "B08"], "label": True},
+    )
     tiles = sorted({r.tile for r in records})
     batches = list(loader)
     assert [t for b in batches for t in b["tile"]] == tiles
     b = batches[0]
     assert b["s1"].shape == (2, 6, 1, 256, 256) and b["s2"].shape == (2, 6, 2, 256, 256)
-    assert b["s1_valid"].shape == (2, 6, 256, 256) and b["valid_steps"].shape == (2, 6) and b["label"].shape == (2, 256, 256)
+    assert (
+        b["s1_valid"].shape == (2, 6, 256, 256)
+        and b["valid_steps"].shape == (2, 6)
+        and b["label"].shape == (2, 256, 256)
+    )
     for j, tile in enumerate(b["tile"]):
         mine = sorted((r for r in records if r.tile == tile), key=lambda r: r.s2_date)
         n = min(6, len(mine))
@@ -193,15 +220,19 @@ def test_resume_mid_epoch_without_repeats_or_losses(records, stop_after):
 
 def test_shards_are_disjoint_and_cover(records):
     for ws in (2, 3):
-        shards = [triplet_loader(records, rank=r, world_size=ws, batch_size=4, seed=1, num_workers=1,
-                                 assets={"label": True}) for r in range(ws)]
-        for epoch in (0, 1):
+        shards = [
+            triplet_loader(records, rank=r, world_size=ws, batch_size=4, seed=1, num_workers=1, assets={"label": True})
+            for r in range(ws)
+        ]
+        for _epoch_no in (0, 1):
             ids = [_epoch(s) for s in shards]
             flat = [i for s in ids for i in s]
             assert sorted(flat) == [r.id for r in records] and len(set(flat)) == len(flat)
             assert max(map(len, ids)) - min(map(len, ids)) <= 1
-    even = [triplet_loader(records, rank=r, world_size=3, even_shards=True, num_workers=1, assets={"label": True})
-            for r in range(3)]
+    even = [
+        triplet_loader(records, rank=r, world_size=3, even_shards=True, num_workers=1, assets={"label": True})
+        for r in range(3)
+    ]
     assert len({e.num_units for e in even}) == 1 and even[0].num_units == len(records) // 3
     with pytest.raises(UserError, match="rank < world_size"):
         triplet_loader(records, rank=2, world_size=2)
@@ -216,15 +247,21 @@ def test_bad_asset_raises_with_its_href_or_is_skipped_and_counted(records, tmp_p
     with pytest.raises(AssetReadError, match=str(broken)) as info:
         _epoch(loader)
     assert "\n" not in str(info.value) and info.value.href == str(broken)
-    missing = [dataclasses.replace(r, hrefs={**r.hrefs, "labels": str(tmp_path / "gone.tif")}) if i == 5 else r
-               for i, r in enumerate(bad)]
+    missing = [
+        dataclasses.replace(r, hrefs={**r.hrefs, "labels": str(tmp_path / "gone.tif")}) if i == 5 else r
+        for i, r in enumerate(bad)
+    ]
     skipping = triplet_loader(missing, batch_size=2, shuffle=False, num_workers=2, on_error="skip")
     got = _epoch(skipping)
     assert got == [r.id for i, r in enumerate(records) if i not in (2, 5)]
     assert skipping.stats.skipped == 2 and skipping.stats["samples"] == len(records) - 2
-    assert any(str(broken) in f for f in skipping.stats.failures) and any("gone.tif" in f for f in skipping.stats.failures)
-    assert [len(b["id"]) for b in triplet_loader(missing, batch_size=4, shuffle=False, num_workers=2,
-                                                 on_error="skip", drop_last=True)] == [4] * ((len(records) - 2) // 4)
+    assert any(str(broken) in f for f in skipping.stats.failures) and any(
+        "gone.tif" in f for f in skipping.stats.failures
+    )
+    assert [
+        len(b["id"])
+        for b in triplet_loader(missing, batch_size=4, shuffle=False, num_workers=2, on_error="skip", drop_last=True)
+    ] == [4] * ((len(records) - 2) // 4)
 
 
 def test_argument_errors(records, small_catalog):

@@ -25,7 +25,9 @@ def iowa():
 
 
 def _series(day: dt.date, state: str = "ascending", track: int = 42) -> RadarSeries:
-    return RadarSeries(track, state, tuple(RadarScene(f"x{day}{k}", day - dt.timedelta(days=12 * k), track, state) for k in range(4)))
+    return RadarSeries(
+        track, state, tuple(RadarScene(f"x{day}{k}", day - dt.timedelta(days=12 * k), track, state) for k in range(4))
+    )
 
 
 def _s1(src, tile, day):
@@ -153,5 +155,9 @@ def test_every_aoi_yields_triplets():
     for name in ("california", "iowa", "catalonia", "ethiopia", "uganda", "sumatra"):
         aoi = get_aoi(name)
         src = SyntheticSource(aoi, seed=0)
-        n = sum(min(4, len(candidates(src.inventory(t, s), s, PairingRules()))) for t in tiles_in(aoi.polygon)[:8] for s in SEASONS.values())
+        n = sum(
+            min(4, len(candidates(src.inventory(t, s), s, PairingRules())))
+            for t in tiles_in(aoi.polygon)[:8]
+            for s in SEASONS.values()
+        )
         assert n >= 8, (name, n)

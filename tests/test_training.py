@@ -65,14 +65,17 @@ def test_config_layers_defaults_yaml_flags(tmp_path):
     assert again == cfg
 
 
-@pytest.mark.parametrize("argv,yaml_text,message", [
-    (["--epochs", "two"], None, "--epochs: expected int, got 'two'"),
-    (["--amp", "maybe"], None, "--amp: expected bool"),
-    (["--nope", "1"], None, "unrecognized arguments: --nope 1"),
-    ([], "epochs: 2\nbogus: 1\n", "unknown option 'bogus'"),
-    ([], "- a\n- b\n", "a config file must be a mapping"),
-    ([], "epochs: [1\n", "not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "argv,yaml_text,message",
+    [
+        (["--epochs", "two"], None, "--epochs: expected int, got 'two'"),
+        (["--amp", "maybe"], None, "--amp: expected bool"),
+        (["--nope", "1"], None, "unrecognized arguments: --nope 1"),
+        ([], "epochs: 2\nbogus: 1\n", "unknown option 'bogus'"),
+        ([], "- a\n- b\n", "a config file must be a mapping"),
+        ([], "epochs: [1\n", "not valid YAML"),
+    ],
+)
 def test_config_errors_name_the_culprit(tmp_path, argv, yaml_text, message):
     if yaml_text is not None:
         y = tmp_path / "bad.yaml"
@@ -104,14 +107,30 @@ def test_config_requires_catalog_and_checks_recipe_rules():
 
 
 def _rec(i: int, split: str, tile: str) -> TripletRecord:
-    return TripletRecord(id=f"t{i}", aoi="california", tile=tile, split=split, season="summer",
-                         s2_date=dt.date(2020, 7, 1), radar_dates=(), bbox=(0, 0, 1, 1), hrefs={}, bands={}, nodata={})
+    return TripletRecord(
+        id=f"t{i}",
+        aoi="california",
+        tile=tile,
+        split=split,
+        season="summer",
+        s2_date=dt.date(2020, 7, 1),
+        radar_dates=(),
+        bbox=(0, 0, 1, 1),
+        hrefs={},
+        bands={},
+        nodata={},
+    )
 
 
 def test_split_plan_reports_on_held_out_tiles_and_says_when_it_cannot():
     full = [_rec(0, "train", "a"), _rec(1, "train", "b"), _rec(2, "validate", "c"), _rec(3, "test", "d")]
     p = plan_splits(full)
-    assert (p.report_split, [r.id for r in p.report], [r.id for r in p.monitor], p.note) == ("test", ["t3"], ["t2"], None)
+    assert (p.report_split, [r.id for r in p.report], [r.id for r in p.monitor], p.note) == (
+        "test",
+        ["t3"],
+        ["t2"],
+        None,
+    )
     p = plan_splits(full[:3])
     assert p.report_split == "validate" and not p.monitor and "no test tiles" in p.note
     p = plan_splits(full[:2])
@@ -171,8 +190,10 @@ def test_weighted_loss_is_finite_without_labelled_pixels_and_weights_count():
     assert float(loss.detach()) == 0.0 and torch.isfinite(logits.grad).all()
     y[0, 0, 0], y[1, 1, 1] = 0, 2
     w = torch.tensor([1.0, 1.0, 3.0])
-    manual = (torch.nn.functional.cross_entropy(logits[0:1, :, 0, 0], y[0:1, 0, 0])
-              + 3 * torch.nn.functional.cross_entropy(logits[1:2, :, 1, 1], y[1:2, 1, 1])) / 4
+    manual = (
+        torch.nn.functional.cross_entropy(logits[0:1, :, 0, 0], y[0:1, 0, 0])
+        + 3 * torch.nn.functional.cross_entropy(logits[1:2, :, 1, 1], y[1:2, 1, 1])
+    ) / 4
     assert float(crop.weighted_ce(logits, y, w).detach()) == pytest.approx(float(manual.detach()), rel=1e-5)
 
 
@@ -188,8 +209,13 @@ def test_vegetation_index_on_reflectance_uses_the_right_scale():
 
 
 def test_standardizer_uses_catalog_statistics_in_physical_units():
-    r = dataclasses.replace(_rec(0, "train", "a"), bands={"s2": ("B02", "B04")}, scale={"s2": (1e-4, 1e-4)},
-                            offset={"s2": (0.0, 0.0)}, stats={"s2": {"B02": (500.0, 100.0), "B04": (800.0, 200.0)}})
+    r = dataclasses.replace(
+        _rec(0, "train", "a"),
+        bands={"s2": ("B02", "B04")},
+        scale={"s2": (1e-4, 1e-4)},
+        offset={"s2": (0.0, 0.0)},
+        stats={"s2": {"B02": (500.0, 100.0), "B04": (800.0, 200.0)}},
+    )
     st = Standardizer([r], "s2", ["B04"], "cpu")
     x = torch.tensor([0.08, 0.10, 0.06]).view(1, 1, 1, 3)
     valid = torch.tensor([[[True, True, False]]])

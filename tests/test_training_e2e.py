@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
+from test_training import recipe
 
 from sen12ts_stac.collect.run import CreateConfig, create
 from sen12ts_stac.spec.classes import class_table
@@ -25,7 +26,6 @@ from sen12ts_stac.spec.seasons import PairingRules
 from sen12ts_stac.train.runtime import run_main
 from sen12ts_stac.validate.report import ERROR, NOT_CHECKED
 from sen12ts_stac.validate.schemas import SchemaChecker, SchemaStore
-from test_training import recipe
 
 pytestmark = pytest.mark.slow
 
@@ -38,8 +38,17 @@ TILES = ("10_53_1680", "10_85_1592", "10_93_1611", "10_71_1613")
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("train-catalog")
-    create(CreateConfig(aoi="california", out=root, tiles=TILES, seasons=("summer", "fall"), seed=0,
-                        rules=PairingRules(max_triplets_per_tile_season=1)), progress=False)
+    create(
+        CreateConfig(
+            aoi="california",
+            out=root,
+            tiles=TILES,
+            seasons=("summer", "fall"),
+            seed=0,
+            rules=PairingRules(max_triplets_per_tile_season=1),
+        ),
+        progress=False,
+    )
     return root
 
 
@@ -51,6 +60,7 @@ def run(name: str, *args: str) -> int:
 def mlm_errors(item: dict, schemas_dir: Path) -> list[str]:
     """Errors of ``item`` against the MLM v1.4.0 schema (jsonschema, offline references) and
     against the core item and every other extension it names (the project's checker)."""
+
     def retrieve(uri: str):
         path = schemas_dir / uri.split("://", 1)[1].split("#")[0]
         return Resource.from_contents(json.loads(path.read_text()), default_specification=DRAFT7)
@@ -86,8 +96,17 @@ def test_sar2vi_tiny_outputs_resume_and_model_item(catalog, tmp_path, schemas_di
     assert [int(r["step"]) for r in read_csv(out / "train_log.csv")] == [1, 2]
     assert "resumed from" in capsys.readouterr().err
 
-    for name in ("config.yaml", "metrics.json", "per_class.csv", "per_month.csv", "timeseries.csv", "model.pt",
-                 "model-item.json", "eval_log.csv", "checkpoints/best.pt"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "per_class.csv",
+        "per_month.csv",
+        "timeseries.csv",
+        "model.pt",
+        "model-item.json",
+        "eval_log.csv",
+        "checkpoints/best.pt",
+    ):
         assert (out / name).is_file(), name
     m = json.loads((out / "metrics.json").read_text())
     assert m["splits"]["report_split"] == "test" and m["splits"]["note"] is None
@@ -130,8 +149,25 @@ def test_sar2vi_streams_from_an_http_catalog(catalog, tmp_path, serve_dir, monke
     monkeypatch.setenv("SEN12TS_CACHE_DIR", str(tmp_path / "cache"))
     url = serve_dir(catalog) + "/catalog.json"
     out = tmp_path / "http"
-    assert run("sar2vi", "--config", str(CONFIGS / "sar2vi-tiny.yaml"), "--catalog", url, "--out", str(out),
-               "--max-steps", "1", "--eval-every", "0", "--loader-bench-batches", "0", "--quiet") == 0
+    assert (
+        run(
+            "sar2vi",
+            "--config",
+            str(CONFIGS / "sar2vi-tiny.yaml"),
+            "--catalog",
+            url,
+            "--out",
+            str(out),
+            "--max-steps",
+            "1",
+            "--eval-every",
+            "0",
+            "--loader-bench-batches",
+            "0",
+            "--quiet",
+        )
+        == 0
+    )
     item = json.loads((out / "model-item.json").read_text())
     assert [ln["href"] for ln in item["links"] if ln["rel"] == "derived_from"] == [url]
     assert json.loads((out / "metrics.json").read_text())["report"]["model"]["n"] > 0
@@ -139,8 +175,21 @@ def test_sar2vi_streams_from_an_http_catalog(catalog, tmp_path, serve_dir, monke
 
 def test_crop_all_variants_compared(catalog, tmp_path, schemas_dir):
     out = tmp_path / "crop"
-    assert run("crop_classification", "--config", str(CONFIGS / "crop-tiny.yaml"), "--catalog", str(catalog),
-               "--out", str(out), "--inputs", "all", "--quiet") == 0
+    assert (
+        run(
+            "crop_classification",
+            "--config",
+            str(CONFIGS / "crop-tiny.yaml"),
+            "--catalog",
+            str(catalog),
+            "--out",
+            str(out),
+            "--inputs",
+            "all",
+            "--quiet",
+        )
+        == 0
+    )
     rows = read_csv(out / "comparison.csv")
     assert [r["inputs"] for r in rows] == ["s1", "s2", "s1+s2"]
     assert (out / "comparison.md").read_text().count("\n|") >= 4
@@ -168,16 +217,35 @@ def test_crop_all_variants_compared(catalog, tmp_path, schemas_dir):
         assert len(item["properties"]["mlm:output"][0]["classification:classes"]) == 4
 
 
-@pytest.mark.parametrize("name,config,extra", [
-    ("sar2vi", "sar2vi-tiny.yaml", []),
-    ("crop_classification", "crop-tiny.yaml", ["--inputs", "s1,s2"]),
-])
+@pytest.mark.parametrize(
+    "name,config,extra",
+    [
+        ("sar2vi", "sar2vi-tiny.yaml", []),
+        ("crop_classification", "crop-tiny.yaml", ["--inputs", "s1,s2"]),
+    ],
+)
 def test_torchrun_two_gloo_processes(catalog, tmp_path, name, config, extra):
     out = tmp_path / name
     env = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(REPO / "training" / f"{name}.py"), "--config", str(CONFIGS / config), "--catalog", str(catalog),
-           "--out", str(out), "--epochs", "2", "--quiet", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO / "training" / f"{name}.py"),
+        "--config",
+        str(CONFIGS / config),
+        "--catalog",
+        str(catalog),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--quiet",
+        *extra,
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
@@ -190,8 +258,19 @@ def test_torchrun_two_gloo_processes(catalog, tmp_path, name, config, extra):
 
 def test_user_errors_are_one_line(tmp_path, catalog, capsys):
     # the script itself: exit code 2 and one line on stderr, no traceback
-    done = subprocess.run([sys.executable, str(REPO / "training" / "sar2vi.py"), "--catalog", str(tmp_path / "nowhere"),
-                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "training" / "sar2vi.py"),
+            "--catalog",
+            str(tmp_path / "nowhere"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert lines[0].startswith("sar2vi: error: ") and "nowhere" in lines[0]
@@ -199,8 +278,10 @@ def test_user_errors_are_one_line(tmp_path, catalog, capsys):
     cases = [
         (["--catalog", str(catalog), "--out", str(tmp_path / "o2"), "--resume"], "no checkpoint to resume from"),
         (["--catalog", str(catalog), "--crop", "100"], "--crop 100 must be a multiple"),
-        (["--catalog", str(catalog), "--out", str(tmp_path / "o3"), "--eval-split", "holdout"],
-         "--eval-split must be one of"),
+        (
+            ["--catalog", str(catalog), "--out", str(tmp_path / "o3"), "--eval-split", "holdout"],
+            "--eval-split must be one of",
+        ),
     ]
     for argv, needle in cases:
         capsys.readouterr()

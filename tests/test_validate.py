@@ -55,7 +55,9 @@ def first(root: Path, pattern: str) -> Path:
 
 def run(target, schemas_dir, *args) -> tuple[int, dict]:
     """CliRunner: exit code and the JSON report."""
-    r = CliRunner().invoke(cli, ["validate", str(target), "--offline", "--schemas", str(schemas_dir), "--format", "json", *args])
+    r = CliRunner().invoke(
+        cli, ["validate", str(target), "--offline", "--schemas", str(schemas_dir), "--format", "json", *args]
+    )
     assert r.exception is None or isinstance(r.exception, SystemExit), r.output
     return r.exit_code, json.loads(r.stdout)
 
@@ -67,8 +69,12 @@ def errors(report: dict) -> list[dict]:
 # -- the good catalog --------------------------------------------------------------------------
 @pytest.mark.slow
 def test_real_cli_passes_the_good_catalog_with_zero_findings(small_catalog, schemas_dir):
-    p = subprocess.run([str(CLI), "validate", str(small_catalog), "--offline", "--schemas", str(schemas_dir), "--strict"],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [str(CLI), "validate", str(small_catalog), "--offline", "--schemas", str(schemas_dir), "--strict"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.startswith("PASS"), p.stdout
     assert "0 errors, 0 warnings, 0 not checked" in p.stdout
@@ -76,7 +82,12 @@ def test_real_cli_passes_the_good_catalog_with_zero_findings(small_catalog, sche
     code, rep = run(small_catalog, schemas_dir)
     assert code == 0 and rep["findings"] == []
     c = rep["counts"]
-    assert c["items"] >= 60 and c["collections"] == 4 and c["asset files"] >= c["items"] // 2 and c["links"] > 4 * c["items"]
+    assert (
+        c["items"] >= 60
+        and c["collections"] == 4
+        and c["asset files"] >= c["items"] // 2
+        and c["links"] > 4 * c["items"]
+    )
     assert all(rep["checks"].values())
 
 
@@ -84,8 +95,12 @@ def test_real_cli_exits_1_with_a_one_line_finding_on_a_broken_catalog(small_cata
     root = clone(small_catalog, tmp_path / "c")
     bad = first(root, "s1_*.json")
     bad.write_text('{"type": "Feature", "id": ')
-    p = subprocess.run([str(CLI), "validate", str(root), "--offline", "--schemas", str(schemas_dir), "--no-assets"],
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [str(CLI), "validate", str(root), "--offline", "--schemas", str(schemas_dir), "--no-assets"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 1, p.stdout + p.stderr
     assert f"ERROR       read    {bad}: malformed JSON" in p.stdout
     assert p.stdout.splitlines()[-1].startswith("FAIL") and "Traceback" not in p.stderr
@@ -123,6 +138,7 @@ def _geometry(root: Path):
     def shift(d):
         d["geometry"]["coordinates"][0] = [[x + 0.01, y] for x, y in d["geometry"]["coordinates"][0]]
         d["bbox"] = [d["bbox"][0] + 0.01, d["bbox"][1], d["bbox"][2] + 0.01, d["bbox"][3]]
+
     edit(item, shift)
     return item, "assets", "does not match the raster footprint"
 
@@ -182,7 +198,12 @@ def _split_leak(root: Path):
     items = sorted(root.rglob("triplet_*.json"))
     tile = json.loads(items[0].read_text())["properties"]["sen12ts:tile"]
     other = next(p for p in items[1:] if json.loads(p.read_text())["properties"]["sen12ts:tile"] == tile)
-    edit(other, lambda d: d["properties"].update({"ml-aoi:split": "test" if d["properties"]["ml-aoi:split"] != "test" else "train"}))
+    edit(
+        other,
+        lambda d: d["properties"].update(
+            {"ml-aoi:split": "test" if d["properties"]["ml-aoi:split"] != "test" else "train"}
+        ),
+    )
     return None, "rules", f"tile {tile} is in more than one split"
 
 
@@ -204,8 +225,28 @@ def _schema(root: Path):
     return item, "schema", "proj:shape"
 
 
-BROKEN = {f.__name__[1:]: f for f in (_truncate, _not_tiff, _dtype, _proj, _geometry, _malformed, _missing, _loop, _broken_href,
-                                      _label_type, _huge, _outside, _outside_link, _split_leak, _duplicate_id, _dates, _schema)}
+BROKEN = {
+    f.__name__[1:]: f
+    for f in (
+        _truncate,
+        _not_tiff,
+        _dtype,
+        _proj,
+        _geometry,
+        _malformed,
+        _missing,
+        _loop,
+        _broken_href,
+        _label_type,
+        _huge,
+        _outside,
+        _outside_link,
+        _split_leak,
+        _duplicate_id,
+        _dates,
+        _schema,
+    )
+}
 
 
 @pytest.mark.parametrize("kind", sorted(BROKEN))
@@ -215,7 +256,11 @@ def test_each_kind_of_broken_catalog_fails_with_a_finding_naming_the_file(kind, 
     assets = [] if check == "assets" else ["--no-assets"]
     code, rep = run(root, schemas_dir, *assets)
     assert code == 1
-    hits = [f for f in errors(rep) if f["check"] == check and message in f["message"] and (where is None or f["where"] == str(where))]
+    hits = [
+        f
+        for f in errors(rep)
+        if f["check"] == check and message in f["message"] and (where is None or f["where"] == str(where))
+    ]
     assert hits, json.dumps(errors(rep), indent=1)[:3000]
 
 
@@ -265,7 +310,9 @@ def test_a_served_http_catalog_with_cogs_over_vsicurl(small_catalog, schemas_dir
         msgs[(f["check"], f["where"])] = msgs.get((f["check"], f["where"]), "") + f["message"] + "\n"
     assert "HTTP 404" in msgs[("links", url + "/" + gone.relative_to(root).as_posix())]
     assert "truncated" in msgs[("assets", url + "/" + item.relative_to(root).as_posix())]
-    assert any(f["level"] == "not-checked" and "file:checksum of remote assets" in f["message"] for f in rep["findings"])
+    assert any(
+        f["level"] == "not-checked" and "file:checksum of remote assets" in f["message"] for f in rep["findings"]
+    )
 
 
 def _mlhub_catalog(folder: Path, base: str) -> Path:
@@ -274,45 +321,123 @@ def _mlhub_catalog(folder: Path, base: str) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     bbox = [36.0, 0.5, 36.01, 0.51]
     geom = {"type": "Polygon", "coordinates": [[[36.0, 0.5], [36.01, 0.5], [36.01, 0.51], [36.0, 0.51], [36.0, 0.5]]]}
-    profile = {"driver": "COG", "dtype": "uint16", "count": 2, "width": 64, "height": 64, "crs": "EPSG:4326",
-               "transform": rasterio.transform.from_bounds(*bbox, 64, 64), "nodata": 0}
+    profile = {
+        "driver": "COG",
+        "dtype": "uint16",
+        "count": 2,
+        "width": 64,
+        "height": 64,
+        "crs": "EPSG:4326",
+        "transform": rasterio.transform.from_bounds(*bbox, 64, 64),
+        "nodata": 0,
+    }
     (folder / "source" / "src_1").mkdir(parents=True)
     (folder / "labels" / "lab_1").mkdir(parents=True)
     with rasterio.open(folder / "source" / "src_1" / "B02.tif", "w", **profile) as ds:
         ds.write(np.ones((2, 64, 64), "uint16"))
-    (folder / "labels" / "lab_1" / "labels.geojson").write_text(json.dumps(
-        {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": geom, "properties": {"crop": 1}}]}))
+    (folder / "labels" / "lab_1" / "labels.geojson").write_text(
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [{"type": "Feature", "geometry": geom, "properties": {"crop": 1}}],
+            }
+        )
+    )
     u = lambda p: f"{base}/{p}"  # noqa: E731
-    common = {"stac_version": "1.0.0", "license": "CC-BY-4.0", "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [["2019-01-01T00:00:00Z", None]]}}}
+    common = {
+        "stac_version": "1.0.0",
+        "license": "CC-BY-4.0",
+        "extent": {"spatial": {"bbox": [bbox]}, "temporal": {"interval": [["2019-01-01T00:00:00Z", None]]}},
+    }
     docs = {
-        "catalog.json": {"type": "Catalog", "stac_version": "1.0.0", "id": "ref_crops", "description": "MLHub-style",
-                         "links": [{"rel": "self", "href": u("catalog.json")}, {"rel": "root", "href": u("catalog.json")},
-                                   {"rel": "child", "href": u("source/collection.json")}, {"rel": "child", "href": u("labels/collection.json")}]},
-        "source/collection.json": {"type": "Collection", "id": "ref_crops_source", "description": "imagery", **common,
-                                   "links": [{"rel": "root", "href": u("catalog.json")}, {"rel": "parent", "href": u("catalog.json")},
-                                             {"rel": "item", "href": u("source/src_1/src_1.json")}]},
-        "labels/collection.json": {"type": "Collection", "id": "ref_crops_labels", "description": "labels", **common,
-                                   "stac_extensions": ["https://stac-extensions.github.io/label/v1.0.0/schema.json"],
-                                   "summaries": {"label:type": ["vector"]},
-                                   "links": [{"rel": "root", "href": u("catalog.json")}, {"rel": "parent", "href": u("catalog.json")},
-                                             {"rel": "item", "href": u("labels/lab_1/lab_1.json")}]},
-        "source/src_1/src_1.json": {"type": "Feature", "stac_version": "1.0.0", "id": "src_1", "collection": "ref_crops_source",
-                                    "stac_extensions": ["https://stac-extensions.github.io/eo/v1.0.0/schema.json"],
-                                    "geometry": geom, "bbox": bbox, "properties": {"datetime": "2019-06-01T00:00:00Z"},
-                                    "links": [{"rel": "root", "href": u("catalog.json")}, {"rel": "parent", "href": u("source/collection.json")},
-                                              {"rel": "collection", "href": u("source/collection.json")}],
-                                    "assets": {"B02": {"href": u("source/src_1/B02.tif"), "type": "image/tiff; application=geotiff; profile=cloud-optimized",
-                                                       "eo:bands": [{"name": "B02"}, {"name": "B03"}]}}},
-        "labels/lab_1/lab_1.json": {"type": "Feature", "stac_version": "1.0.0", "id": "lab_1", "collection": "ref_crops_labels",
-                                    "stac_extensions": ["https://stac-extensions.github.io/label/v1.0.0/schema.json"],
-                                    "geometry": geom, "bbox": bbox,
-                                    "properties": {"datetime": "2019-06-01T00:00:00Z", "label:type": "vector", "label:properties": ["crop"],
-                                                   "label:classes": [{"name": "crop", "classes": [1, 2]}], "label:tasks": ["classification"],
-                                                   "label:description": "crop types"},
-                                    "links": [{"rel": "root", "href": u("catalog.json")}, {"rel": "parent", "href": u("labels/collection.json")},
-                                              {"rel": "collection", "href": u("labels/collection.json")},
-                                              {"rel": "source", "href": u("source/src_1/src_1.json")}],
-                                    "assets": {"labels": {"href": u("labels/lab_1/labels.geojson"), "type": "application/geo+json", "roles": ["labels"]}}},
+        "catalog.json": {
+            "type": "Catalog",
+            "stac_version": "1.0.0",
+            "id": "ref_crops",
+            "description": "MLHub-style",
+            "links": [
+                {"rel": "self", "href": u("catalog.json")},
+                {"rel": "root", "href": u("catalog.json")},
+                {"rel": "child", "href": u("source/collection.json")},
+                {"rel": "child", "href": u("labels/collection.json")},
+            ],
+        },
+        "source/collection.json": {
+            "type": "Collection",
+            "id": "ref_crops_source",
+            "description": "imagery",
+            **common,
+            "links": [
+                {"rel": "root", "href": u("catalog.json")},
+                {"rel": "parent", "href": u("catalog.json")},
+                {"rel": "item", "href": u("source/src_1/src_1.json")},
+            ],
+        },
+        "labels/collection.json": {
+            "type": "Collection",
+            "id": "ref_crops_labels",
+            "description": "labels",
+            **common,
+            "stac_extensions": ["https://stac-extensions.github.io/label/v1.0.0/schema.json"],
+            "summaries": {"label:type": ["vector"]},
+            "links": [
+                {"rel": "root", "href": u("catalog.json")},
+                {"rel": "parent", "href": u("catalog.json")},
+                {"rel": "item", "href": u("labels/lab_1/lab_1.json")},
+            ],
+        },
+        "source/src_1/src_1.json": {
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "id": "src_1",
+            "collection": "ref_crops_source",
+            "stac_extensions": ["https://stac-extensions.github.io/eo/v1.0.0/schema.json"],
+            "geometry": geom,
+            "bbox": bbox,
+            "properties": {"datetime": "2019-06-01T00:00:00Z"},
+            "links": [
+                {"rel": "root", "href": u("catalog.json")},
+                {"rel": "parent", "href": u("source/collection.json")},
+                {"rel": "collection", "href": u("source/collection.json")},
+            ],
+            "assets": {
+                "B02": {
+                    "href": u("source/src_1/B02.tif"),
+                    "type": "image/tiff; application=geotiff; profile=cloud-optimized",
+                    "eo:bands": [{"name": "B02"}, {"name": "B03"}],
+                }
+            },
+        },
+        "labels/lab_1/lab_1.json": {
+            "type": "Feature",
+            "stac_version": "1.0.0",
+            "id": "lab_1",
+            "collection": "ref_crops_labels",
+            "stac_extensions": ["https://stac-extensions.github.io/label/v1.0.0/schema.json"],
+            "geometry": geom,
+            "bbox": bbox,
+            "properties": {
+                "datetime": "2019-06-01T00:00:00Z",
+                "label:type": "vector",
+                "label:properties": ["crop"],
+                "label:classes": [{"name": "crop", "classes": [1, 2]}],
+                "label:tasks": ["classification"],
+                "label:description": "crop types",
+            },
+            "links": [
+                {"rel": "root", "href": u("catalog.json")},
+                {"rel": "parent", "href": u("labels/collection.json")},
+                {"rel": "collection", "href": u("labels/collection.json")},
+                {"rel": "source", "href": u("source/src_1/src_1.json")},
+            ],
+            "assets": {
+                "labels": {
+                    "href": u("labels/lab_1/labels.geojson"),
+                    "type": "application/geo+json",
+                    "roles": ["labels"],
+                }
+            },
+        },
     }
     for rel_path, doc in docs.items():
         (folder / rel_path).write_text(json.dumps(doc, indent=1))
@@ -330,7 +455,9 @@ def test_stac_1_0_0_mlhub_style_catalog_with_absolute_links(where, schemas_dir, 
     assert rep["counts"] == {"catalogs": 1, "collections": 2, "items": 2, "asset files": 2, "links": 17}
     edit(folder / "labels" / "lab_1" / "lab_1.json", lambda d: d["properties"].update({"label:type": "raster"}))
     code, rep = run(f"{base}/catalog.json" if where == "http" else entry, schemas_dir)
-    assert code == 1 and any("label:type is 'raster' but the label assets are vector" in f["message"] for f in errors(rep))
+    assert code == 1 and any(
+        "label:type is 'raster' but the label assets are vector" in f["message"] for f in errors(rep)
+    )
 
 
 # -- schemas -----------------------------------------------------------------------------------
@@ -345,7 +472,11 @@ def test_unknown_extension_is_reported_not_checked_and_not_fatal(small_catalog, 
     code, rep = run(item, schemas_dir)
     assert code == 0
     nc = [f for f in rep["findings"] if f["level"] == "not-checked"]
-    assert len(nc) == 1 and "https://example.invalid/unknown/v9.9.9/schema.json" in nc[0]["message"] and nc[0]["where"] == str(item)
+    assert (
+        len(nc) == 1
+        and "https://example.invalid/unknown/v9.9.9/schema.json" in nc[0]["message"]
+        and nc[0]["where"] == str(item)
+    )
     code, _ = run(item, schemas_dir, "--strict")
     assert code == 1
 
@@ -353,19 +484,44 @@ def test_unknown_extension_is_reported_not_checked_and_not_fatal(small_catalog, 
 def test_schemas_missing_from_the_cache_are_fetched_once_and_stored(serve_dir, tmp_path):
     served = tmp_path / "served"
     (served / "myext" / "v1.0.0").mkdir(parents=True)
-    (served / "myext" / "v1.0.0" / "schema.json").write_text(json.dumps({
-        "$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
-        "properties": {"properties": {"type": "object", "properties": {"my:count": {"type": "integer"}}, "required": ["my:count"]}}}))
+    (served / "myext" / "v1.0.0" / "schema.json").write_text(
+        json.dumps(
+            {
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "type": "object",
+                "properties": {
+                    "properties": {
+                        "type": "object",
+                        "properties": {"my:count": {"type": "integer"}},
+                        "required": ["my:count"],
+                    }
+                },
+            }
+        )
+    )
     base = serve_dir(served)
     ext = f"{base}/myext/v1.0.0/schema.json"
     item = tmp_path / "item.json"
-    item.write_text(json.dumps({"type": "Feature", "stac_version": "1.1.0", "stac_extensions": [ext], "id": "a",
-                                "geometry": None, "properties": {"datetime": "2020-01-01T00:00:00Z", "my:count": "three"},
-                                "links": [], "assets": {}}))
+    item.write_text(
+        json.dumps(
+            {
+                "type": "Feature",
+                "stac_version": "1.1.0",
+                "stac_extensions": [ext],
+                "id": "a",
+                "geometry": None,
+                "properties": {"datetime": "2020-01-01T00:00:00Z", "my:count": "three"},
+                "links": [],
+                "assets": {},
+            }
+        )
+    )
     cache = tmp_path / "cache"
     r = CliRunner().invoke(cli, ["validate", str(item), "--schemas", str(cache), "--format", "json"])
     rep = json.loads(r.stdout)
-    assert r.exit_code == 1 and any("my:count" in f["message"] and "'three' is not of type 'integer'" in f["message"] for f in errors(rep))
+    assert r.exit_code == 1 and any(
+        "my:count" in f["message"] and "'three' is not of type 'integer'" in f["message"] for f in errors(rep)
+    )
     stored = cache / base.split("://")[1] / "myext" / "v1.0.0" / "schema.json"
     assert json.loads(stored.read_text())["type"] == "object"
     (served / "myext" / "v1.0.0" / "schema.json").unlink()  # now only the cache has it
@@ -382,14 +538,24 @@ def test_schema_cache_comes_from_the_environment(monkeypatch, tmp_path):
 
 # -- rules and usage ---------------------------------------------------------------------------
 def test_date_rules_follow_the_pairing_rules():
-    good = {"sen12ts:radar_dates": ["2020-07-13", "2020-07-01", "2020-06-19", "2020-06-07"], "sen12ts:s2_date": "2020-07-15",
-            "sen12ts:season": "summer", "datetime": "2020-07-15T00:00:00Z", "ml-aoi:split": "train",
-            "sen12ts:triplet": "20200713_20200715_034", "sat:relative_orbit": 34}
+    good = {
+        "sen12ts:radar_dates": ["2020-07-13", "2020-07-01", "2020-06-19", "2020-06-07"],
+        "sen12ts:s2_date": "2020-07-15",
+        "sen12ts:season": "summer",
+        "datetime": "2020-07-15T00:00:00Z",
+        "ml-aoi:split": "train",
+        "sen12ts:triplet": "20200713_20200715_034",
+        "sat:relative_orbit": 34,
+    }
     assert _date_rules(good, "x") == []
     cases = {
         "not 12 days apart": {"sen12ts:radar_dates": ["2020-07-13", "2020-07-02", "2020-06-19", "2020-06-07"]},
         "oldest first": {"sen12ts:radar_dates": ["2020-06-07", "2020-06-19", "2020-07-01", "2020-07-13"]},
-        "4 days from the newest": {"sen12ts:s2_date": "2020-07-17", "datetime": "2020-07-17T00:00:00Z", "sen12ts:triplet": "20200713_20200717_034"},
+        "4 days from the newest": {
+            "sen12ts:s2_date": "2020-07-17",
+            "datetime": "2020-07-17T00:00:00Z",
+            "sen12ts:triplet": "20200713_20200717_034",
+        },
         "outside fall": {"sen12ts:season": "fall"},
         "not the Sentinel-2 date": {"datetime": "2020-07-14T00:00:00Z"},
         "its dates and track make": {"sat:relative_orbit": 35},
@@ -398,7 +564,9 @@ def test_date_rules_follow_the_pairing_rules():
     for expect, change in cases.items():
         found = _date_rules(good | change, "x")
         assert found and all(f.level == "error" for f in found), expect
-        assert any(expect.split(" (")[0] in f.message or expect in f.message for f in found) or expect == "oldest first", (expect, found)
+        assert (
+            any(expect.split(" (")[0] in f.message or expect in f.message for f in found) or expect == "oldest first"
+        ), (expect, found)
 
 
 def test_usage_errors_exit_2_with_one_line(tmp_path, capsys):
@@ -416,9 +584,18 @@ def test_usage_errors_exit_2_with_one_line(tmp_path, capsys):
 
 
 def test_api_never_raises_on_odd_json(tmp_path, schemas_dir):
-    for i, body in enumerate([b"[]", b"null", b'"x"', b"{}", b'{"type": "Catalog"}', b'{"type": "Feature", "links": [1, {"rel": "item"}]}',
-                              b'{"type": "Catalog", "stac_version": "1.1.0", "id": "c", "description": "d", "links": {"a": 1}}',
-                              b"\xff\xfe not utf-8"]):
+    for i, body in enumerate(
+        [
+            b"[]",
+            b"null",
+            b'"x"',
+            b"{}",
+            b'{"type": "Catalog"}',
+            b'{"type": "Feature", "links": [1, {"rel": "item"}]}',
+            b'{"type": "Catalog", "stac_version": "1.1.0", "id": "c", "description": "d", "links": {"a": 1}}',
+            b"\xff\xfe not utf-8",
+        ]
+    ):
         p = tmp_path / f"o{i}.json"
         p.write_bytes(body)
         rep = validate(p, Options(schema_dir=str(schemas_dir), fetch_schemas=False))

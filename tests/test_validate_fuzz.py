@@ -18,26 +18,56 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SCHEMAS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import SCHEMAS
 from sen12ts_stac.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "catalogs"
-pytestmark = [pytest.mark.skipif(not SAMPLE.is_dir(), reason="no sample catalog in the repository"), pytest.mark.timeout(300)]
-FUZZ = settings(max_examples=25, deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+pytestmark = [
+    pytest.mark.skipif(not SAMPLE.is_dir(), reason="no sample catalog in the repository"),
+    pytest.mark.timeout(300),
+]
+FUZZ = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 DEEP: list = []
 for _ in range(200):
     DEEP = [DEEP]
-JUNK = st.sampled_from([None, True, False, 0, -1, 1.5, 1e308, "", "x", "nan", [], {}, [1, "a"], {"a": None}, [[[[[]]]]], DEEP,
-                        "../../../../etc/passwd", "/dev/zero", "2020-13-45T00:00:00Z"])  # no URLs: the fuzz stays off the network
+JUNK = st.sampled_from(
+    [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        1.5,
+        1e308,
+        "",
+        "x",
+        "nan",
+        [],
+        {},
+        [1, "a"],
+        {"a": None},
+        [[[[[]]]]],
+        DEEP,
+        "../../../../etc/passwd",
+        "/dev/zero",
+        "2020-13-45T00:00:00Z",
+    ]
+)  # no URLs: the fuzz stays off the network
 
 
 def copy_sample(dst: Path) -> Path:
     """JSON files copied, binaries hard-linked (a mutation replaces a binary, never edits it)."""
+
     def copy(s, d):
         if s.endswith(".json"):
             return shutil.copy2(s, d)
@@ -56,7 +86,9 @@ def json_files(root: Path) -> list[Path]:
 
 def run(root: Path) -> tuple[int, dict]:
     """The CLI, in this process: exit 0 or 1 with a parseable JSON report, or the test fails."""
-    r = CliRunner().invoke(cli, ["validate", str(root), "--offline", "--schemas", str(SCHEMAS), "--format", "json", "--executor", "serial"])
+    r = CliRunner().invoke(
+        cli, ["validate", str(root), "--offline", "--schemas", str(SCHEMAS), "--format", "json", "--executor", "serial"]
+    )
     if r.exception is not None and not isinstance(r.exception, SystemExit):
         import traceback
 
@@ -88,14 +120,19 @@ def test_mutated_catalogs_end_with_a_report(data):
     with tempfile.TemporaryDirectory() as tmp:
         root = copy_sample(Path(tmp) / "c")
         deep = None  # the file given a value nested 200 deep: malformed wherever it is, never a PASS
-        (Path(tmp) / "outside.json").write_text('{"type": "Catalog", "id": "secret", "stac_version": "1.1.0", "description": "d", "links": []}')
+        (Path(tmp) / "outside.json").write_text(
+            '{"type": "Catalog", "id": "secret", "stac_version": "1.1.0", "description": "d", "links": []}'
+        )
         for _ in range(data.draw(st.integers(1, 3), label="mutations")):
             kind = data.draw(st.sampled_from(["value", "delete", "swap", "file"]), label="kind")
             if kind == "file":
                 files = sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink())
                 path = data.draw(st.sampled_from(files), label="file")
                 deep = None if path == deep else deep
-                what = data.draw(st.sampled_from(["garbage", "empty", "fifo", "dev_zero", "outside", "folder", "json_scalar"]), label="into")
+                what = data.draw(
+                    st.sampled_from(["garbage", "empty", "fifo", "dev_zero", "outside", "folder", "json_scalar"]),
+                    label="into",
+                )
                 path.unlink()
                 if what == "garbage":
                     path.write_bytes(data.draw(st.binary(min_size=1, max_size=2000), label="bytes"))
@@ -148,9 +185,19 @@ def file_says(tif: str) -> dict:
     import rasterio
 
     with rasterio.open(tif) as ds:
-        return {"count": ds.count, "dtypes": ds.dtypes, "nodata": ds.nodatavals, "scales": ds.scales, "offsets": ds.offsets,
-                "descriptions": ds.descriptions, "shape": [ds.height, ds.width], "transform": list(ds.transform)[:6],
-                "crs": ds.crs.to_string(), "bounds": list(ds.bounds), "size": os.path.getsize(tif)}
+        return {
+            "count": ds.count,
+            "dtypes": ds.dtypes,
+            "nodata": ds.nodatavals,
+            "scales": ds.scales,
+            "offsets": ds.offsets,
+            "descriptions": ds.descriptions,
+            "shape": [ds.height, ds.width],
+            "transform": list(ds.transform)[:6],
+            "crs": ds.crs.to_string(),
+            "bounds": list(ds.bounds),
+            "size": os.path.getsize(tif),
+        }
 
 
 def raster_assets(root: Path) -> list[tuple[Path, str]]:
@@ -169,8 +216,26 @@ def disagree(data, doc: dict, key: str, tif: str) -> str:
     f = file_says(tif)
     a = doc["assets"][key]
     i = data.draw(st.integers(0, f["count"] - 1), label="band")
-    field = data.draw(st.sampled_from(["scale", "offset", "nodata", "data_type", "bands", "eo:bands", "spatial_resolution",
-                                       "file:size", "file:checksum", "proj:shape", "proj:transform", "proj:code", "proj:bbox"]), label="field")
+    field = data.draw(
+        st.sampled_from(
+            [
+                "scale",
+                "offset",
+                "nodata",
+                "data_type",
+                "bands",
+                "eo:bands",
+                "spatial_resolution",
+                "file:size",
+                "file:checksum",
+                "proj:shape",
+                "proj:transform",
+                "proj:code",
+                "proj:bbox",
+            ]
+        ),
+        label="field",
+    )
     rb = a["raster:bands"][i]
     if field == "scale":
         if f["scales"][i] != 1.0 and data.draw(st.booleans(), label="delete"):
@@ -181,8 +246,12 @@ def disagree(data, doc: dict, key: str, tif: str) -> str:
         rb["offset"] = f["offsets"][i] + data.draw(st.sampled_from([1.0, -0.5, 100.0]), label="shift")
     elif field == "nodata":
         nd = f["nodata"][i]
-        choices = [v for v in (0, 1, -9999, 255.5, "nan", "inf") if not (isinstance(v, str) and nd is not None and math.isnan(nd) and v == "nan")
-                   and not (isinstance(v, (int, float)) and v == nd)]
+        choices = [
+            v
+            for v in (0, 1, -9999, 255.5, "nan", "inf")
+            if not (isinstance(v, str) and nd is not None and math.isnan(nd) and v == "nan")
+            and not (isinstance(v, (int, float)) and v == nd)
+        ]
         if nd is not None:
             choices.append("delete")
         v = data.draw(st.sampled_from(choices), label="nodata")
@@ -211,7 +280,10 @@ def disagree(data, doc: dict, key: str, tif: str) -> str:
             t[2] += data.draw(st.sampled_from([10.0, -2560.0, 1e5]), label="dx")
             props[field] = t
         elif field == "proj:code":
-            props[field] = data.draw(st.sampled_from([c for c in ("EPSG:4326", "EPSG:32611", "EPSG:3857", "EPSG:x") if c != f["crs"]]), label="crs")
+            props[field] = data.draw(
+                st.sampled_from([c for c in ("EPSG:4326", "EPSG:32611", "EPSG:3857", "EPSG:x") if c != f["crs"]]),
+                label="crs",
+            )
         else:
             b = list(f["bounds"])
             b[0] -= 1000.0

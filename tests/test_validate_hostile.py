@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import SCHEMAS
+
 from sen12ts_stac.cli import cli
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +45,12 @@ def edit(path: Path, fn) -> None:
 
 def cli_run(target, *args, timeout: float = 60) -> tuple[int, dict, str]:
     """The real CLI in a child process: (exit code, JSON report, stderr). A hang fails the test."""
-    p = subprocess.run([str(CLI), "validate", str(target), "--offline", "--schemas", str(SCHEMAS), "--format", "json", *args],
-                       capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        [str(CLI), "validate", str(target), "--offline", "--schemas", str(SCHEMAS), "--format", "json", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert "Traceback" not in p.stderr, p.stderr
     assert p.returncode in (0, 1), (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
     return p.returncode, json.loads(p.stdout), p.stderr
@@ -54,18 +58,29 @@ def cli_run(target, *args, timeout: float = 60) -> tuple[int, dict, str]:
 
 def runner(target, *args) -> tuple[int, dict]:
     """The CLI in this process (faster): exit code and the JSON report."""
-    r = CliRunner().invoke(cli, ["validate", str(target), "--offline", "--schemas", str(SCHEMAS), "--format", "json", *args])
+    r = CliRunner().invoke(
+        cli, ["validate", str(target), "--offline", "--schemas", str(SCHEMAS), "--format", "json", *args]
+    )
     assert r.exception is None or isinstance(r.exception, SystemExit), r.output
     return r.exit_code, json.loads(r.stdout)
 
 
 def errors(rep: dict, check: str | None = None) -> list[str]:
-    return [f"{f['where']}: {f['message']}" for f in rep["findings"] if f["level"] == "error" and check in (None, f["check"])]
+    return [
+        f"{f['where']}: {f['message']}"
+        for f in rep["findings"]
+        if f["level"] == "error" and check in (None, f["check"])
+    ]
 
 
 def has(rep: dict, check: str, *words: str, where: Path | None = None) -> bool:
-    return any(f["level"] == "error" and f["check"] == check and all(w in f["message"] for w in words)
-               and (where is None or f["where"] == str(where)) for f in rep["findings"])
+    return any(
+        f["level"] == "error"
+        and f["check"] == check
+        and all(w in f["message"] for w in words)
+        and (where is None or f["where"] == str(where))
+        for f in rep["findings"]
+    )
 
 
 def test_the_sample_catalog_passes(root):
@@ -95,8 +110,12 @@ def test_fifo_child_item_and_assets_are_findings_not_hangs(root):
         os.mkfifo(p)
     code, rep, _ = cli_run(root, timeout=60)
     assert code == 1
-    assert has(rep, "read", "not a regular file", where=child) and has(rep, "read", "not a regular file", where=item), errors(rep)
-    assert has(rep, "assets", "labels.tif", "not a regular file") and has(rep, "assets", "thumbnail.png", "not a regular file"), errors(rep)
+    assert has(rep, "read", "not a regular file", where=child) and has(rep, "read", "not a regular file", where=item), (
+        errors(rep)
+    )
+    assert has(rep, "assets", "labels.tif", "not a regular file") and has(
+        rep, "assets", "thumbnail.png", "not a regular file"
+    ), errors(rep)
 
 
 @pytest.mark.slow
@@ -111,7 +130,11 @@ def test_dev_zero_as_root_link_child_and_asset_is_never_read(root):
     tif.unlink()
     tif.symlink_to("/dev/zero")  # its file:checksum is hashed only if it is a regular file
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    for target, args in ((item, ()), (root, ()), (root, ("--follow-symlinks",))):  # the item alone: its root link is followed
+    for target, args in (
+        (item, ()),
+        (root, ()),
+        (root, ("--follow-symlinks",)),
+    ):  # the item alone: its root link is followed
         code, rep, _ = cli_run(target, *args, timeout=60)
         assert code == 1, rep
         if target == root and not args:  # the symlinks lead out of the root: not read at all
@@ -140,16 +163,30 @@ def test_malformed_links_are_errors_from_the_real_cli(tmp_path, links):
 
 def test_deeply_nested_fields_are_an_error_not_not_checked(tmp_path):
     x = tmp_path / "x.json"
-    x.write_text('{"type":"Catalog","id":"x","stac_version":"1.1.0","description":"d","links":[],"x":' + "[" * 500 + "]" * 500 + "}")
+    x.write_text(
+        '{"type":"Catalog","id":"x","stac_version":"1.1.0","description":"d","links":[],"x":'
+        + "[" * 500
+        + "]" * 500
+        + "}"
+    )
     code, rep = runner(x)
     assert code == 1 and has(rep, "schema", "nested more than"), rep
 
 
-@pytest.mark.parametrize("field, value, check", [
-    ("links", -1, "links"), ("links", [[]], "links"), ("links", [{"rel": 5, "href": "x"}], "links"),
-    ("links", [{"rel": "child", "href": 5}], "links"), ("assets", [], "assets"), ("assets", {"a": 1}, "assets"),
-    ("assets", {"a": {"href": None}}, "assets"), ("properties", [], "rules"), ("type", ["Feature"], "rules"),
-])
+@pytest.mark.parametrize(
+    "field, value, check",
+    [
+        ("links", -1, "links"),
+        ("links", [[]], "links"),
+        ("links", [{"rel": 5, "href": "x"}], "links"),
+        ("links", [{"rel": "child", "href": 5}], "links"),
+        ("assets", [], "assets"),
+        ("assets", {"a": 1}, "assets"),
+        ("assets", {"a": {"href": None}}, "assets"),
+        ("properties", [], "rules"),
+        ("type", ["Feature"], "rules"),
+    ],
+)
 def test_malformed_items_are_errors_with_the_schemas_off(root, field, value, check):
     item = first(root, "s1_*.json")
     edit(item, lambda d: d.update({field: value}))
@@ -163,7 +200,9 @@ def test_odd_values_in_fields_the_rules_hash_are_findings_not_a_failed_check(roo
     edit(items[1], lambda d: d.update(collection=["x"], bbox={"a": 1}))
     code, rep = runner(root)
     assert code == 1
-    assert not [f for f in rep["findings"] if "check failed" in f["message"] or "could not be checked" in f["message"]], errors(rep)
+    assert not [
+        f for f in rep["findings"] if "check failed" in f["message"] or "could not be checked" in f["message"]
+    ], errors(rep)
     assert has(rep, "rules", "sen12ts:tile", where=items[0]), errors(rep)
 
 
@@ -193,6 +232,7 @@ def _rb(path: Path, asset: str, band: int, **change):
                 b.pop(k, None)
             else:
                 b[k] = v
+
     edit(path, fn)
 
 
@@ -213,51 +253,144 @@ def _swap_thumbnail_for_jpeg(root: Path) -> Path:
 
 
 SIBLINGS = {
-    "s2_scale_deleted": ("s2_*.json", lambda p: _rb(p, "s2", 0, scale=None), "assets", "scale is 0.0001 in the file, raster:bands does not say"),
+    "s2_scale_deleted": (
+        "s2_*.json",
+        lambda p: _rb(p, "s2", 0, scale=None),
+        "assets",
+        "scale is 0.0001 in the file, raster:bands does not say",
+    ),
     "s2_offset": ("s2_*.json", lambda p: _rb(p, "s2", 5, offset=-0.1), "assets", "offset is 0 in the file"),
-    "s2_nodata_deleted": ("s2_*.json", lambda p: _rb(p, "s2", 2, nodata=None), "assets", "nodata is -32768.0 in the file, raster:bands does not say"),
+    "s2_nodata_deleted": (
+        "s2_*.json",
+        lambda p: _rb(p, "s2", 2, nodata=None),
+        "assets",
+        "nodata is -32768.0 in the file, raster:bands does not say",
+    ),
     "s1_nodata": ("s1_*.json", lambda p: _rb(p, "s1", 0, nodata=0), "assets", "nodata is nan in the file"),
-    "label_raster_bands_deleted": ("label_*.json", lambda p: edit(p, lambda d: d["assets"]["labels"].pop("raster:bands")),
-                                   "assets", "nodata is 255.0 in the file"),
+    "label_raster_bands_deleted": (
+        "label_*.json",
+        lambda p: edit(p, lambda d: d["assets"]["labels"].pop("raster:bands")),
+        "assets",
+        "nodata is 255.0 in the file",
+    ),
     "s1_scale_added": ("s1_*.json", lambda p: _rb(p, "s1", 16, scale=0.5), "assets", "scale is 1 in the file"),
     "s2_scale_string": ("s2_*.json", lambda p: _rb(p, "s2", 1, scale="0.0001"), "assets", "is not a number"),
-    "s2_data_type_last_band": ("s2_*.json", lambda p: _rb(p, "s2", 13, data_type="uint8"), "assets", "band 14 (cloud_mask) is int16"),
+    "s2_data_type_last_band": (
+        "s2_*.json",
+        lambda p: _rb(p, "s2", 13, data_type="uint8"),
+        "assets",
+        "band 14 (cloud_mask) is int16",
+    ),
     "s2_resolution": ("s2_*.json", lambda p: _rb(p, "s2", 0, spatial_resolution=20.0), "assets", "spatial_resolution"),
-    "eo_band_name": ("s2_*.json", lambda p: edit(p, lambda d: d["assets"]["s2"]["eo:bands"][3].update(name="B05")),
-                     "assets", "is named 'B04' in the file, 'B05' in eo:bands"),
-    "band_name": ("s1_*.json", lambda p: edit(p, lambda d: d["assets"]["s1"]["bands"][0].update(name="vv_t0")),
-                  "assets", "is named 'vh_t0' in the file, 'vv_t0' in bands"),
-    "file_size_float": ("s1_*.json", lambda p: edit(p, lambda d: d["assets"]["s1"].update({"file:size": 10.5})),
-                        "assets", "is not a whole number"),
-    "checksum_garbage": ("s1_*.json", lambda p: edit(p, lambda d: d["assets"]["s1"].update({"file:checksum": "zz"})),
-                         "assets", "is not a multihash"),
-    "proj_code_junk": ("label_*.json", lambda p: edit(p, lambda d: d["properties"].update({"proj:code": "EPSG:x"})),
-                       "assets", "is not a CRS PROJ knows"),
-    "proj_transform_strings": ("label_*.json", lambda p: edit(p, lambda d: d["properties"].update({"proj:transform": ["10"] * 6})),
-                               "assets", "is not 6 or 9 numbers"),
-    "tile_moved": ("s1_*.json", lambda p: edit(p, lambda d: d["properties"].update({"sen12ts:tile": "10_85_1593"})),
-                   "assets", "not on the grid of sen12ts:tile 10_85_1593"),
-    "radar_dates_deleted": ("triplet_*.json", lambda p: edit(p, lambda d: d["properties"].pop("sen12ts:radar_dates")),
-                            "rules", "SEN12TS triplet record has no sen12ts:radar_dates"),
-    "tile_deleted": ("s2_*.json", lambda p: edit(p, lambda d: d["properties"].pop("sen12ts:tile")),
-                     "rules", "SEN12TS Sentinel-2 item has no sen12ts:tile"),
-    "dltile": ("s2_*.json", lambda p: edit(p, lambda d: d["properties"].update({"sen12ts:dltile": "256:0:10.0:10:85:1599"})),
-               "rules", "is not the key of sen12ts:tile"),
-    "aoi": ("label_*.json", lambda p: edit(p, lambda d: d["properties"].update({"sen12ts:aoi": "iowa"})),
-            "rules", "sen12ts:aoi 'iowa' is not the AOI of its collection"),
-    "item_assets_scale": ("triplets/collection.json", lambda p: edit(p, lambda d: d["item_assets"]["s2"]["raster:bands"][3].update(scale=0.01)),
-                          "assets", "item_assets s2: band 4 scale is 0.01, in an item 0.0001"),
-    "item_assets_names": ("s2/collection.json", lambda p: edit(p, lambda d: d["item_assets"]["s2"]["eo:bands"].reverse()),
-                          "assets", "item_assets s2: band 1 is named 'cloud_mask', in an item 'B01'"),
-    "item_assets_count": ("s1/collection.json", lambda p: edit(p, lambda d: d["item_assets"]["s1"]["raster:bands"].pop()),
-                          "assets", "item_assets s1: raster:bands lists 18 bands, an item's 19"),
-    "constellation_swapped": ("s1_*.json", lambda p: edit(p, lambda d: d["properties"].update(constellation="sentinel-2")),
-                              "rules", "constellation 'sentinel-2' in the s1 collection"),
-    "thumbnail_garbage": ("s1_*.json", lambda p: (p.parent / "thumbnail.png").write_bytes(os.urandom(2000)),
-                          "assets", "thumbnail.png", "not a readable image"),
-    "thumbnail_truncated": ("label_*.json", lambda p: (p.parent / "thumbnail.png").write_bytes((p.parent / "thumbnail.png").read_bytes()[:300]),
-                            "assets", "not a readable image"),
-    "thumbnail_jpeg": ("s2_*.json", lambda p: _swap_thumbnail_for_jpeg(p.parents[3]), "assets", "is a JPEG image, its type says PNG"),
+    "eo_band_name": (
+        "s2_*.json",
+        lambda p: edit(p, lambda d: d["assets"]["s2"]["eo:bands"][3].update(name="B05")),
+        "assets",
+        "is named 'B04' in the file, 'B05' in eo:bands",
+    ),
+    "band_name": (
+        "s1_*.json",
+        lambda p: edit(p, lambda d: d["assets"]["s1"]["bands"][0].update(name="vv_t0")),
+        "assets",
+        "is named 'vh_t0' in the file, 'vv_t0' in bands",
+    ),
+    "file_size_float": (
+        "s1_*.json",
+        lambda p: edit(p, lambda d: d["assets"]["s1"].update({"file:size": 10.5})),
+        "assets",
+        "is not a whole number",
+    ),
+    "checksum_garbage": (
+        "s1_*.json",
+        lambda p: edit(p, lambda d: d["assets"]["s1"].update({"file:checksum": "zz"})),
+        "assets",
+        "is not a multihash",
+    ),
+    "proj_code_junk": (
+        "label_*.json",
+        lambda p: edit(p, lambda d: d["properties"].update({"proj:code": "EPSG:x"})),
+        "assets",
+        "is not a CRS PROJ knows",
+    ),
+    "proj_transform_strings": (
+        "label_*.json",
+        lambda p: edit(p, lambda d: d["properties"].update({"proj:transform": ["10"] * 6})),
+        "assets",
+        "is not 6 or 9 numbers",
+    ),
+    "tile_moved": (
+        "s1_*.json",
+        lambda p: edit(p, lambda d: d["properties"].update({"sen12ts:tile": "10_85_1593"})),
+        "assets",
+        "not on the grid of sen12ts:tile 10_85_1593",
+    ),
+    "radar_dates_deleted": (
+        "triplet_*.json",
+        lambda p: edit(p, lambda d: d["properties"].pop("sen12ts:radar_dates")),
+        "rules",
+        "SEN12TS triplet record has no sen12ts:radar_dates",
+    ),
+    "tile_deleted": (
+        "s2_*.json",
+        lambda p: edit(p, lambda d: d["properties"].pop("sen12ts:tile")),
+        "rules",
+        "SEN12TS Sentinel-2 item has no sen12ts:tile",
+    ),
+    "dltile": (
+        "s2_*.json",
+        lambda p: edit(p, lambda d: d["properties"].update({"sen12ts:dltile": "256:0:10.0:10:85:1599"})),
+        "rules",
+        "is not the key of sen12ts:tile",
+    ),
+    "aoi": (
+        "label_*.json",
+        lambda p: edit(p, lambda d: d["properties"].update({"sen12ts:aoi": "iowa"})),
+        "rules",
+        "sen12ts:aoi 'iowa' is not the AOI of its collection",
+    ),
+    "item_assets_scale": (
+        "triplets/collection.json",
+        lambda p: edit(p, lambda d: d["item_assets"]["s2"]["raster:bands"][3].update(scale=0.01)),
+        "assets",
+        "item_assets s2: band 4 scale is 0.01, in an item 0.0001",
+    ),
+    "item_assets_names": (
+        "s2/collection.json",
+        lambda p: edit(p, lambda d: d["item_assets"]["s2"]["eo:bands"].reverse()),
+        "assets",
+        "item_assets s2: band 1 is named 'cloud_mask', in an item 'B01'",
+    ),
+    "item_assets_count": (
+        "s1/collection.json",
+        lambda p: edit(p, lambda d: d["item_assets"]["s1"]["raster:bands"].pop()),
+        "assets",
+        "item_assets s1: raster:bands lists 18 bands, an item's 19",
+    ),
+    "constellation_swapped": (
+        "s1_*.json",
+        lambda p: edit(p, lambda d: d["properties"].update(constellation="sentinel-2")),
+        "rules",
+        "constellation 'sentinel-2' in the s1 collection",
+    ),
+    "thumbnail_garbage": (
+        "s1_*.json",
+        lambda p: (p.parent / "thumbnail.png").write_bytes(os.urandom(2000)),
+        "assets",
+        "thumbnail.png",
+        "not a readable image",
+    ),
+    "thumbnail_truncated": (
+        "label_*.json",
+        lambda p: (p.parent / "thumbnail.png").write_bytes((p.parent / "thumbnail.png").read_bytes()[:300]),
+        "assets",
+        "not a readable image",
+    ),
+    "thumbnail_jpeg": (
+        "s2_*.json",
+        lambda p: _swap_thumbnail_for_jpeg(p.parents[3]),
+        "assets",
+        "is a JPEG image, its type says PNG",
+    ),
 }
 
 
@@ -290,7 +423,9 @@ def test_a_unit_the_file_states_must_be_the_items(root):
 def test_symlinks_out_of_the_root_are_not_followed(root, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
-    (outside / "catalog.json").write_text('{"type": "Catalog", "id": "secret-id", "stac_version": "1.1.0", "description": "d", "links": []}')
+    (outside / "catalog.json").write_text(
+        '{"type": "Catalog", "id": "secret-id", "stac_version": "1.1.0", "description": "d", "links": []}'
+    )
     (outside / "key").write_bytes(b"not yours\n" * 50)
     child = first(root, "s2/block_10_6_210/catalog.json")
     child.unlink()
@@ -305,7 +440,9 @@ def test_symlinks_out_of_the_root_are_not_followed(root, tmp_path):
     assert code == 1
     assert has(rep, "links", "is a symlink to", "outside the catalog root", "not read"), errors(rep)
     assert has(rep, "assets", "s1.tif", "is a symlink to", "outside the catalog root", where=item), errors(rep)
-    assert sum("outside the catalog root" in e for e in errors(rep, "links")) >= 2, errors(rep)  # the file link and the folder link
+    assert sum("outside the catalog root" in e for e in errors(rep, "links")) >= 2, errors(
+        rep
+    )  # the file link and the folder link
     assert "secret-id" not in json.dumps(rep) and "500 bytes" not in json.dumps(rep)
     code, rep = runner(root, "--follow-symlinks")
     assert not [e for e in errors(rep) if "is a symlink to" in e], errors(rep)
@@ -322,7 +459,11 @@ def drip_server():
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
-            body = b'{"type": "object"' + b" " * (1 << 20) + b"}" if self.path.startswith("/big/") else b'{"type": "object"}' * 100
+            body = (
+                b'{"type": "object"' + b" " * (1 << 20) + b"}"
+                if self.path.startswith("/big/")
+                else b'{"type": "object"}' * 100
+            )
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -382,14 +523,28 @@ def test_a_remote_catalog_never_makes_validate_read_a_local_file(root, tmp_path,
 
     secret = tmp_path / "secret"
     secret.mkdir()
-    (secret / "catalog.json").write_text('{"type": "Catalog", "id": "local-secret", "stac_version": "1.1.0", "description": "d", "links": []}')
+    (secret / "catalog.json").write_text(
+        '{"type": "Catalog", "id": "local-secret", "stac_version": "1.1.0", "description": "d", "links": []}'
+    )
     (secret / "s2.tif").write_bytes((first(root, "s2.tif")).read_bytes())
     block = first(root, "s2/block_10_10_199/catalog.json")
-    edit(block, lambda d: d["links"].extend([{"rel": "child", "href": f"file://{secret}/catalog.json"},
-                                             {"rel": "item", "href": f"{secret}/catalog.json"}]))
+    edit(
+        block,
+        lambda d: d["links"].extend(
+            [
+                {"rel": "child", "href": f"file://{secret}/catalog.json"},
+                {"rel": "item", "href": f"{secret}/catalog.json"},
+            ]
+        ),
+    )
     item = first(root, "s2_*.json")
-    edit(item, lambda d: (next(link for link in d["links"] if link["rel"] == "root").update(href=f"file://{secret}/catalog.json"),
-                          d["assets"]["s2"].update(href=f"file://{secret}/s2.tif")))
+    edit(
+        item,
+        lambda d: (
+            next(link for link in d["links"] if link["rel"] == "root").update(href=f"file://{secret}/catalog.json"),
+            d["assets"]["s2"].update(href=f"file://{secret}/s2.tif"),
+        ),
+    )
     local: list[str] = []
     real_read, real_probe = locations.storage_read.read_bytes, checks.probe_asset
 
@@ -407,7 +562,10 @@ def test_a_remote_catalog_never_makes_validate_read_a_local_file(root, tmp_path,
     monkeypatch.setattr(checks, "probe_asset", probe)
     base = serve_dir(root)
     opts = Options(schema_dir=str(SCHEMAS), fetch_schemas=False, workers=2)
-    for entry in (f"{base}/catalog.json", f"{base}/{item.relative_to(root).as_posix()}"):  # the item alone: its root link
+    for entry in (
+        f"{base}/catalog.json",
+        f"{base}/{item.relative_to(root).as_posix()}",
+    ):  # the item alone: its root link
         report = validate(entry, opts)
         assert not report.ok
         assert local == [], local
@@ -428,7 +586,9 @@ def test_a_report_that_cannot_be_written_names_the_file(root, tmp_path, monkeypa
 
     monkeypatch.setattr(fsio, "write_bytes", full)
     out = tmp_path / "report.json"
-    r = CliRunner().invoke(cli, ["validate", str(root), "--offline", "--schemas", str(SCHEMAS), "--no-assets", "-o", str(out)])
+    r = CliRunner().invoke(
+        cli, ["validate", str(root), "--offline", "--schemas", str(SCHEMAS), "--no-assets", "-o", str(out)]
+    )
     assert r.exit_code == 2 and f"{out}: no space left on device" in r.output, r.output
     assert not out.exists()
 
@@ -466,12 +626,21 @@ def test_no_network_keeps_a_local_catalog_off_the_network(root):
     try:
         base = f"http://127.0.0.1:{httpd.server_address[1]}"
         item = first(root, "s1_*.json")
-        edit(item, lambda d: (d["assets"]["thumbnail"].update(href=f"{base}/evil.png"),
-                              d["stac_extensions"].append(f"{base}/schema/v1/schema.json")))
+        edit(
+            item,
+            lambda d: (
+                d["assets"]["thumbnail"].update(href=f"{base}/evil.png"),
+                d["stac_extensions"].append(f"{base}/schema/v1/schema.json"),
+            ),
+        )
         code, rep = runner(root, "--no-network")  # (runner passes --offline too: --no-network alone is tested below)
         assert hits == [] and code == 0, (hits, errors(rep))
-        assert any(f["level"] == "not-checked" and "--no-network" in f["message"] for f in rep["findings"]), rep["findings"]
-        r = CliRunner().invoke(cli, ["validate", str(root), "--schemas", str(SCHEMAS), "--no-network", "--format", "json"])
+        assert any(f["level"] == "not-checked" and "--no-network" in f["message"] for f in rep["findings"]), rep[
+            "findings"
+        ]
+        r = CliRunner().invoke(
+            cli, ["validate", str(root), "--schemas", str(SCHEMAS), "--no-network", "--format", "json"]
+        )
         assert hits == [] and r.exit_code == 0, (hits, r.output[-2000:])
         code, rep = runner(root)  # without it: the asset URL is asked for (a 404: missing)
         assert hits and has(rep, "assets", "evil.png", where=item), (hits, errors(rep))

@@ -10,13 +10,13 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import SCHEMAS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_validate import clone, replace_bytes
 
 from sen12ts_stac.validate import ERROR, Options, validate
 from sen12ts_stac.validate.schemas import SchemaChecker, SchemaStore, SchemaUnavailable, core_schema_url
-from conftest import SCHEMAS
-from test_validate import clone, replace_bytes
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "catalogs"
@@ -83,14 +83,23 @@ def mutate(root: Path, kind: str, pick: int, cut: float) -> tuple[set[str], bool
     raise ValueError(kind)
 
 
-@given(kind=st.sampled_from(["reformat", "corrupt_json", "delete_key", "break_href", "swap_label_type", "truncate_cog"]),
-       pick=st.integers(0, 100_000), cut=st.floats(0.02, 0.98))
+@given(
+    kind=st.sampled_from(["reformat", "corrupt_json", "delete_key", "break_href", "swap_label_type", "truncate_cog"]),
+    pick=st.integers(0, 100_000),
+    cut=st.floats(0.02, 0.98),
+)
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None)
 def test_mutated_catalogs_never_crash_and_fail_naming_the_file(small_catalog, schemas_dir, kind, pick, cut):
     with tempfile.TemporaryDirectory() as tmp:
         root = clone(small_catalog, Path(tmp) / "c")
         where, broken = mutate(root, kind, pick, cut)
-        opts = Options(schema_dir=str(schemas_dir), fetch_schemas=False, assets=kind == "truncate_cog", checksums=False, executor="serial")
+        opts = Options(
+            schema_dir=str(schemas_dir),
+            fetch_schemas=False,
+            assets=kind == "truncate_cog",
+            checksums=False,
+            executor="serial",
+        )
         report = validate(root, opts)  # never raises
         errs = [f for f in report.findings if f.level == ERROR]
         if not broken:
@@ -131,7 +140,9 @@ def test_fast_schema_path_never_passes_what_jsonschema_rejects(schemas_dir, data
             del parent[path[-1]]
         else:
             parent[path[-1]] = data.draw(JUNK)
-    urls = [u for u in [core_schema_url(obj)] + list(obj.get("stac_extensions") or []) if isinstance(u, str) and "://" in u]
+    urls = [
+        u for u in [core_schema_url(obj)] + list(obj.get("stac_extensions") or []) if isinstance(u, str) and "://" in u
+    ]
     for url in urls:
         try:
             c = _CHECKER.compiled(url)

@@ -46,10 +46,33 @@ from sen12ts_stac.train import config as cfgmod
 from sen12ts_stac.train import figures, mlm
 from sen12ts_stac.train.config import RunConfig, opt
 from sen12ts_stac.train.data import Standardizer, class_name
-from sen12ts_stac.train.loop import (Checkpointer, LoopState, Run, amp_enabled, check_shard, run_epochs, start,
-                                     sum_meters)
-from sen12ts_stac.train.runtime import (CsvLog, Dist, jsonable, load_checkpoint, loader_bench, progress, resolve_resume,
-                                        run_main, save_checkpoint, say, setup, teardown, unwrap, wrap_ddp, write_csv)
+from sen12ts_stac.train.loop import (
+    Checkpointer,
+    LoopState,
+    Run,
+    amp_enabled,
+    check_shard,
+    run_epochs,
+    start,
+    sum_meters,
+)
+from sen12ts_stac.train.runtime import (
+    CsvLog,
+    Dist,
+    jsonable,
+    load_checkpoint,
+    loader_bench,
+    progress,
+    resolve_resume,
+    run_main,
+    save_checkpoint,
+    say,
+    setup,
+    teardown,
+    unwrap,
+    wrap_ddp,
+    write_csv,
+)
 
 PROG = "crop_classification"
 S2_SPECTRAL = list(S2_PRODUCT.measurements)  # the 12 reflectance bands (not SCL, not the cloud mask)
@@ -81,13 +104,14 @@ class Config(RunConfig):
     panels: int = opt(6, "class-map panels to draw (held-out tiles)")
 
     def size_multiple(self) -> int:
-        return 2 ** self.levels
+        return 2**self.levels
 
     def check(self) -> None:
         super().check()
         self.variants()
-        bad = [b for b in self.s1_bands if b not in S1_PRODUCT.names] + \
-              [b for b in self.s2_bands if b not in S2_PRODUCT.names]
+        bad = [b for b in self.s1_bands if b not in S1_PRODUCT.names] + [
+            b for b in self.s2_bands if b not in S2_PRODUCT.names
+        ]
         if bad:
             raise UserError(f"unknown band(s) {bad}")
         if self.class_weights not in ("balanced", "none"):
@@ -117,9 +141,15 @@ def count_labels(cfg: Config, records, d: Dist) -> np.ndarray:
     first = {}
     for r in records:
         first.setdefault(r.tile, r)
-    loader = triplet_loader(sorted(first.values(), key=lambda r: r.id), assets={"label": True},
-                            batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.num_workers, rank=d.rank,
-                            world_size=d.world_size)
+    loader = triplet_loader(
+        sorted(first.values(), key=lambda r: r.id),
+        assets={"label": True},
+        batch_size=cfg.batch_size,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        rank=d.rank,
+        world_size=d.world_size,
+    )
     counts = torch.zeros(256, dtype=torch.int64)
     for batch in loader:
         lab = batch["label"]
@@ -178,8 +208,9 @@ class Prepare:
         return x, self.target(batch["label"])
 
 
-def make_loader(cfg: Config, inputs: str, records, *, train: bool, crop: int | None, d: Dist | None,
-                seed_offset: int = 0):
+def make_loader(
+    cfg: Config, inputs: str, records, *, train: bool, crop: int | None, d: Dist | None, seed_offset: int = 0
+):
     assets: dict = {"label": True}
     if "s1" in inputs.split(","):
         assets["s1"] = cfg.s1_bands
@@ -189,9 +220,20 @@ def make_loader(cfg: Config, inputs: str, records, *, train: bool, crop: int | N
     if train:
         aug.update(hflip=cfg.hflip, vflip=cfg.vflip)
     shard = {"rank": d.rank, "world_size": d.world_size, "even_shards": True} if d else {"rank": 0, "world_size": 1}
-    return triplet_loader(records, assets=assets, sequence="tile", max_steps=cfg.max_dates, batch_size=cfg.batch_size,
-                          shuffle=train, seed=cfg.seed + seed_offset, device=d.device if d else "cpu",
-                          num_workers=cfg.num_workers, prefetch=cfg.prefetch, augment=aug or None, **shard)
+    return triplet_loader(
+        records,
+        assets=assets,
+        sequence="tile",
+        max_steps=cfg.max_dates,
+        batch_size=cfg.batch_size,
+        shuffle=train,
+        seed=cfg.seed + seed_offset,
+        device=d.device if d else "cpu",
+        num_workers=cfg.num_workers,
+        prefetch=cfg.prefetch,
+        augment=aug or None,
+        **shard,
+    )
 
 
 def weighted_ce(logits: torch.Tensor, y: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -259,11 +301,26 @@ def _run(cfg: Config, extra: dict, d: Dist) -> int:
     counts = count_labels(cfg, run.plan.train, d)
     classes = choose_classes(cfg, counts, run.table)
     weights = balanced_weights(counts, classes) if cfg.class_weights == "balanced" else np.ones(len(classes))
-    say(d, cfg.quiet, f"{PROG}: {len(classes)} classes: " + ", ".join(f"{c} {class_name(run.table, c)}" for c in classes))
+    say(
+        d,
+        cfg.quiet,
+        f"{PROG}: {len(classes)} classes: " + ", ".join(f"{c} {class_name(run.table, c)}" for c in classes),
+    )
     if d.is_main:
-        write_csv(run.out / "classes.csv", [
-            {"index": i, "code": c, "name": class_name(run.table, c), "crop": bool(run.table and c in run.table.crop_values),
-             "training_pixels": int(counts[c]), "weight": float(w)} for i, (c, w) in enumerate(zip(classes, weights))])
+        write_csv(
+            run.out / "classes.csv",
+            [
+                {
+                    "index": i,
+                    "code": c,
+                    "name": class_name(run.table, c),
+                    "crop": bool(run.table and c in run.table.crop_values),
+                    "training_pixels": int(counts[c]),
+                    "weight": float(w),
+                }
+                for i, (c, w) in enumerate(zip(classes, weights))
+            ],
+        )
     results = {}
     for v in variants:
         sub = run.out if len(variants) == 1 else run.out / VARIANTS[v]
@@ -273,8 +330,9 @@ def _run(cfg: Config, extra: dict, d: Dist) -> int:
     return 0
 
 
-def train_variant(cfg: Config, inputs: str, run: Run, out: Path, classes, weights, counts, d: Dist,
-                  resume: str | None) -> dict | None:
+def train_variant(
+    cfg: Config, inputs: str, run: Run, out: Path, classes, weights, counts, d: Dist, resume: str | None
+) -> dict | None:
     """Train and report one input set in ``out``; returns its report metrics (rank 0)."""
     plan = run.plan
     label = f"[{VARIANTS[inputs]}] "
@@ -285,8 +343,9 @@ def train_variant(cfg: Config, inputs: str, run: Run, out: Path, classes, weight
     torch.manual_seed(cfg.seed)
     prep = Prepare(cfg, inputs, run.records, classes, d.device)
     k = len(classes)
-    model = build_classifier(inputs, len(cfg.s1_bands), len(cfg.s2_bands), k, base_filters=cfg.base_filters,
-                             levels=cfg.levels).to(d.device)
+    model = build_classifier(
+        inputs, len(cfg.s1_bands), len(cfg.s2_bands), k, base_filters=cfg.base_filters, levels=cfg.levels
+    ).to(d.device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp = amp_enabled(cfg.amp, d.device)
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -297,12 +356,18 @@ def train_variant(cfg: Config, inputs: str, run: Run, out: Path, classes, weight
     if saved is not None:
         state = ck.restore(saved, str(ckpt_path))
         if ck.extra.get("classes") != classes or ck.extra.get("inputs") != inputs:
-            raise UserError(f"{ckpt_path}: saved for inputs {ck.extra.get('inputs')} and classes "
-                            f"{ck.extra.get('classes')}, not {inputs} and {classes}")
+            raise UserError(
+                f"{ckpt_path}: saved for inputs {ck.extra.get('inputs')} and classes "
+                f"{ck.extra.get('classes')}, not {inputs} and {classes}"
+            )
         say(d, cfg.quiet, f"{PROG} {label}resumed from {ckpt_path} at epoch {state.epoch + 1}, step {state.step}")
     elif cfg.loader_bench_batches > 0:
-        bench = loader_bench(lambda: make_loader(cfg, inputs, plan.train, train=True, crop=cfg.crop, d=d, seed_offset=2),
-                             "label", cfg.loader_bench_batches, d)
+        bench = loader_bench(
+            lambda: make_loader(cfg, inputs, plan.train, train=True, crop=cfg.crop, d=d, seed_offset=2),
+            "label",
+            cfg.loader_bench_batches,
+            d,
+        )
         say(d, cfg.quiet, f"{PROG} {label}loader alone: {bench['samples_per_s']:.2f} tile series/s")
     ck.extra.update(classes=classes, inputs=inputs)
     model_t = wrap_ddp(model, d)
@@ -332,26 +397,72 @@ def train_variant(cfg: Config, inputs: str, run: Run, out: Path, classes, weight
     tlog = elog = None
     if d.is_main:
         out.mkdir(parents=True, exist_ok=True)
-        tlog = CsvLog(out / "train_log.csv", ["step", "epoch", "loss", "pixel_accuracy", "samples_per_s",
-                                              "loader_wait_fraction"], keep)
-        elog = CsvLog(out / "eval_log.csv", ["step", "epoch", "split", "overall_accuracy", "macro_f1", "kappa",
-                                             "miou"], keep)
+        tlog = CsvLog(
+            out / "train_log.csv",
+            ["step", "epoch", "loss", "pixel_accuracy", "samples_per_s", "loader_wait_fraction"],
+            keep,
+        )
+        elog = CsvLog(
+            out / "eval_log.csv", ["step", "epoch", "split", "overall_accuracy", "macro_f1", "kappa", "miou"], keep
+        )
     started = time.perf_counter()
-    meter = run_epochs(cfg=cfg, d=d, loader=loader, state=state, step_fn=step_fn, ckpt=ck, tlog=tlog, elog=elog,
-                       monitor=monitor if plan.monitor else None, monitor_key="macro_f1", higher_is_better=True,
-                       info=lambda sm: f"loss {sm['loss']:.3f} acc {sm['pixel_accuracy']:.2f}", label=label)
+    meter = run_epochs(
+        cfg=cfg,
+        d=d,
+        loader=loader,
+        state=state,
+        step_fn=step_fn,
+        ckpt=ck,
+        tlog=tlog,
+        elog=elog,
+        monitor=monitor if plan.monitor else None,
+        monitor_key="macro_f1",
+        higher_is_better=True,
+        info=lambda sm: f"loss {sm['loss']:.3f} acc {sm['pixel_accuracy']:.2f}",
+        label=label,
+    )
     seconds = time.perf_counter() - started
     meters = d.gather(meter.report())
     if not d.is_main:
         return None
     tlog.close()
     elog.close()
-    return _report(cfg, inputs, run, out, unwrap(model_t), prep, classes, counts, weights, amp, d, state, seconds,
-                   sum_meters(meters), bench)
+    return _report(
+        cfg,
+        inputs,
+        run,
+        out,
+        unwrap(model_t),
+        prep,
+        classes,
+        counts,
+        weights,
+        amp,
+        d,
+        state,
+        seconds,
+        sum_meters(meters),
+        bench,
+    )
 
 
-def _report(cfg: Config, inputs: str, run: Run, out: Path, model, prep: Prepare, classes, counts, weights, amp,
-            d: Dist, state: LoopState, seconds: float, throughput: dict, bench) -> dict:
+def _report(
+    cfg: Config,
+    inputs: str,
+    run: Run,
+    out: Path,
+    model,
+    prep: Prepare,
+    classes,
+    counts,
+    weights,
+    amp,
+    d: Dist,
+    state: LoopState,
+    seconds: float,
+    throughput: dict,
+    bench,
+) -> dict:
     plan, table = run.plan, run.table
     figs = out / "figures"
     names = [f"{c} {class_name(table, c)}" for c in classes]
@@ -369,35 +480,87 @@ def _report(cfg: Config, inputs: str, run: Run, out: Path, model, prep: Prepare,
             if "s2" in batch and rgb_idx is not None:  # true colour at the middle date
                 steps = int(batch["valid_steps"][i].sum())
                 picture = batch["s2"][i, steps // 2, rgb_idx].permute(1, 2, 0).cpu().numpy() / 0.3
-            figures.class_panel(figs / f"classes_{len(drawn):02d}_{tile}.png", picture, y[i].cpu().numpy(),
-                                pred[i].cpu().numpy(), colors, names,
-                                f"{VARIANTS[inputs]}: tile {tile} ({plan.report_split})", RESOLUTION_M)
+            figures.class_panel(
+                figs / f"classes_{len(drawn):02d}_{tile}.png",
+                picture,
+                y[i].cpu().numpy(),
+                pred[i].cpu().numpy(),
+                colors,
+                names,
+                f"{VARIANTS[inputs]}: tile {tile} ({plan.report_split})",
+                RESOLUTION_M,
+            )
 
     loader = make_loader(cfg, inputs, plan.report, train=False, crop=cfg.eval_crop, d=None)
     with progress(not cfg.quiet) as bar:
         res = evaluate(model, loader, prep, len(classes), d.device, amp, panel_fn=panel, pbar=bar)
-    figures.confusion_matrix(figs / "confusion_matrix.png", np.array(res["confusion_matrix"]), names,
-                             f"{VARIANTS[inputs]}, {plan.report_split} tiles: OA {res['overall_accuracy']:.3f}, "
-                             f"macro F1 {res['macro_f1']:.3f}")
-    per_class = [{"index": i, "code": c, "name": class_name(table, c), "training_pixels": int(counts[c]),
-                  "weight": float(weights[i]), "support": res["support"][i], "precision": res["precision"][i],
-                  "recall": res["recall"][i], "f1": res["f1"][i], "iou": res["iou"][i]} for i, c in enumerate(classes)]
+    figures.confusion_matrix(
+        figs / "confusion_matrix.png",
+        np.array(res["confusion_matrix"]),
+        names,
+        f"{VARIANTS[inputs]}, {plan.report_split} tiles: OA {res['overall_accuracy']:.3f}, "
+        f"macro F1 {res['macro_f1']:.3f}",
+    )
+    per_class = [
+        {
+            "index": i,
+            "code": c,
+            "name": class_name(table, c),
+            "training_pixels": int(counts[c]),
+            "weight": float(weights[i]),
+            "support": res["support"][i],
+            "precision": res["precision"][i],
+            "recall": res["recall"][i],
+            "f1": res["f1"][i],
+            "iou": res["iou"][i],
+        }
+        for i, c in enumerate(classes)
+    ]
     write_csv(out / "per_class.csv", per_class)
-    cm_rows = [{"true": n, **{f"pred {m}": int(v) for m, v in zip(names, row)}}
-               for n, row in zip(names, res["confusion_matrix"])]
+    cm_rows = [
+        {"true": n, **{f"pred {m}": int(v) for m, v in zip(names, row)}}
+        for n, row in zip(names, res["confusion_matrix"])
+    ]
     write_csv(out / "confusion_matrix.csv", cm_rows)
 
     weights_path = out / "model.pt"
-    save_checkpoint(weights_path, {"recipe": PROG, "config": dataclasses.asdict(cfg), "inputs": inputs,
-                                   "classes": classes, "model": model.state_dict(),
-                                   "normalization": {k: n.as_dict() for k, n in prep.norm.items()}})
-    headline = {k: res[k] for k in ("overall_accuracy", "macro_f1", "kappa", "miou", "n", "n_ignored",
-                                    *[f"top{t}_accuracy" for t in TOPK if t <= len(classes)])}
+    save_checkpoint(
+        weights_path,
+        {
+            "recipe": PROG,
+            "config": dataclasses.asdict(cfg),
+            "inputs": inputs,
+            "classes": classes,
+            "model": model.state_dict(),
+            "normalization": {k: n.as_dict() for k, n in prep.norm.items()},
+        },
+    )
+    headline = {
+        k: res[k]
+        for k in (
+            "overall_accuracy",
+            "macro_f1",
+            "kappa",
+            "miou",
+            "n",
+            "n_ignored",
+            *[f"top{t}_accuracy" for t in TOPK if t <= len(classes)],
+        )
+    }
     metrics = {
-        "recipe": PROG, "catalog": cfg.catalog, "inputs": VARIANTS[inputs], "splits": plan.summary(),
+        "recipe": PROG,
+        "catalog": cfg.catalog,
+        "inputs": VARIANTS[inputs],
+        "splits": plan.summary(),
         "classes": [{"index": i, "code": c, "name": class_name(table, c)} for i, c in enumerate(classes)],
-        "training": {"steps": state.step, "epochs": state.epoch, "seconds": seconds, "processes": d.world_size,
-                     "device": str(d.device), "parameters": sum(p.numel() for p in model.parameters())},
+        "training": {
+            "steps": state.step,
+            "epochs": state.epoch,
+            "seconds": seconds,
+            "processes": d.world_size,
+            "device": str(d.device),
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
         "throughput": {"loader_only": bench, "training": throughput},
         "report": {"split": plan.report_split, **headline},
         "per_class": per_class,
@@ -406,54 +569,95 @@ def _report(cfg: Config, inputs: str, run: Run, out: Path, model, prep: Prepare,
     write_json(out / "metrics.json", jsonable(metrics))
     _model_item(cfg, inputs, run, out, model, prep, classes, weights_path, headline, d)
     if not cfg.quiet:
-        print(f"\n[{VARIANTS[inputs]}] {plan.report_split} tiles: OA {res['overall_accuracy']:.3f}  macro F1 "
-              f"{res['macro_f1']:.3f}  kappa {res['kappa']:.3f}  mIoU {res['miou']:.3f}  "
-              f"({throughput['samples_per_s']:.2f} tile series/s, {100 * throughput['loader_wait_fraction']:.0f}% "
-              f"waiting for data)", file=sys.stderr)
+        print(
+            f"\n[{VARIANTS[inputs]}] {plan.report_split} tiles: OA {res['overall_accuracy']:.3f}  macro F1 "
+            f"{res['macro_f1']:.3f}  kappa {res['kappa']:.3f}  mIoU {res['miou']:.3f}  "
+            f"({throughput['samples_per_s']:.2f} tile series/s, {100 * throughput['loader_wait_fraction']:.0f}% "
+            f"waiting for data)",
+            file=sys.stderr,
+        )
     return metrics
 
 
-def _model_item(cfg: Config, inputs: str, run: Run, out: Path, model, prep: Prepare, classes, weights_path, headline,
-                d: Dist) -> None:
+def _model_item(
+    cfg: Config, inputs: str, run: Run, out: Path, model, prep: Prepare, classes, weights_path, headline, d: Dist
+) -> None:
     table = run.table
     size = cfg.eval_crop or 256
     t = cfg.max_dates
-    products = {"s1": (S1_PRODUCT, cfg.s1_bands, "Sentinel-1 per date: VH, VV (dB), coherence, phase"),
-                "s2": (S2_PRODUCT, cfg.s2_bands, "Sentinel-2 L2A reflectance (0..1) per date")}
+    products = {
+        "s1": (S1_PRODUCT, cfg.s1_bands, "Sentinel-1 per date: VH, VV (dB), coherence, phase"),
+        "s2": (S2_PRODUCT, cfg.s2_bands, "Sentinel-2 L2A reflectance (0..1) per date"),
+    }
     inputs_mlm, bands = [], []
     for key in inputs.split(","):
         product, names, desc = products[key]
-        inputs_mlm.append(mlm.mlm_input(key, names, [-1, t, len(names), size, size],
-                                        ["batch", "time", "channel", "height", "width"], scaling=prep.norm[key].as_dict(),
-                                        description=f"{desc}; z-scored; dates sorted, zero-padded to {t} "
-                                                    "(the valid_steps mask marks real dates)"))
+        inputs_mlm.append(
+            mlm.mlm_input(
+                key,
+                names,
+                [-1, t, len(names), size, size],
+                ["batch", "time", "channel", "height", "width"],
+                scaling=prep.norm[key].as_dict(),
+                description=f"{desc}; z-scored; dates sorted, zero-padded to {t} "
+                "(the valid_steps mask marks real dates)",
+            )
+        )
         bands += [{"name": b, "description": product.bands[product.names.index(b)].description} for b in names]
     stac_classes = {c["value"]: c for c in table.to_stac_classes()} if table is not None else {}
-    out_classes = [{"value": i, "name": stac_classes[c]["name"] if c in stac_classes else f"class_{c}",
-                    "description": f"{table.id.upper() if table else 'label'} {c}: {class_name(table, c)}",
-                    **({"color_hint": stac_classes[c]["color_hint"]} if c in stac_classes else {})}
-                   for i, c in enumerate(classes)]
+    out_classes = [
+        {
+            "value": i,
+            "name": stac_classes[c]["name"] if c in stac_classes else f"class_{c}",
+            "description": f"{table.id.upper() if table else 'label'} {c}: {class_name(table, c)}",
+            **({"color_hint": stac_classes[c]["color_hint"]} if c in stac_classes else {}),
+        }
+        for i, c in enumerate(classes)
+    ]
     item = mlm.model_item(
         item_id=f"sen12ts-crop-{VARIANTS[inputs]}-{Path(cfg.out).name}",
         title=f"Crop classification from {VARIANTS[inputs].upper()} time series (U-Net + ConvLSTM)",
-        description=(f"U-Net with a ConvLSTM bottleneck over up to {t} dates ({VARIANTS[inputs]}), "
-                     f"{len(classes)} crop classes; held-out {run.plan.report_split}: OA "
-                     f"{headline['overall_accuracy']:.3f}, macro F1 {headline['macro_f1']:.3f}."),
-        catalog=cfg.catalog, records=run.plan.train, out_dir=out, weights=weights_path,
+        description=(
+            f"U-Net with a ConvLSTM bottleneck over up to {t} dates ({VARIANTS[inputs]}), "
+            f"{len(classes)} crop classes; held-out {run.plan.report_split}: OA "
+            f"{headline['overall_accuracy']:.3f}, macro F1 {headline['macro_f1']:.3f}."
+        ),
+        catalog=cfg.catalog,
+        records=run.plan.train,
+        out_dir=out,
+        weights=weights_path,
         architecture="U-Net + ConvLSTM" + (" (late fusion)" if inputs == "s1,s2" else ""),
-        tasks=["semantic-segmentation", "classification"], inputs=inputs_mlm,
-        outputs=[mlm.mlm_output("classes", ["semantic-segmentation"], [-1, len(classes), size, size],
-                                ["batch", "class", "height", "width"], classes=out_classes,
-                                description="per-pixel class logits (argmax over 'class' gives the class index)")],
-        hyperparameters={k: v for k, v in dataclasses.asdict(cfg).items()
-                         if k not in ("catalog", "out", "quiet", "device", "panels", "loader_bench_batches", "classes")}
-                        | {"classes": classes},
-        total_parameters=sum(p.numel() for p in model.parameters()), bands=bands, device=d.device,
+        tasks=["semantic-segmentation", "classification"],
+        inputs=inputs_mlm,
+        outputs=[
+            mlm.mlm_output(
+                "classes",
+                ["semantic-segmentation"],
+                [-1, len(classes), size, size],
+                ["batch", "class", "height", "width"],
+                classes=out_classes,
+                description="per-pixel class logits (argmax over 'class' gives the class index)",
+            )
+        ],
+        hyperparameters={
+            k: v
+            for k, v in dataclasses.asdict(cfg).items()
+            if k not in ("catalog", "out", "quiet", "device", "panels", "loader_bench_batches", "classes")
+        }
+        | {"classes": classes},
+        total_parameters=sum(p.numel() for p in model.parameters()),
+        bands=bands,
+        device=d.device,
         batch_size=cfg.batch_size,
-        assets={"metrics": {"href": "metrics.json", "type": "application/json", "roles": ["metadata"]},
-                "config": {"href": "../config.yaml" if out != run.out else "config.yaml", "type": "application/yaml",
-                           "roles": ["metadata"]},
-                "confusion-matrix": {"href": "figures/confusion_matrix.png", "type": "image/png", "roles": ["overview"]}},
+        assets={
+            "metrics": {"href": "metrics.json", "type": "application/json", "roles": ["metadata"]},
+            "config": {
+                "href": "../config.yaml" if out != run.out else "config.yaml",
+                "type": "application/yaml",
+                "roles": ["metadata"],
+            },
+            "confusion-matrix": {"href": "figures/confusion_matrix.png", "type": "image/png", "roles": ["overview"]},
+        },
         properties={"sen12ts:report_split": run.plan.report_split, "sen12ts:macro_f1": headline["macro_f1"]},
     )
     mlm.write_model_item(out / "model-item.json", jsonable(item))
@@ -465,20 +669,46 @@ def _compare(cfg: Config, run: Run, results: dict, classes) -> None:
     for name, m in results.items():
         r = m["report"]
         f1 = {f"f1 {p['code']} {p['name']}": p["f1"] for p in m["per_class"]}
-        rows.append({"inputs": name, "overall_accuracy": r["overall_accuracy"], "macro_f1": r["macro_f1"],
-                     "kappa": r["kappa"], "miou": r["miou"], **f1, "parameters": m["training"]["parameters"],
-                     "train_seconds": m["training"]["seconds"],
-                     "train_samples_per_s": m["throughput"]["training"]["samples_per_s"]})
+        rows.append(
+            {
+                "inputs": name,
+                "overall_accuracy": r["overall_accuracy"],
+                "macro_f1": r["macro_f1"],
+                "kappa": r["kappa"],
+                "miou": r["miou"],
+                **f1,
+                "parameters": m["training"]["parameters"],
+                "train_seconds": m["training"]["seconds"],
+                "train_samples_per_s": m["throughput"]["training"]["samples_per_s"],
+            }
+        )
     write_csv(run.out / "comparison.csv", rows)
     head = ["inputs", "OA", "macro F1", "kappa", "mIoU", "parameters", "train s"]
-    lines = [f"Held-out split: {run.plan.report_split} ({len({r.tile for r in run.plan.report})} tiles); "
-             f"{len(classes)} classes.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"Held-out split: {run.plan.report_split} ({len({r.tile for r in run.plan.report})} tiles); "
+        f"{len(classes)} classes.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for r in rows:
-        lines.append(f"| {r['inputs']} | {r['overall_accuracy']:.3f} | {r['macro_f1']:.3f} | {r['kappa']:.3f} | "
-                     f"{r['miou']:.3f} | {r['parameters']:,} | {r['train_seconds']:.0f} |")
+        lines.append(
+            f"| {r['inputs']} | {r['overall_accuracy']:.3f} | {r['macro_f1']:.3f} | {r['kappa']:.3f} | "
+            f"{r['miou']:.3f} | {r['parameters']:,} | {r['train_seconds']:.0f} |"
+        )
     write_bytes(run.out / "comparison.md", ("\n".join(lines) + "\n").encode())
-    write_json(run.out / "metrics.json", jsonable({"recipe": PROG, "catalog": cfg.catalog, "splits": run.plan.summary(),
-                                                   "comparison": rows, "variants": list(results)}))
+    write_json(
+        run.out / "metrics.json",
+        jsonable(
+            {
+                "recipe": PROG,
+                "catalog": cfg.catalog,
+                "splits": run.plan.summary(),
+                "comparison": rows,
+                "variants": list(results),
+            }
+        ),
+    )
     if not cfg.quiet:
         print("\n" + "\n".join(lines), file=sys.stderr)
 

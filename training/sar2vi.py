@@ -47,8 +47,21 @@ from sen12ts_stac.train.baselines import PixelLinearFit
 from sen12ts_stac.train.config import RunConfig, opt
 from sen12ts_stac.train.data import VI_BANDS, Standardizer, class_name, crop_lut, lookup, months, vegetation_index
 from sen12ts_stac.train.loop import Checkpointer, LoopState, amp_enabled, check_shard, run_epochs, start, sum_meters
-from sen12ts_stac.train.runtime import (CsvLog, Dist, jsonable, loader_bench, progress, run_main, save_checkpoint,
-                                        say, setup, teardown, unwrap, wrap_ddp, write_csv)
+from sen12ts_stac.train.runtime import (
+    CsvLog,
+    Dist,
+    jsonable,
+    loader_bench,
+    progress,
+    run_main,
+    save_checkpoint,
+    say,
+    setup,
+    teardown,
+    unwrap,
+    wrap_ddp,
+    write_csv,
+)
 
 PROG = "sar2vi"
 S1_INPUTS = list(S1_PRODUCT.measurements)  # every measurement band (not the validity mask)
@@ -77,7 +90,7 @@ class Config(RunConfig):
     baseline_batches: int | None = opt(None, "training batches used to fit the baselines (null: one pass)")
 
     def size_multiple(self) -> int:
-        return 2 ** self.gen_depth
+        return 2**self.gen_depth
 
     def check(self) -> None:
         super().check()
@@ -123,9 +136,18 @@ def make_loader(cfg: Config, records, *, train: bool, crop: int | None, d: Dist 
         aug.update(hflip=cfg.hflip, vflip=cfg.vflip)
     s2 = list(VI_BANDS[cfg.target.lower()]) + ["cloud_mask"]
     shard = {"rank": d.rank, "world_size": d.world_size, "even_shards": True} if d else {"rank": 0, "world_size": 1}
-    return triplet_loader(records, assets={"s1": cfg.s1_bands, "s2": s2, "label": True}, batch_size=cfg.batch_size,
-                          shuffle=train, seed=cfg.seed + seed_offset, device=d.device if d else "cpu",
-                          num_workers=cfg.num_workers, prefetch=cfg.prefetch, augment=aug or None, **shard)
+    return triplet_loader(
+        records,
+        assets={"s1": cfg.s1_bands, "s2": s2, "label": True},
+        batch_size=cfg.batch_size,
+        shuffle=train,
+        seed=cfg.seed + seed_offset,
+        device=d.device if d else "cpu",
+        num_workers=cfg.num_workers,
+        prefetch=cfg.prefetch,
+        augment=aug or None,
+        **shard,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,8 +179,16 @@ class Scores:
 
 
 @torch.no_grad()
-def evaluate(gen, loader, prep: Prepare, fit: PixelLinearFit | None, cfg: Config, device,
-             figures_dir: Path | None = None, pbar=None) -> dict:
+def evaluate(
+    gen,
+    loader,
+    prep: Prepare,
+    fit: PixelLinearFit | None,
+    cfg: Config,
+    device,
+    figures_dir: Path | None = None,
+    pbar=None,
+) -> dict:
     """Score the generator (and the baselines when ``fit`` is given) on every batch of ``loader``;
     with ``figures_dir``, draw prediction panels and collect the per-class time series."""
     gen.eval()
@@ -186,9 +216,13 @@ def evaluate(gen, loader, prep: Prepare, fit: PixelLinearFit | None, cfg: Config
                     figures.sar2vi_panel(
                         figures_dir / f"panel_{len(seen_tiles):02d}_{batch['id'][i]}.png",
                         torch.where(batch["s1_valid"][i], batch["s1"][i, vh], torch.nan).cpu().numpy(),
-                        vi[i].cpu().numpy(), pred[i].cpu().numpy(),
-                        valid[i].cpu().numpy(), f"{batch['id'][i]} (S2 {batch['s2_date'][i]})",
-                        cfg.target.upper(), RESOLUTION_M)
+                        vi[i].cpu().numpy(),
+                        pred[i].cpu().numpy(),
+                        valid[i].cpu().numpy(),
+                        f"{batch['id'][i]} (S2 {batch['s2_date'][i]})",
+                        cfg.target.upper(),
+                        RESOLUTION_M,
+                    )
         if task is not None:
             pbar.advance(task)
     if task is not None:
@@ -221,8 +255,13 @@ def _rows_by_group(scores: dict[str, Scores], which: str, key: str, label_of) ->
     groups = {m: getattr(s, which).compute_groups() for m, s in scores.items()}
     rows = []
     for g, ref in sorted(groups["model"].items()):
-        row = {key: g, "name": label_of(g), "pixels": ref["n"], "mean_true": ref["mean_target"],
-               "mean_pred_model": ref["mean_pred"]}
+        row = {
+            key: g,
+            "name": label_of(g),
+            "pixels": ref["n"],
+            "mean_true": ref["mean_target"],
+            "mean_pred_model": ref["mean_pred"],
+        }
         for m, res in groups.items():
             for k in ("rmse", "mae", "r2", "pearson_r", "bias"):
                 row[f"{m}_{k}"] = res.get(g, {}).get(k, float("nan"))
@@ -262,8 +301,14 @@ def _run(cfg: Config, extra: dict, d: Dist) -> int:
     plan, table, out = run.plan, run.table, run.out
     prep = Prepare(cfg, run.records, table, d.device)
 
-    gen = UNetGenerator(len(cfg.s1_bands), 1, depth=cfg.gen_depth, base_filters=cfg.gen_filters,
-                        max_filters=cfg.gen_max_filters, dropout=cfg.gen_dropout).to(d.device)
+    gen = UNetGenerator(
+        len(cfg.s1_bands),
+        1,
+        depth=cfg.gen_depth,
+        base_filters=cfg.gen_filters,
+        max_filters=cfg.gen_max_filters,
+        dropout=cfg.gen_dropout,
+    ).to(d.device)
     disc = PatchGAN(len(cfg.s1_bands) + 1, base_filters=cfg.disc_filters, n_layers=cfg.disc_layers).to(d.device)
     opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -271,42 +316,83 @@ def _run(cfg: Config, extra: dict, d: Dist) -> int:
     scale_g, scale_d = torch.amp.GradScaler("cuda", enabled=amp), torch.amp.GradScaler("cuda", enabled=amp)
     train_loader = make_loader(cfg, plan.train, train=True, crop=cfg.crop, d=d)
     check_shard(train_loader, d)
-    ckpt = Checkpointer(out / "checkpoints", d, PROG, cfg, {"generator": gen, "discriminator": disc},
-                        {"generator": opt_g, "discriminator": opt_d}, {"generator": scale_g, "discriminator": scale_d},
-                        train_loader)
+    ckpt = Checkpointer(
+        out / "checkpoints",
+        d,
+        PROG,
+        cfg,
+        {"generator": gen, "discriminator": disc},
+        {"generator": opt_g, "discriminator": opt_d},
+        {"generator": scale_g, "discriminator": scale_d},
+        train_loader,
+    )
     state, fit, bench = LoopState(), None, None
     if run.checkpoint is not None:
         state = ckpt.restore(run.checkpoint, str(run.resume_path))
         fit = PixelLinearFit.from_state(ckpt.extra["baselines"])
         say(d, cfg.quiet, f"{PROG}: resumed from {run.resume_path} at epoch {state.epoch + 1}, step {state.step}")
     elif cfg.loader_bench_batches > 0:
-        bench = loader_bench(lambda: make_loader(cfg, plan.train, train=True, crop=cfg.crop, d=d, seed_offset=2),
-                             "s1", cfg.loader_bench_batches, d)
+        bench = loader_bench(
+            lambda: make_loader(cfg, plan.train, train=True, crop=cfg.crop, d=d, seed_offset=2),
+            "s1",
+            cfg.loader_bench_batches,
+            d,
+        )
         say(d, cfg.quiet, f"{PROG}: loader alone: {bench['samples_per_s']:.1f} triplets/s")
     if fit is None:
         t0 = time.perf_counter()
         fit = fit_baselines(cfg, plan.train, prep, d)
-        say(d, cfg.quiet, f"{PROG}: baselines fitted on {int(fit.n):,} training pixels in {time.perf_counter() - t0:.1f} s")
+        say(
+            d,
+            cfg.quiet,
+            f"{PROG}: baselines fitted on {int(fit.n):,} training pixels in {time.perf_counter() - t0:.1f} s",
+        )
     ckpt.extra["baselines"] = fit.state()
     gen_t, disc_t = wrap_ddp(gen, d), wrap_ddp(disc, d)
 
     keep = state.step if run.checkpoint is not None else None
     tlog = elog = None
     if d.is_main:
-        tlog = CsvLog(out / "train_log.csv", ["step", "epoch", "g_total", "g_gan", "g_l1", "g_crop", "d_total",
-                                              "d_real", "d_fake", "samples_per_s", "loader_wait_fraction"], keep)
-        elog = CsvLog(out / "eval_log.csv", ["step", "epoch", "split", "rmse", "mae", "r2", "pearson_r", "bias",
-                                             "ssim"], keep)
+        tlog = CsvLog(
+            out / "train_log.csv",
+            [
+                "step",
+                "epoch",
+                "g_total",
+                "g_gan",
+                "g_l1",
+                "g_crop",
+                "d_total",
+                "d_real",
+                "d_fake",
+                "samples_per_s",
+                "loader_wait_fraction",
+            ],
+            keep,
+        )
+        elog = CsvLog(
+            out / "eval_log.csv", ["step", "epoch", "split", "rmse", "mae", "r2", "pearson_r", "bias", "ssim"], keep
+        )
 
     def monitor(bar) -> dict:
         mon = make_loader(cfg, plan.monitor, train=False, crop=cfg.eval_crop, d=None)
         return evaluate(unwrap(gen_t), mon, prep, None, cfg, d.device, pbar=bar)["scores"]["model"].overall()
 
     meter = run_epochs(
-        cfg=cfg, d=d, loader=train_loader, state=state, ckpt=ckpt, tlog=tlog, elog=elog, sample_key="s1",
+        cfg=cfg,
+        d=d,
+        loader=train_loader,
+        state=state,
+        ckpt=ckpt,
+        tlog=tlog,
+        elog=elog,
+        sample_key="s1",
         step_fn=lambda batch: train_step(batch, prep, gen_t, disc_t, opt_g, opt_d, scale_g, scale_d, cfg, amp),
-        monitor=monitor if plan.monitor else None, monitor_key="rmse", higher_is_better=False,
-        info=lambda sm: f"G {sm['g_total']:.3f} L1 {sm['g_l1']:.4f} D {sm['d_total']:.3f}")
+        monitor=monitor if plan.monitor else None,
+        monitor_key="rmse",
+        higher_is_better=False,
+        info=lambda sm: f"G {sm['g_total']:.3f} L1 {sm['g_l1']:.4f} D {sm['d_total']:.3f}",
+    )
     train_seconds = time.perf_counter() - run.started
     meters = d.gather(meter.report())
     if d.is_main:  # the final report on rank 0; the others wait in teardown's barrier
@@ -325,26 +411,50 @@ def train_step(batch, prep: Prepare, gen, disc, opt_g, opt_d, scale_g, scale_d, 
         fake = gen(x)
         # invalid pixels: the target takes the prediction's value there, so they add nothing
         y_fill = torch.where(valid.unsqueeze(1), y, fake.detach().float())
-        dl = discriminator_loss(disc(torch.cat([x, y_fill], 1)), disc(torch.cat([x, fake.detach()], 1)),
-                                cfg.label_smoothing, cfg.two_sided_smoothing)
+        dl = discriminator_loss(
+            disc(torch.cat([x, y_fill], 1)),
+            disc(torch.cat([x, fake.detach()], 1)),
+            cfg.label_smoothing,
+            cfg.two_sided_smoothing,
+        )
     opt_d.zero_grad(set_to_none=True)
     scale_d.scale(dl["total"]).backward()
     scale_d.step(opt_d)
     scale_d.update()
     with torch.autocast(dev, enabled=amp):
-        gl = generator_loss(disc(torch.cat([x, fake], 1)), fake.float(), y_fill, cropland, cfg.lambda_l1,
-                            cfg.lambda_crop)
+        gl = generator_loss(
+            disc(torch.cat([x, fake], 1)), fake.float(), y_fill, cropland, cfg.lambda_l1, cfg.lambda_crop
+        )
     opt_g.zero_grad(set_to_none=True)
     scale_g.scale(gl["total"]).backward()
     scale_g.step(opt_g)
     scale_g.update()
-    vals = {"g_total": gl["total"], "g_gan": gl["gan"], "g_l1": gl["l1"], "g_crop": gl["crop"],
-            "d_total": dl["total"], "d_real": dl["real"], "d_fake": dl["fake"]}
+    vals = {
+        "g_total": gl["total"],
+        "g_gan": gl["gan"],
+        "g_l1": gl["l1"],
+        "g_crop": gl["crop"],
+        "d_total": dl["total"],
+        "d_real": dl["real"],
+        "d_fake": dl["fake"],
+    }
     return {k: float(v.detach()) for k, v in vals.items()}
 
 
-def _report(cfg: Config, plan, prep: Prepare, fit: PixelLinearFit, gen, table, d: Dist, out: Path, state: LoopState,
-            train_seconds: float, throughput: dict, bench: dict | None) -> None:
+def _report(
+    cfg: Config,
+    plan,
+    prep: Prepare,
+    fit: PixelLinearFit,
+    gen,
+    table,
+    d: Dist,
+    out: Path,
+    state: LoopState,
+    train_seconds: float,
+    throughput: dict,
+    bench: dict | None,
+) -> None:
     """Score the final generator and the baselines on the report split; write every output."""
     figs = out / "figures"
     loader = make_loader(cfg, plan.report, train=False, crop=cfg.eval_crop, d=None)
@@ -362,8 +472,17 @@ def _report(cfg: Config, plan, prep: Prepare, fit: PixelLinearFit, gen, table, d
     per_month = _rows_by_group(scores, "by_month", "month", lambda g: dt.date(2020, g, 1).strftime("%B"))
     write_csv(out / "per_class.csv", per_class + crop_rows)
     write_csv(out / "per_month.csv", per_month)
-    ts = [{"class": c, "name": name_of(c), "date": date, "pixels": int(v[0]), "mean_true": v[1] / v[0],
-           "mean_pred": v[2] / v[0]} for (c, date), v in sorted(res["series"].items())]
+    ts = [
+        {
+            "class": c,
+            "name": name_of(c),
+            "date": date,
+            "pixels": int(v[0]),
+            "mean_true": v[1] / v[0],
+            "mean_pred": v[2] / v[0],
+        }
+        for (c, date), v in sorted(res["series"].items())
+    ]
     write_csv(out / "timeseries.csv", ts)
     by_name: dict[str, list] = {}
     for r in ts:
@@ -372,25 +491,52 @@ def _report(cfg: Config, plan, prep: Prepare, fit: PixelLinearFit, gen, table, d
             by_name.setdefault(f"{r['class']} {r['name']}", []).append(point)
     vi = cfg.target.upper()
     if by_name:
-        figures.vi_timeseries(figs / "vi_timeseries.png", by_name, vi,
-                              f"mean {vi} per class and date, {plan.report_split} tiles: true vs predicted")
+        figures.vi_timeseries(
+            figs / "vi_timeseries.png",
+            by_name,
+            vi,
+            f"mean {vi} per class and date, {plan.report_split} tiles: true vs predicted",
+        )
     _loss_figure(out, figs)
 
     # weights + MLM item
     weights = out / "model.pt"
-    save_checkpoint(weights, {"recipe": PROG, "config": dataclasses.asdict(cfg), "generator": gen.state_dict(),
-                              "normalization": prep.s1.as_dict(), "target": cfg.target})
+    save_checkpoint(
+        weights,
+        {
+            "recipe": PROG,
+            "config": dataclasses.asdict(cfg),
+            "generator": gen.state_dict(),
+            "normalization": prep.s1.as_dict(),
+            "target": cfg.target,
+        },
+    )
     m, b1, b2 = overall["model"], overall["train_mean"], overall["linear_regression"]
     metrics = {
-        "recipe": PROG, "catalog": cfg.catalog, "target": cfg.target, "splits": plan.summary(),
-        "training": {"steps": state.step, "epochs": state.epoch, "seconds": train_seconds,
-                     "processes": d.world_size, "device": str(d.device), "baseline_pixels": int(fit.n)},
+        "recipe": PROG,
+        "catalog": cfg.catalog,
+        "target": cfg.target,
+        "splits": plan.summary(),
+        "training": {
+            "steps": state.step,
+            "epochs": state.epoch,
+            "seconds": train_seconds,
+            "processes": d.world_size,
+            "device": str(d.device),
+            "baseline_pixels": int(fit.n),
+        },
         "throughput": {"loader_only": bench, "training": throughput},
-        "report": {"split": plan.report_split, "model": m, "baselines": {"train_mean": b1, "linear_regression": b2},
-                   "model_beats_baselines": {k: bool(m[k] < min(b1[k], b2[k])) for k in ("rmse", "mae")}
-                                            | {"r2": bool(m["r2"] > max(b1["r2"], b2["r2"]))}},
-        "baseline_fit": {"train_mean": fit.mean, "linear_regression_coef": dict(zip(["intercept", *cfg.s1_bands],
-                                                                                    map(float, fit.coef)))},
+        "report": {
+            "split": plan.report_split,
+            "model": m,
+            "baselines": {"train_mean": b1, "linear_regression": b2},
+            "model_beats_baselines": {k: bool(m[k] < min(b1[k], b2[k])) for k in ("rmse", "mae")}
+            | {"r2": bool(m["r2"] > max(b1["r2"], b2["r2"]))},
+        },
+        "baseline_fit": {
+            "train_mean": fit.mean,
+            "linear_regression_coef": dict(zip(["intercept", *cfg.s1_bands], map(float, fit.coef))),
+        },
         "per_class": per_class + crop_rows,
         "per_month": per_month,
     }
@@ -400,28 +546,59 @@ def _report(cfg: Config, plan, prep: Prepare, fit: PixelLinearFit, gen, table, d
     item = mlm.model_item(
         item_id=f"sen12ts-sar2vi-{cfg.target.lower()}-{Path(cfg.out).name}",
         title=f"SAR2VI: Sentinel-1 to {vi} (pix2pix U-Net, depth {cfg.gen_depth})",
-        description=(f"Pix2pix U-Net generator trained adversarially (70x70 PatchGAN) to predict {vi} from the "
-                     f"Sentinel-1 stack; held-out {plan.report_split} RMSE {m['rmse']:.4f} (training-mean baseline "
-                     f"{b1['rmse']:.4f}, linear regression {b2['rmse']:.4f})."),
-        catalog=cfg.catalog, records=plan.train, out_dir=out, weights=weights, architecture="pix2pix U-Net (GAN)",
+        description=(
+            f"Pix2pix U-Net generator trained adversarially (70x70 PatchGAN) to predict {vi} from the "
+            f"Sentinel-1 stack; held-out {plan.report_split} RMSE {m['rmse']:.4f} (training-mean baseline "
+            f"{b1['rmse']:.4f}, linear regression {b2['rmse']:.4f})."
+        ),
+        catalog=cfg.catalog,
+        records=plan.train,
+        out_dir=out,
+        weights=weights,
+        architecture="pix2pix U-Net (GAN)",
         tasks=["regression", "generative"],
-        inputs=[mlm.mlm_input("sentinel-1", cfg.s1_bands, [-1, len(cfg.s1_bands), int(size), int(size)],
-                              ["batch", "channel", "height", "width"], scaling=prep.s1.as_dict(),
-                              description="Sentinel-1 stack of the triplet: 4 dates x VH, VV (dB), coherence, phase; "
-                                          "LIA and slope; z-scored; no-data set to 0")],
-        outputs=[mlm.mlm_output(vi.lower(), ["regression"], [-1, 1, int(size), int(size)],
-                                ["batch", "channel", "height", "width"],
-                                description=f"{vi} in [-1, 1] from 0..1 reflectance (tanh output)")],
-        hyperparameters={k: v for k, v in dataclasses.asdict(cfg).items()
-                         if k not in ("catalog", "out", "quiet", "device", "panels", "loader_bench_batches")},
+        inputs=[
+            mlm.mlm_input(
+                "sentinel-1",
+                cfg.s1_bands,
+                [-1, len(cfg.s1_bands), int(size), int(size)],
+                ["batch", "channel", "height", "width"],
+                scaling=prep.s1.as_dict(),
+                description="Sentinel-1 stack of the triplet: 4 dates x VH, VV (dB), coherence, phase; "
+                "LIA and slope; z-scored; no-data set to 0",
+            )
+        ],
+        outputs=[
+            mlm.mlm_output(
+                vi.lower(),
+                ["regression"],
+                [-1, 1, int(size), int(size)],
+                ["batch", "channel", "height", "width"],
+                description=f"{vi} in [-1, 1] from 0..1 reflectance (tanh output)",
+            )
+        ],
+        hyperparameters={
+            k: v
+            for k, v in dataclasses.asdict(cfg).items()
+            if k not in ("catalog", "out", "quiet", "device", "panels", "loader_bench_batches")
+        },
         total_parameters=n_params,
-        bands=[{"name": b, "description": S1_PRODUCT.bands[S1_PRODUCT.names.index(b)].description} for b in cfg.s1_bands],
-        device=d.device, batch_size=cfg.batch_size,
-        assets={"metrics": {"href": "metrics.json", "type": "application/json", "roles": ["metadata"],
-                            "title": "held-out metrics against the baselines"},
-                "config": {"href": "config.yaml", "type": "application/yaml", "roles": ["metadata"]},
-                "per-class": {"href": "per_class.csv", "type": "text/csv", "roles": ["metadata"]},
-                "timeseries": {"href": "figures/vi_timeseries.png", "type": "image/png", "roles": ["overview"]}},
+        bands=[
+            {"name": b, "description": S1_PRODUCT.bands[S1_PRODUCT.names.index(b)].description} for b in cfg.s1_bands
+        ],
+        device=d.device,
+        batch_size=cfg.batch_size,
+        assets={
+            "metrics": {
+                "href": "metrics.json",
+                "type": "application/json",
+                "roles": ["metadata"],
+                "title": "held-out metrics against the baselines",
+            },
+            "config": {"href": "config.yaml", "type": "application/yaml", "roles": ["metadata"]},
+            "per-class": {"href": "per_class.csv", "type": "text/csv", "roles": ["metadata"]},
+            "timeseries": {"href": "figures/vi_timeseries.png", "type": "image/png", "roles": ["overview"]},
+        },
         properties={"sen12ts:report_split": plan.report_split, "sen12ts:rmse": m["rmse"]},
     )
     mlm.write_model_item(out / "model-item.json", jsonable(item))
@@ -447,12 +624,18 @@ def _print_summary(overall: dict, plan, tp: dict, out: Path) -> None:
     print(f"\n{plan.report_split} tiles ({len(plan.report)} triplets):", file=sys.stderr)
     print(f"  {'method':<20}{'RMSE':>8}{'MAE':>8}{'R2':>8}{'r':>8}{'bias':>8}{'SSIM':>8}", file=sys.stderr)
     for m, r in overall.items():
-        print(f"  {m:<20}{r['rmse']:8.4f}{r['mae']:8.4f}{r['r2']:8.3f}{r['pearson_r']:8.3f}{r['bias']:8.4f}"
-              f"{r['ssim']:8.3f}", file=sys.stderr)
+        print(
+            f"  {m:<20}{r['rmse']:8.4f}{r['mae']:8.4f}{r['r2']:8.3f}{r['pearson_r']:8.3f}{r['bias']:8.4f}"
+            f"{r['ssim']:8.3f}",
+            file=sys.stderr,
+        )
     t = tp["training"]
-    print(f"  training: {t['samples_per_s']:.1f} triplets/s, {100 * t['loader_wait_fraction']:.0f}% of the time "
-          f"waiting for data" + (f"; loader alone {tp['loader_only']['samples_per_s']:.1f} triplets/s"
-                                 if tp.get("loader_only") else ""), file=sys.stderr)
+    print(
+        f"  training: {t['samples_per_s']:.1f} triplets/s, {100 * t['loader_wait_fraction']:.0f}% of the time "
+        f"waiting for data"
+        + (f"; loader alone {tp['loader_only']['samples_per_s']:.1f} triplets/s" if tp.get("loader_only") else ""),
+        file=sys.stderr,
+    )
     print(f"  outputs: {out}", file=sys.stderr)
 
 

@@ -13,7 +13,17 @@ from pathlib import Path
 
 import numpy as np
 
-from sen12ts_stac.collect.items import COG, EXT, PNG, STAC_JSON, STAC_VERSION, FileInfo, ItemBuilder, TripletMeta, band_metadata
+from sen12ts_stac.collect.items import (
+    COG,
+    EXT,
+    PNG,
+    STAC_JSON,
+    STAC_VERSION,
+    FileInfo,
+    ItemBuilder,
+    TripletMeta,
+    band_metadata,
+)
 from sen12ts_stac.collect.layout import KINDS, ROOT_ID, Layout, collection_id
 from sen12ts_stac.fsio import write_json
 from sen12ts_stac.spec import bands
@@ -23,10 +33,25 @@ from sen12ts_stac.spec.grid import Tile
 from sen12ts_stac.spec.vocabulary import aoi_catalog_id
 
 KIND_INFO = {
-    "s1": ("Sentinel-1 source imagery", "Sentinel-1 RTC backscatter (VH, VV), 12-day InSAR coherence and phase at four dates 12 days apart (newest first), local incidence angle, slope and a validity mask, on 256 x 256 px tiles at 10 m."),
-    "s2": ("Sentinel-2 source imagery", "Sentinel-2 L2A surface reflectance (12 bands x 10000), scene classification and a cloud mask, within 3 days of the newest radar date, on the same tiles."),
-    "labels": ("Land-cover labels", "One land-cover raster per tile for 2020, linked to every S1 and S2 item it labels (rel=source)."),
-    "triplets": ("Training triplets", "One record per S1/S2/label triplet (ml-aoi): links its label and both features and carries a spatially grouped, seeded train/validate/test split."),
+    "s1": (
+        "Sentinel-1 source imagery",
+        "Sentinel-1 RTC backscatter (VH, VV), 12-day InSAR coherence and phase at four dates 12 days apart (newest "
+        "first), local incidence angle, slope and a validity mask, on 256 x 256 px tiles at 10 m.",
+    ),
+    "s2": (
+        "Sentinel-2 source imagery",
+        "Sentinel-2 L2A surface reflectance (12 bands x 10000), scene classification and a cloud mask, within 3 days "
+        "of the newest radar date, on the same tiles.",
+    ),
+    "labels": (
+        "Land-cover labels",
+        "One land-cover raster per tile for 2020, linked to every S1 and S2 item it labels (rel=source).",
+    ),
+    "triplets": (
+        "Training triplets",
+        "One record per S1/S2/label triplet (ml-aoi): links its label and both features and carries a spatially "
+        "grouped, seeded train/validate/test split.",
+    ),
 }
 ASSET_PRODUCT = {"s1": bands.S1, "s2": bands.S2, "labels": bands.LABEL}
 
@@ -106,13 +131,25 @@ class BandStats:
             if self.n[i] == 0:
                 out.append({})
                 continue
-            out.append({"mean": round(float(self.mean[i]), 6), "stddev": round(float(np.sqrt(self.m2[i] / self.n[i])), 6),
-                        "minimum": float(self.min[i]), "maximum": float(self.max[i])})
+            out.append(
+                {
+                    "mean": round(float(self.mean[i]), 6),
+                    "stddev": round(float(np.sqrt(self.m2[i] / self.n[i])), 6),
+                    "minimum": float(self.min[i]),
+                    "maximum": float(self.max[i]),
+                }
+            )
         return out
 
 
-def write_tile_items(layout: Layout, builder: ItemBuilder, tile: Tile, triplets: list[TripletMeta],
-                     label: FileInfo, label_derived_from: list[str] | None = None) -> tuple[list[Path], list[ItemRecord]]:
+def write_tile_items(
+    layout: Layout,
+    builder: ItemBuilder,
+    tile: Tile,
+    triplets: list[TripletMeta],
+    label: FileInfo,
+    label_derived_from: list[str] | None = None,
+) -> tuple[list[Path], list[ItemRecord]]:
     """Write every item JSON of one tile (its label item, then S1, S2 and triplet items per
     triplet); return the paths written and the records the tree needs."""
     items = [builder.label(tile, triplets, label, label_derived_from)]
@@ -127,8 +164,18 @@ def write_tile_items(layout: Layout, builder: ItemBuilder, tile: Tile, triplets:
         write_json(path, item)
         p = item["properties"]
         keep = ("ml-aoi:split", "sat:orbit_state", "eo:cloud_cover", "sen12ts:season")
-        records.append(ItemRecord(kind, item["id"], rel_path, tile.block, item["bbox"], p.get("start_datetime") or p["datetime"],
-                                  p.get("end_datetime") or p["datetime"], {k: p[k] for k in keep if k in p}))
+        records.append(
+            ItemRecord(
+                kind,
+                item["id"],
+                rel_path,
+                tile.block,
+                item["bbox"],
+                p.get("start_datetime") or p["datetime"],
+                p.get("end_datetime") or p["datetime"],
+                {k: p[k] for k in keep if k in p},
+            )
+        )
     return paths, records
 
 
@@ -145,15 +192,20 @@ def block_text(kind: str, block: str, records: list[ItemRecord]) -> tuple[str, s
     zone = block.split("_")[1]
     n = len(records)
     title = f"{KIND_INFO[kind][0]} near {_lonlat((west + east) / 2, (south + north) / 2)}: {n} item{'s' * (n != 1)}"
-    description = (f"{n} item{'s' * (n != 1)} on {tiles} tile{'s' * (tiles != 1)} (2.56 km square), {start} to {end}, within "
-                   f"{_lonlat(west, south)} - {_lonlat(east, north)}: one of the 8 x 8-tile (20.48 km) blocks the catalog is "
-                   f"split into (UTM zone {zone}, {block}).")
+    description = (
+        f"{n} item{'s' * (n != 1)} on {tiles} tile{'s' * (tiles != 1)} (2.56 km square), {start} to {end}, within "
+        f"{_lonlat(west, south)} - {_lonlat(east, north)}: one of the 8 x 8-tile (20.48 km) blocks the catalog is "
+        f"split into (UTM zone {zone}, {block})."
+    )
     return title, description
 
 
 def _extent(records: list[ItemRecord]) -> dict:
     if not records:
-        return {"spatial": {"bbox": [[-180, -90, 180, 90]]}, "temporal": {"interval": [["2020-01-01T00:00:00Z", "2020-12-31T23:59:59Z"]]}}
+        return {
+            "spatial": {"bbox": [[-180, -90, 180, 90]]},
+            "temporal": {"interval": [["2020-01-01T00:00:00Z", "2020-12-31T23:59:59Z"]]},
+        }
     b = np.array([r.bbox for r in records])
     return {
         "spatial": {"bbox": [[float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]]},
@@ -164,15 +216,23 @@ def _extent(records: list[ItemRecord]) -> dict:
 def _summaries(kind: str, records: list[ItemRecord], aoi: AOI) -> dict:
     s: dict = {}
     if kind == "s1":
-        s = {"constellation": ["sentinel-1"], "sar:instrument_mode": ["IW"], "sar:frequency_band": ["C"],
-             "sar:polarizations": ["VV", "VH"], "sar:product_type": ["RTC"],
-             "sat:orbit_state": sorted({r.props["sat:orbit_state"] for r in records})}
+        s = {
+            "constellation": ["sentinel-1"],
+            "sar:instrument_mode": ["IW"],
+            "sar:frequency_band": ["C"],
+            "sar:polarizations": ["VV", "VH"],
+            "sar:product_type": ["RTC"],
+            "sat:orbit_state": sorted({r.props["sat:orbit_state"] for r in records}),
+        }
     elif kind == "s2":
         cc = [r.props["eo:cloud_cover"] for r in records] or [0.0]
         s = {"constellation": ["sentinel-2"], "eo:cloud_cover": {"minimum": min(cc), "maximum": max(cc)}}
     elif kind == "labels":
-        s = {"label:type": ["raster"], "label:tasks": ["segmentation", "classification"],
-             "label:classes": [{"name": None, "classes": list(class_table(aoi.label_table).values)}]}
+        s = {
+            "label:type": ["raster"],
+            "label:tasks": ["segmentation", "classification"],
+            "label:classes": [{"name": None, "classes": list(class_table(aoi.label_table).values)}],
+        }
     elif kind == "triplets":
         s = {"ml-aoi:split": sorted({r.props["ml-aoi:split"] for r in records})}
     s["sen12ts:season"] = sorted({r.props["sen12ts:season"] for r in records if "sen12ts:season" in r.props})
@@ -186,8 +246,12 @@ def _item_assets(kind: str, stats: dict[str, BandStats], aoi: AOI) -> dict:
         out = {}
         for key, product in ASSET_PRODUCT.items():
             meta = band_metadata(product)
-            out[key] = {"type": COG, "roles": ["labels"] if key == "labels" else ["data"], **meta,
-                        "ml-aoi:role": "label" if key == "labels" else "feature"}
+            out[key] = {
+                "type": COG,
+                "roles": ["labels"] if key == "labels" else ["data"],
+                **meta,
+                "ml-aoi:role": "label" if key == "labels" else "feature",
+            }
         return out
     product = ASSET_PRODUCT[kind]
     meta = band_metadata(product)
@@ -198,12 +262,20 @@ def _item_assets(kind: str, stats: dict[str, BandStats], aoi: AOI) -> dict:
     if kind == "labels":
         meta["classification:classes"] = class_table(aoi.label_table).to_stac_classes()
     roles = ["labels", "labels-raster"] if kind == "labels" else ["data"]
-    return {kind: {"type": COG, "title": KIND_INFO[kind][0], "roles": roles, **meta},
-            "thumbnail": {"type": PNG, "roles": ["thumbnail"]}}
+    return {
+        kind: {"type": COG, "title": KIND_INFO[kind][0], "roles": roles, **meta},
+        "thumbnail": {"type": PNG, "roles": ["thumbnail"]},
+    }
 
 
-def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[str, BandStats], source_license: str,
-               providers: list[dict]) -> int:
+def write_tree(
+    layout: Layout,
+    aoi: AOI,
+    records: list[ItemRecord],
+    stats: dict[str, BandStats],
+    source_license: str,
+    providers: list[dict],
+) -> int:
     """Write block catalogs, collections, the AOI catalog and the root catalog. Returns the number
     of JSON files written."""
     by_kind: dict[str, list[ItemRecord]] = defaultdict(list)
@@ -218,46 +290,83 @@ def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[
             blocks[r.block].append(r)
         for block, items in blocks.items():
             title, description = block_text(kind, block, items)
-            write_json(layout.block_dir(kind, block) / "catalog.json", {
-                "type": "Catalog", "stac_version": STAC_VERSION, "id": f"{cid}_{block}",
-                "title": title, "description": description,
-                "links": [
-                    {"rel": "root", "href": "../../../catalog.json", "type": STAC_JSON},
-                    {"rel": "parent", "href": "../collection.json", "type": STAC_JSON},
-                    *({"rel": "item", "href": "./" + r.href.split("/", 2)[2], "type": "application/geo+json"} for r in items),
-                ],
-            })
+            write_json(
+                layout.block_dir(kind, block) / "catalog.json",
+                {
+                    "type": "Catalog",
+                    "stac_version": STAC_VERSION,
+                    "id": f"{cid}_{block}",
+                    "title": title,
+                    "description": description,
+                    "links": [
+                        {"rel": "root", "href": "../../../catalog.json", "type": STAC_JSON},
+                        {"rel": "parent", "href": "../collection.json", "type": STAC_JSON},
+                        *(
+                            {"rel": "item", "href": "./" + r.href.split("/", 2)[2], "type": "application/geo+json"}
+                            for r in items
+                        ),
+                    ],
+                },
+            )
             written += 1
-        exts = {"s1": ["sar", "sat", "raster", "eo"], "s2": ["eo", "raster"], "labels": ["label", "raster", "eo", "classification"],
-                "triplets": ["ml-aoi", "raster", "eo"]}[kind]
-        write_json(layout.collection_dir(kind) / "collection.json", {
-            "type": "Collection", "stac_version": STAC_VERSION, "stac_extensions": [EXT[e] for e in exts],
-            "id": cid, "title": f"SEN12TS {aoi.title}: {KIND_INFO[kind][0]}",
-            "description": KIND_INFO[kind][1] + (f" Labels: {aoi.label_source}." if kind == "labels" else "")
-            + " The items are listed in catalogs of 8 x 8 tiles (about 20 km square) each, named by where they are.",
-            "keywords": ["SEN12TS", "Sentinel-1", "Sentinel-2", "land cover", "machine learning", aoi.name],
-            "license": source_license,
-            "providers": providers,
-            "extent": _extent(recs),
-            "summaries": _summaries(kind, recs, aoi),
-            "item_assets": _item_assets(kind, stats, aoi),
-            "links": [
-                {"rel": "root", "href": "../../catalog.json", "type": STAC_JSON},
-                {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
-                *({"rel": "child", "href": f"./{b}/catalog.json", "type": STAC_JSON, "title": block_text(kind, b, blocks[b])[0]}
-                  for b in sorted(blocks)),
-            ],
-        })
+        exts = {
+            "s1": ["sar", "sat", "raster", "eo"],
+            "s2": ["eo", "raster"],
+            "labels": ["label", "raster", "eo", "classification"],
+            "triplets": ["ml-aoi", "raster", "eo"],
+        }[kind]
+        write_json(
+            layout.collection_dir(kind) / "collection.json",
+            {
+                "type": "Collection",
+                "stac_version": STAC_VERSION,
+                "stac_extensions": [EXT[e] for e in exts],
+                "id": cid,
+                "title": f"SEN12TS {aoi.title}: {KIND_INFO[kind][0]}",
+                "description": KIND_INFO[kind][1]
+                + (f" Labels: {aoi.label_source}." if kind == "labels" else "")
+                + " The items are listed in catalogs of 8 x 8 tiles (about 20 km square) each,"
+                " named by where they are.",
+                "keywords": ["SEN12TS", "Sentinel-1", "Sentinel-2", "land cover", "machine learning", aoi.name],
+                "license": source_license,
+                "providers": providers,
+                "extent": _extent(recs),
+                "summaries": _summaries(kind, recs, aoi),
+                "item_assets": _item_assets(kind, stats, aoi),
+                "links": [
+                    {"rel": "root", "href": "../../catalog.json", "type": STAC_JSON},
+                    {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
+                    *(
+                        {
+                            "rel": "child",
+                            "href": f"./{b}/catalog.json",
+                            "type": STAC_JSON,
+                            "title": block_text(kind, b, blocks[b])[0],
+                        }
+                        for b in sorted(blocks)
+                    ),
+                ],
+            },
+        )
         written += 1
-    write_json(layout.aoi_dir / "catalog.json", {
-        "type": "Catalog", "stac_version": STAC_VERSION, "id": aoi_catalog_id(aoi.name), "title": f"SEN12TS: {aoi.title}",
-        "description": f"SEN12TS-style Sentinel-1, Sentinel-2 and land-cover triplets over {aoi.title}, 2020.",
-        "links": [
-            {"rel": "root", "href": "../catalog.json", "type": STAC_JSON},
-            {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
-            *({"rel": "child", "href": f"./{k}/collection.json", "type": STAC_JSON, "title": KIND_INFO[k][0]} for k in KINDS),
-        ],
-    })
+    write_json(
+        layout.aoi_dir / "catalog.json",
+        {
+            "type": "Catalog",
+            "stac_version": STAC_VERSION,
+            "id": aoi_catalog_id(aoi.name),
+            "title": f"SEN12TS: {aoi.title}",
+            "description": f"SEN12TS-style Sentinel-1, Sentinel-2 and land-cover triplets over {aoi.title}, 2020.",
+            "links": [
+                {"rel": "root", "href": "../catalog.json", "type": STAC_JSON},
+                {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
+                *(
+                    {"rel": "child", "href": f"./{k}/collection.json", "type": STAC_JSON, "title": KIND_INFO[k][0]}
+                    for k in KINDS
+                ),
+            ],
+        },
+    )
     write_root(layout.root)
     return written + 2
 
@@ -265,12 +374,22 @@ def write_tree(layout: Layout, aoi: AOI, records: list[ItemRecord], stats: dict[
 def write_root(root: Path) -> None:
     """The root catalog links every AOI folder that holds a catalog, so AOIs can be added one by one."""
     aois = sorted(p.parent.name for p in root.glob("*/catalog.json") if p.parent.name in AOIS)
-    write_json(root / "catalog.json", {
-        "type": "Catalog", "stac_version": STAC_VERSION, "id": ROOT_ID, "title": "SEN12TS (sen12ts-stac)",
-        "description": "Sentinel-1 / Sentinel-2 / land-cover triplets, 256 x 256 px at 10 m, 2020, as COGs and STAC.",
-        "links": [
-            {"rel": "root", "href": "./catalog.json", "type": STAC_JSON},
-            *({"rel": "child", "href": f"./{a}/catalog.json", "type": STAC_JSON, "title": AOIS[a].title} for a in aois),
-        ],
-    })
-
+    write_json(
+        root / "catalog.json",
+        {
+            "type": "Catalog",
+            "stac_version": STAC_VERSION,
+            "id": ROOT_ID,
+            "title": "SEN12TS (sen12ts-stac)",
+            "description": (
+                "Sentinel-1 / Sentinel-2 / land-cover triplets, 256 x 256 px at 10 m, 2020, as COGs and STAC."
+            ),
+            "links": [
+                {"rel": "root", "href": "./catalog.json", "type": STAC_JSON},
+                *(
+                    {"rel": "child", "href": f"./{a}/catalog.json", "type": STAC_JSON, "title": AOIS[a].title}
+                    for a in aois
+                ),
+            ],
+        },
+    )

@@ -29,10 +29,10 @@ from rasterio.io import MemoryFile
 from rasterio.shutil import copy as gdal_copy
 
 from sen12ts_stac.fsio import atomic_path
-from sen12ts_stac.storage.checksums import sha256_multihash
 from sen12ts_stac.spec.bands import Product
 from sen12ts_stac.spec.classes import ClassTable
 from sen12ts_stac.spec.grid import Tile
+from sen12ts_stac.storage.checksums import sha256_multihash
 
 BLOCK = 256
 # Horizontal differencing for integers (2), floating-point predictor for floats (3).
@@ -78,8 +78,9 @@ def class_colormap(classes: ClassTable, nodata: float | None) -> dict[int, tuple
     return cmap
 
 
-def write_cog(path: str | os.PathLike, data: np.ndarray, product: Product, tile: Tile,
-              classes: ClassTable | None = None) -> WrittenFile:
+def write_cog(
+    path: str | os.PathLike, data: np.ndarray, product: Product, tile: Tile, classes: ClassTable | None = None
+) -> WrittenFile:
     """Write ``data`` (bands, 256, 256) as a COG of ``product``'s layout on ``tile``'s grid;
     ``classes`` (single-band label files) adds a colour table and the class names."""
     if data.ndim != 3 or data.shape[0] != len(product.bands) or data.shape[1:] != tile.shape:

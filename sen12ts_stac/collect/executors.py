@@ -15,8 +15,8 @@ Both yield ``distributed.Client.get_executor()``, whose futures are ordinary
 
 from __future__ import annotations
 
-import contextlib
 import concurrent.futures as cf
+import contextlib
 import os
 import signal
 import threading
@@ -104,8 +104,9 @@ def _distributed():
 
 
 @contextlib.contextmanager
-def dask_executor(scheduler: str | None = None, local_workers: int | None = None,
-                  timeout: float = 20.0) -> Iterator[cf.Executor | None]:
+def dask_executor(
+    scheduler: str | None = None, local_workers: int | None = None, timeout: float = 20.0
+) -> Iterator[cf.Executor | None]:
     """A Dask executor for ``create`` (``None`` if neither option is given); closed on exit."""
     if local_workers is not None and local_workers < 1:
         raise UserError(f"--dask-local must be at least 1, got {local_workers}")
@@ -119,8 +120,13 @@ def dask_executor(scheduler: str | None = None, local_workers: int | None = None
     distributed = _distributed()
     cluster = None
     if local_workers is not None:
-        cluster = distributed.LocalCluster(n_workers=min(local_workers, usable_cpus()), threads_per_worker=1, processes=True,
-                                           dashboard_address=None, silence_logs=40)
+        cluster = distributed.LocalCluster(
+            n_workers=min(local_workers, usable_cpus()),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        )
         address = cluster.scheduler_address
     else:
         assert scheduler is not None  # both None returned above
@@ -131,7 +137,9 @@ def dask_executor(scheduler: str | None = None, local_workers: int | None = None
         try:
             client = distributed.Client(address, timeout=timeout)
         except (OSError, TimeoutError, ValueError) as e:  # ValueError: an address distributed cannot parse
-            raise UserError(f"{address}: cannot reach the Dask scheduler ({type(e).__name__}: {e})".replace("\n", " ")) from None
+            raise UserError(
+                f"{address}: cannot reach the Dask scheduler ({type(e).__name__}: {e})".replace("\n", " ")
+            ) from None
         with client:
             if scheduler and not client.scheduler_info().get("workers"):
                 try:

@@ -102,15 +102,29 @@ def band_metadata(product: bands.Product) -> dict:
     for b in product.bands:
         # "name" (a STAC 1.1 band field; raster v1.1 band objects allow more fields) so a reader
         # of raster:bands alone, STAC Browser's raster table among them, knows which band is which
-        rb: dict = {"name": b.name, "data_type": product.dtype, "nodata": _nodata(product.nodata), "spatial_resolution": 10.0}
+        rb: dict = {
+            "name": b.name,
+            "data_type": product.dtype,
+            "nodata": _nodata(product.nodata),
+            "spatial_resolution": 10.0,
+        }
         if b.unit:
             rb["unit"] = b.unit
         if b.scale is not None:
             rb["scale"], rb["offset"] = b.scale, b.offset or 0.0
         out["raster:bands"].append(rb)
     out["eo:bands"] = [
-        {k: v for k, v in (("name", b.name), ("description", b.description), ("common_name", b.common_name),
-                           ("center_wavelength", b.center_wavelength), ("full_width_half_max", b.full_width_half_max)) if v is not None}
+        {
+            k: v
+            for k, v in (
+                ("name", b.name),
+                ("description", b.description),
+                ("common_name", b.common_name),
+                ("center_wavelength", b.center_wavelength),
+                ("full_width_half_max", b.full_width_half_max),
+            )
+            if v is not None
+        }
         for b in product.bands
     ]
     return out
@@ -137,7 +151,11 @@ def _links(layout_rel: str, kind: str) -> list[dict]:
 def s1_title(t: TripletMeta) -> str:
     """What a link to the S1 item of ``t`` says: its four radar dates."""
     d = t.candidate.series.dates
-    return f"Sentinel-1 radar, {d[-1].isoformat()} to {d[0].isoformat()} (4 dates), {t.candidate.series.orbit_state} track {t.candidate.series.track}"
+    series = t.candidate.series
+    return (
+        f"Sentinel-1 radar, {d[-1].isoformat()} to {d[0].isoformat()} (4 dates), "
+        f"{series.orbit_state} track {series.track}"
+    )
 
 
 def s2_title(t: TripletMeta) -> str:
@@ -147,7 +165,12 @@ def s2_title(t: TripletMeta) -> str:
 
 
 def _common(aoi: AOI, tile: Tile, source: str) -> dict:
-    return {"sen12ts:aoi": aoi.name, "sen12ts:tile": tile.id, "sen12ts:dltile": tile.dltile_key, "sen12ts:source": source}
+    return {
+        "sen12ts:aoi": aoi.name,
+        "sen12ts:tile": tile.id,
+        "sen12ts:dltile": tile.dltile_key,
+        "sen12ts:source": source,
+    }
 
 
 class ItemBuilder:
@@ -186,10 +209,28 @@ class ItemBuilder:
             **t.s1_properties,
         }
         return self._item(
-            "s1", item_id("s1", tile, t.key), here, geometry, bbox, props,
-            {"s1": _data_asset("./s1.tif", "Sentinel-1 RTC backscatter, coherence, phase (4 dates), LIA, slope, validity", bands.S1, t.s1),
-             "thumbnail": {"href": "./thumbnail.png", "type": PNG, "title": "VV/VH false colour, newest date", "roles": ["thumbnail"]}},
-            ["proj", "raster", "eo", "sar", "sat", "file"], t.s1_derived_from,
+            "s1",
+            item_id("s1", tile, t.key),
+            here,
+            geometry,
+            bbox,
+            props,
+            {
+                "s1": _data_asset(
+                    "./s1.tif",
+                    "Sentinel-1 RTC backscatter, coherence, phase (4 dates), LIA, slope, validity",
+                    bands.S1,
+                    t.s1,
+                ),
+                "thumbnail": {
+                    "href": "./thumbnail.png",
+                    "type": PNG,
+                    "title": "VV/VH false colour, newest date",
+                    "roles": ["thumbnail"],
+                },
+            },
+            ["proj", "raster", "eo", "sar", "sat", "file"],
+            t.s1_derived_from,
         )
 
     def s2(self, t: TripletMeta) -> dict:
@@ -208,13 +249,23 @@ class ItemBuilder:
             **t.s2_properties,
         }
         return self._item(
-            "s2", item_id("s2", tile, t.key), here, geometry, bbox, props,
-            {"s2": _data_asset("./s2.tif", "Sentinel-2 L2A reflectance x 10000, SCL, cloud mask", bands.S2, t.s2),
-             "thumbnail": {"href": "./thumbnail.png", "type": PNG, "title": "True colour", "roles": ["thumbnail"]}},
-            ["proj", "raster", "eo", "file"], t.s2_derived_from,
+            "s2",
+            item_id("s2", tile, t.key),
+            here,
+            geometry,
+            bbox,
+            props,
+            {
+                "s2": _data_asset("./s2.tif", "Sentinel-2 L2A reflectance x 10000, SCL, cloud mask", bands.S2, t.s2),
+                "thumbnail": {"href": "./thumbnail.png", "type": PNG, "title": "True colour", "roles": ["thumbnail"]},
+            },
+            ["proj", "raster", "eo", "file"],
+            t.s2_derived_from,
         )
 
-    def label(self, tile: Tile, triplets: list[TripletMeta], info: FileInfo, derived_from: list[str] | None = None) -> dict:
+    def label(
+        self, tile: Tile, triplets: list[TripletMeta], info: FileInfo, derived_from: list[str] | None = None
+    ) -> dict:
         table = class_table(self.aoi.label_table)
         here = self.path("labels", tile)
         geometry, bbox = _geo(tile)
@@ -232,19 +283,40 @@ class ItemBuilder:
             **_common(self.aoi, tile, self.source),
             "sen12ts:class_table": table.id,
         }
-        asset = _data_asset("./labels.tif", f"Land cover: {self.aoi.label_source}", bands.LABEL, info, roles=("labels", "labels-raster"))
+        asset = _data_asset(
+            "./labels.tif", f"Land cover: {self.aoi.label_source}", bands.LABEL, info, roles=("labels", "labels-raster")
+        )
         asset["classification:classes"] = table.to_stac_classes()
         item = self._item(
-            "labels", item_id("labels", tile), here, geometry, bbox, props,
-            {"labels": asset, "thumbnail": {"href": "./thumbnail.png", "type": PNG, "title": "Land-cover classes", "roles": ["thumbnail"]}},
-            ["proj", "raster", "eo", "label", "classification", "file"], derived_from or [],
+            "labels",
+            item_id("labels", tile),
+            here,
+            geometry,
+            bbox,
+            props,
+            {
+                "labels": asset,
+                "thumbnail": {
+                    "href": "./thumbnail.png",
+                    "type": PNG,
+                    "title": "Land-cover classes",
+                    "roles": ["thumbnail"],
+                },
+            },
+            ["proj", "raster", "eo", "label", "classification", "file"],
+            derived_from or [],
         )
         for t in sorted(triplets, key=lambda t: t.key):
             for kind, title in (("s1", s1_title(t)), ("s2", s2_title(t))):
-                item["links"].append({
-                    "rel": "source", "href": rel(here, self.path(kind, tile, t.key)), "type": STAC_JSON,
-                    "title": title, "label:assets": ["labels"],
-                })
+                item["links"].append(
+                    {
+                        "rel": "source",
+                        "href": rel(here, self.path(kind, tile, t.key)),
+                        "type": STAC_JSON,
+                        "title": title,
+                        "label:assets": ["labels"],
+                    }
+                )
         return item
 
     def triplet(self, t: TripletMeta) -> dict:
@@ -266,8 +338,13 @@ class ItemBuilder:
         }
 
         def copy(product, src_item, name, title, role, info):
-            a = _data_asset(rel(here, src_item.rsplit("/", 1)[0] + f"/{name}.tif"), title, product, info,
-                            roles=("labels",) if role == "label" else ("data",))
+            a = _data_asset(
+                rel(here, src_item.rsplit("/", 1)[0] + f"/{name}.tif"),
+                title,
+                product,
+                info,
+                roles=("labels",) if role == "label" else ("data",),
+            )
             a["ml-aoi:role"] = role
             a["ml-aoi:reference-grid"] = True
             return a
@@ -276,13 +353,37 @@ class ItemBuilder:
             "s1": copy(bands.S1, s1, "s1", "Sentinel-1 stack (feature)", "feature", t.s1),
             "s2": copy(bands.S2, s2, "s2", "Sentinel-2 stack (feature)", "feature", t.s2),
             "labels": copy(bands.LABEL, lab, "labels", "Land-cover label", "label", None),
-            "thumbnail": {"href": rel(here, s2.rsplit("/", 1)[0] + "/thumbnail.png"), "type": PNG, "roles": ["thumbnail"]},
+            "thumbnail": {
+                "href": rel(here, s2.rsplit("/", 1)[0] + "/thumbnail.png"),
+                "type": PNG,
+                "roles": ["thumbnail"],
+            },
         }
-        item = self._item("triplets", item_id("triplets", tile, t.key), here, geometry, bbox, props, assets,
-                          ["proj", "raster", "eo", "ml-aoi", "file"], [])
-        for target, role, title in ((lab, "label", f"Land-cover label, 2020: {self.aoi.label_source}"),
-                                    (s1, "feature", s1_title(t)), (s2, "feature", s2_title(t))):
-            item["links"].append({"rel": "derived_from", "href": rel(here, target), "type": STAC_JSON, "title": title, "ml-aoi:role": role})
+        item = self._item(
+            "triplets",
+            item_id("triplets", tile, t.key),
+            here,
+            geometry,
+            bbox,
+            props,
+            assets,
+            ["proj", "raster", "eo", "ml-aoi", "file"],
+            [],
+        )
+        for target, role, title in (
+            (lab, "label", f"Land-cover label, 2020: {self.aoi.label_source}"),
+            (s1, "feature", s1_title(t)),
+            (s2, "feature", s2_title(t)),
+        ):
+            item["links"].append(
+                {
+                    "rel": "derived_from",
+                    "href": rel(here, target),
+                    "type": STAC_JSON,
+                    "title": title,
+                    "ml-aoi:role": role,
+                }
+            )
         return item
 
     def _item(self, kind, iid, here, geometry, bbox, props, assets, exts, derived_from) -> dict:
@@ -300,4 +401,3 @@ class ItemBuilder:
             "assets": assets,
             "collection": collection_id(self.aoi.name, kind),
         }
-

@@ -33,8 +33,14 @@ from sen12ts_stac.collect.items import FileInfo, ItemBuilder, TripletMeta
 from sen12ts_stac.collect.layout import Layout, item_id
 from sen12ts_stac.collect.state import TileState, check_identity, finished_tiles, redact, scrub, scrub_error, tile_state
 from sen12ts_stac.errors import SourceError, UserError, is_disk_full, os_error_message
-from sen12ts_stac.fsio import (check_writable, disk_full_as_oserror, remove_stale_root_leftovers, remove_stale_temps, write_bytes,
-                               write_json)
+from sen12ts_stac.fsio import (
+    check_writable,
+    disk_full_as_oserror,
+    remove_stale_root_leftovers,
+    remove_stale_temps,
+    write_bytes,
+    write_json,
+)
 from sen12ts_stac.sources.base import Source
 from sen12ts_stac.sources.registry import make_source
 from sen12ts_stac.spec import bands
@@ -64,8 +70,14 @@ class CreateConfig:
     def identity(self) -> dict:
         """The settings that decide the content; a resumed run must use the same ones. Secret
         source options (tokens, keys, ...) are there by key only (see collect.state)."""
-        return {"aoi": self.aoi, "source": self.source, "seed": self.seed, "seasons": list(self.seasons),
-                "rules": dataclasses.asdict(self.rules), "source_options": redact(self.source_options)}
+        return {
+            "aoi": self.aoi,
+            "source": self.source,
+            "seed": self.seed,
+            "seasons": list(self.seasons),
+            "rules": dataclasses.asdict(self.rules),
+            "source_options": redact(self.source_options),
+        }
 
 
 @dataclass
@@ -86,8 +98,10 @@ class RunSummary:
         per = self.bytes / self.triplets if self.triplets else 0
         rate = self.triplets_now / self.seconds if self.seconds else 0
         return [
-            f"tiles: {self.tiles_planned} planned, {self.tiles_done_now} collected now, {self.tiles_done_before} resumed from an earlier run, {self.tiles_with_triplets} with triplets",
-            f"triplets: {self.triplets}  items: {self.items}  files: {self.files}  bytes: {self.bytes:,} ({per / 1e6:.2f} MB per triplet vs 6.68 MB uncompressed originals)",
+            f"tiles: {self.tiles_planned} planned, {self.tiles_done_now} collected now, {self.tiles_done_before} "
+            f"resumed from an earlier run, {self.tiles_with_triplets} with triplets",
+            f"triplets: {self.triplets}  items: {self.items}  files: {self.files}  bytes: {self.bytes:,} "
+            f"({per / 1e6:.2f} MB per triplet vs 6.68 MB uncompressed originals)",
             f"rejected candidates: {dict(self.rejected) or 'none'}",
             f"seconds: {self.seconds:.1f} ({rate:.2f} triplets/s this run)",
         ]
@@ -100,7 +114,9 @@ _SOURCES: dict[tuple, Source] = {}
 def _source(config: CreateConfig) -> Source:
     key = (config.source, config.aoi, config.seed, json.dumps(config.source_options, sort_keys=True))
     if key not in _SOURCES:
-        _SOURCES[key] = make_source(config.source, get_aoi(config.aoi), seed=config.seed, rules=config.rules, **config.source_options)
+        _SOURCES[key] = make_source(
+            config.source, get_aoi(config.aoi), seed=config.seed, rules=config.rules, **config.source_options
+        )
     return _SOURCES[key]
 
 
@@ -110,7 +126,9 @@ def plan(config: CreateConfig) -> list[Tile]:
     aoi = get_aoi(config.aoi)
     tiles = tiles_in(restrict(aoi, config.bbox)) if config.tiles is None else [Tile.from_id(t) for t in config.tiles]
     if not tiles:
-        raise UserError(f"no tile centre falls inside AOI {aoi.name!r}{' and the bbox' if config.bbox else ''}; use a larger bbox")
+        raise UserError(
+            f"no tile centre falls inside AOI {aoi.name!r}{' and the bbox' if config.bbox else ''}; use a larger bbox"
+        )
     return tiles[: config.max_tiles] if config.max_tiles else tiles
 
 
@@ -141,7 +159,9 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
             return None
         product, arr = data
         with disk_full_as_oserror(path):
-            w = write_cog(path, arr, product, tile, classes=class_table(aoi.label_table) if product is bands.LABEL else None)
+            w = write_cog(
+                path, arr, product, tile, classes=class_table(aoi.label_table) if product is bands.LABEL else None
+            )
         return FileInfo(w.size, w.checksum)
 
     try:
@@ -149,7 +169,9 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
             if hasattr(source, "triplets"):  # a source of already-paired triplets (legacy files) names them itself
                 cands = source.triplets(tile, season)
             else:
-                cands = candidate_order(candidates(source.inventory(tile, season), season, rules), config.seed, tile.id, season.name)
+                cands = candidate_order(
+                    candidates(source.inventory(tile, season), season, rules), config.seed, tile.id, season.name
+                )
             accepted = attempts = 0
             for cand in cands:
                 if accepted >= rules.max_triplets_per_tile_season or attempts >= rules.max_attempts_per_tile_season:
@@ -173,8 +195,20 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
                 if split == "train":
                     stats["s1"].update(s1.data, bands.S1)
                     stats["s2"].update(s2.data, bands.S2)
-                triplets.append(TripletMeta(tile, season.name, split, cand, f1, f2, s1.properties, s2.properties,
-                                            s1.derived_from, s2.derived_from))
+                triplets.append(
+                    TripletMeta(
+                        tile,
+                        season.name,
+                        split,
+                        cand,
+                        f1,
+                        f2,
+                        s1.properties,
+                        s2.properties,
+                        s1.derived_from,
+                        s2.derived_from,
+                    )
+                )
                 accepted += 1
         records: list[ItemRecord] = []
         if triplets:
@@ -186,9 +220,15 @@ def collect_tile(config: CreateConfig, tile: Tile) -> dict:
             written += paths
         sizes = sum(p.stat().st_size for p in written)
         state = {
-            "tile": tile.id, "version": __version__, "triplets": len(triplets), "files": len(written), "bytes": sizes,
-            "rejected": dict(rejected), "seconds": round(time.perf_counter() - t0, 3),
-            "records": [r.to_json() for r in records], "stats": {k: v.to_json() for k, v in stats.items()},
+            "tile": tile.id,
+            "version": __version__,
+            "triplets": len(triplets),
+            "files": len(written),
+            "bytes": sizes,
+            "rejected": dict(rejected),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "records": [r.to_json() for r in records],
+            "stats": {k: v.to_json() for k, v in stats.items()},
         }
         write_json(layout.tile_state(tile.id), state, indent=False)
         return state
@@ -203,8 +243,9 @@ def worker_count(requested: int, tiles: int) -> int:
     return max(1, min(requested, tiles, usable_cpus()))
 
 
-def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = True,
-           executor: cf.Executor | None = None) -> RunSummary:
+def create(
+    config: CreateConfig, *, overwrite: bool = False, progress: bool = True, executor: cf.Executor | None = None
+) -> RunSummary:
     """Run ``create`` end to end; returns the summary. Raises UserError on bad input or a failing
     source, leaving every finished tile in place for a resumed run. A run that fails before any
     tile of a new AOI folder is finished removes the folders it made (nothing to resume)."""
@@ -235,7 +276,9 @@ def create(config: CreateConfig, *, overwrite: bool = False, progress: bool = Tr
         return _finish(config, layout, finished, collected, t0)
     except OSError as e:
         if is_disk_full(e):
-            raise UserError(f"{os_error_message(e)}; free some space and run the same command again to resume") from None
+            raise UserError(
+                f"{os_error_message(e)}; free some space and run the same command again to resume"
+            ) from None
         raise
 
 
@@ -262,16 +305,28 @@ def _undo(layout: Layout, made: list[Path]) -> None:
             return
 
 
-def _collect(config: CreateConfig, layout: Layout, tiles: list[Tile], finished: dict[str, TileState],
-             executor: cf.Executor | None, progress: bool) -> tuple[RunSummary, dict[str, str], int]:
+def _collect(
+    config: CreateConfig,
+    layout: Layout,
+    tiles: list[Tile],
+    finished: dict[str, TileState],
+    executor: cf.Executor | None,
+    progress: bool,
+) -> tuple[RunSummary, dict[str, str], int]:
     """Collect every planned tile not yet finished (adding it to ``finished``); returns the
     summary so far, the tiles that failed (id -> error) and how many were tried."""
     todo = [t for t in tiles if t.id not in finished]
     summary = RunSummary(tiles_planned=len(tiles), tiles_done_before=len(tiles) - len(todo))
     failed: dict[str, str] = {}  # tile id -> error; recorded in <aoi>/.sen12ts/failed/ and retried by the next run
 
-    columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("tiles, {task.fields[triplets]} triplets"),
-               TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("tiles, {task.fields[triplets]} triplets"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, disable=not progress, transient=False) as bar:
         task = bar.add_task(f"create {config.aoi}", total=len(tiles), completed=summary.tiles_done_before, triplets=0)
 
@@ -288,7 +343,14 @@ def _collect(config: CreateConfig, layout: Layout, tiles: list[Tile], finished: 
                 record.unlink(missing_ok=True)
             except SourceError as e:  # the tile keeps no state record, so the next run retries it
                 failed[tile.id] = str(e) if tile.id in str(e) else f"tile {tile.id}: {e}"
-                write_json(record, {"tile": tile.id, "error": failed[tile.id], "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                write_json(
+                    record,
+                    {
+                        "tile": tile.id,
+                        "error": failed[tile.id],
+                        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    },
+                )
                 if len(failed) >= 3 and not summary.tiles_done_now:
                     raise SourceError(f"{e} (and the {len(failed) - 1} tiles before it failed too; stopping)") from None
 
@@ -308,8 +370,10 @@ def _collect(config: CreateConfig, layout: Layout, tiles: list[Tile], finished: 
                 except BrokenExecutor:  # a worker process died (killed, out of memory, a crash in C code)
                     for f in futures:
                         f.cancel()
-                    raise UserError("a worker process died (killed or out of memory?); the finished tiles are kept: run the same "
-                                    "command again to resume, with fewer --workers if memory is short") from None
+                    raise UserError(
+                        "a worker process died (killed or out of memory?); the finished tiles are kept: run the same "
+                        "command again to resume, with fewer --workers if memory is short"
+                    ) from None
                 except BaseException as e:
                     for f in futures:
                         f.cancel()
@@ -322,8 +386,13 @@ def _collect(config: CreateConfig, layout: Layout, tiles: list[Tile], finished: 
     return summary, failed, len(todo)
 
 
-def _finish(config: CreateConfig, layout: Layout, finished: dict[str, TileState],
-            collected: tuple[RunSummary, dict[str, str], int], t0: float) -> RunSummary:
+def _finish(
+    config: CreateConfig,
+    layout: Layout,
+    finished: dict[str, TileState],
+    collected: tuple[RunSummary, dict[str, str], int],
+    t0: float,
+) -> RunSummary:
     """Rebuild the tree from every tile that has ever finished in this folder."""
     summary, failed, tried = collected
     for path in sorted((layout.state_dir / "tiles").glob("*.json")):  # also tiles another process finished meanwhile
@@ -347,8 +416,10 @@ def _finish(config: CreateConfig, layout: Layout, finished: dict[str, TileState]
     summary.seconds = time.perf_counter() - t0
     if failed:
         first = next(iter(failed.values()))
-        raise SourceError(f"{len(failed)} of {tried} tiles failed ({first}); the catalog holds the finished tiles, the errors are "
-                          f"in {layout.state_dir / 'failed'}; run the same command again to retry them")
+        raise SourceError(
+            f"{len(failed)} of {tried} tiles failed ({first}); the catalog holds the finished tiles, the errors are "
+            f"in {layout.state_dir / 'failed'}; run the same command again to retry them"
+        )
     return summary
 
 
@@ -372,7 +443,10 @@ def _guarded(config: CreateConfig, tile: Tile) -> dict:
 
 
 def _source_failed(config: CreateConfig, tile: Tile, e: Exception) -> str:
-    return scrub(f"tile {tile.id}: {config.source} source failed: {type(e).__name__}: {e}".replace("\n", " "), config.source_options)
+    return scrub(
+        f"tile {tile.id}: {config.source} source failed: {type(e).__name__}: {e}".replace("\n", " "),
+        config.source_options,
+    )
 
 
 def _inside(filename, folder: Path) -> bool:

@@ -35,12 +35,31 @@ def simulate_triplets(tile, seed: int, n: int) -> list[TripletMeta]:
         season = seasons[k % 4]
         start, end = season.windows[0]
         newest = start + dt.timedelta(days=int(rng.integers(0, (end - start).days + 1)))
-        scenes = tuple(RadarScene(f"SIM_S1_{newest - dt.timedelta(days=12 * j):%Y%m%d}_{track}", newest - dt.timedelta(days=12 * j), track, state)
-                       for j in range(4))
+        scenes = tuple(
+            RadarScene(
+                f"SIM_S1_{newest - dt.timedelta(days=12 * j):%Y%m%d}_{track}",
+                newest - dt.timedelta(days=12 * j),
+                track,
+                state,
+            )
+            for j in range(4)
+        )
         s2_date = min(end, max(start, newest + dt.timedelta(days=int(rng.integers(-3, 4)))))
-        cand = Candidate(RadarSeries(track, state, scenes), OpticalScene(f"SIM_S2_{s2_date:%Y%m%d}_{k}", s2_date, round(float(rng.random()) * 0.05, 4)))
-        out.append(TripletMeta(tile, season.name, split, cand, FileInfo(S1_BYTES, FAKE_SUM), FileInfo(S2_BYTES, FAKE_SUM),
-                               {"sat:relative_orbit": track, "sat:orbit_state": state}))
+        cand = Candidate(
+            RadarSeries(track, state, scenes),
+            OpticalScene(f"SIM_S2_{s2_date:%Y%m%d}_{k}", s2_date, round(float(rng.random()) * 0.05, 4)),
+        )
+        out.append(
+            TripletMeta(
+                tile,
+                season.name,
+                split,
+                cand,
+                FileInfo(S1_BYTES, FAKE_SUM),
+                FileInfo(S2_BYTES, FAKE_SUM),
+                {"sat:relative_orbit": track, "sat:orbit_state": state},
+            )
+        )
     # Keys must be unique per tile; drop accidental repeats.
     seen, unique = set(), []
     for t in out:
@@ -64,7 +83,7 @@ def simulate_catalog(root: str | Path, aoi: str, n_triplets: int, seed: int = 0,
     records: list[ItemRecord] = []
     triplets = 0
     t0 = time.perf_counter()
-    for i, tile in enumerate(tiles[:needed]):
+    for tile in tiles[:needed]:
         n = min(per_tile, n_triplets - triplets)
         trips = simulate_triplets(tile, seed, n)
         triplets += len(trips)
@@ -74,4 +93,10 @@ def simulate_catalog(root: str | Path, aoi: str, n_triplets: int, seed: int = 0,
     t0 = time.perf_counter()
     write_tree(layout, a, records, {}, "CC0-1.0", [{"name": "sen12ts-stac simulation", "roles": ["producer"]}])
     t_tree = time.perf_counter() - t0
-    return {"triplets": triplets, "items": len(records), "tiles": needed, "seconds_items": t_items, "seconds_tree": t_tree}
+    return {
+        "triplets": triplets,
+        "items": len(records),
+        "tiles": needed,
+        "seconds_items": t_items,
+        "seconds_tree": t_tree,
+    }

@@ -94,8 +94,11 @@ def read_identity(layout: Layout) -> dict | None:
         return None
     doc = _read(path, "run state", _RUN_HINT)
     ident = doc.get("identity") if isinstance(doc, dict) else None
-    bad = ([k for k, t in _IDENTITY.items() if not isinstance(ident.get(k), t)] if isinstance(ident, dict)
-           else ["identity"])
+    bad = (
+        [k for k, t in _IDENTITY.items() if not isinstance(ident.get(k), t)]
+        if isinstance(ident, dict)
+        else ["identity"]
+    )
     if bad:
         raise UserError(f"{path}: damaged run state (missing or wrong {', '.join(bad)}); {_RUN_HINT}")
     assert isinstance(ident, dict)  # else bad names "identity"
@@ -117,9 +120,11 @@ def previous_source(layout: Layout, options: dict, damaged_ok: bool = False) -> 
     recorded = ident["source_options"]
     missing = sorted(k for k, v in recorded.items() if v == SECRET and k not in options)
     if missing:
-        raise UserError(f"{layout.state_dir / 'run.json'}: this folder was made with the secret source option(s) "
-                        f"{', '.join(missing)}, which are not stored; give them again: "
-                        + " ".join(f"--source-option {k}=..." for k in missing))
+        raise UserError(
+            f"{layout.state_dir / 'run.json'}: this folder was made with the secret source option(s) "
+            f"{', '.join(missing)}, which are not stored; give them again: "
+            + " ".join(f"--source-option {k}=..." for k in missing)
+        )
     return ident["source"], {k: v for k, v in recorded.items() if v != SECRET} | options
 
 
@@ -130,11 +135,15 @@ def check_identity(layout: Layout, identity: dict) -> None:
         return
     diff = sorted(k for k in set(before) | set(identity) if before.get(k) != identity.get(k))
     hint = ""
-    lost = sorted(k for k, v in before["source_options"].items() if v == SECRET and k not in identity.get("source_options", {}))
+    lost = sorted(
+        k for k, v in before["source_options"].items() if v == SECRET and k not in identity.get("source_options", {})
+    )
     if lost:
         hint = f" (the secret source option(s) {', '.join(lost)} are not stored: give them again with --source-option)"
-    raise UserError(f"{layout.aoi_dir}: made earlier with different {', '.join(diff)}{hint}; "
-                    "use another --out, the same settings, or --overwrite")
+    raise UserError(
+        f"{layout.aoi_dir}: made earlier with different {', '.join(diff)}{hint}; "
+        "use another --out, the same settings, or --overwrite"
+    )
 
 
 @dataclass
@@ -167,7 +176,9 @@ def tile_state(path: Path, doc: object = None) -> TileState:
             if any(len(getattr(stats[k], f)) != len(product.bands) for f in ("n", "mean", "m2", "min", "max")):
                 raise ValueError(f"stats.{k} does not have {len(product.bands)} bands")
     except (ValueError, TypeError, KeyError, AttributeError) as e:
-        raise UserError(f"{path}: damaged tile state ({str(e).strip(chr(39)) or type(e).__name__}); {_tile_hint(path)}") from None
+        raise UserError(
+            f"{path}: damaged tile state ({str(e).strip(chr(39)) or type(e).__name__}); {_tile_hint(path)}"
+        ) from None
     return TileState(doc["tile"], doc["triplets"], doc["files"], doc["bytes"], doc["rejected"], records, stats)
 
 

@@ -64,7 +64,11 @@ def _listify(v: Any) -> list:
 
 def _search_body(req: dict, method: str) -> dict:
     """The non-filter part of a search request as a POST /search body (GET strings converted)."""
-    body = {k: req[k] for k in ("collections", "ids", "bbox", "datetime", "intersects", "limit", "skip") if req.get(k) not in (None, "")}
+    body = {
+        k: req[k]
+        for k in ("collections", "ids", "bbox", "datetime", "intersects", "limit", "skip")
+        if req.get(k) not in (None, "")
+    }
     if method == "GET":
         try:
             for k in ("collections", "ids"):
@@ -158,7 +162,9 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
                     if req.get(k) not in (None, "", [], {}):
                         raise BadRequest(f"{k} is not supported by this API (rustac serve, memory backend)")
                 filtered = req.get("filter") not in (None, "") or req.get("query") not in (None, "")
-                if filtered or (path == "/search" and method == "GET"):  # rustac's GET /search fails (500) with limit and collections/bbox
+                if filtered or (
+                    path == "/search" and method == "GET"
+                ):  # rustac's GET /search fails (500) with limit and collections/bbox
                     return self._search(req, method, filtered, path, [m.group(1)] if m else None)
             self._proxy(method, self.path, raw if method != "GET" else None)
         except BadRequest as e:
@@ -176,7 +182,9 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
         url = f"{self._base()}{'/collections/' + cid if cid else ''}/queryables"
         self._send(200, queryables(items, url, f"Queryables of {cid or 'every collection'}"), "application/schema+json")
 
-    def _search(self, req: dict, method: str, filtered: bool, path: str = "/search", only: list[str] | None = None) -> None:
+    def _search(
+        self, req: dict, method: str, filtered: bool, path: str = "/search", only: list[str] | None = None
+    ) -> None:
         """A search: rustac's when nothing is filtered, else selected and paged here (``only``: the
         collection of an ``/collections/{id}/items`` request)."""
         if not filtered:
@@ -203,14 +211,19 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
         limit, skip = body.get("limit", 10), body.get("skip", 0)
         if not (isinstance(limit, int) and 1 <= limit <= MAX_LIMIT and isinstance(skip, int) and skip >= 0):
             raise BadRequest(f"limit must be 1-{MAX_LIMIT:,} and skip 0 or more")
-        page = hits[skip:skip + limit]
+        page = hits[skip : skip + limit]
         features = []
         if page:  # rustac fetches the page's items by id (an empty ids list would be "any id")
-            query = {"ids": [i["id"] for i in page], "collections": sorted({i["collection"] for i in page if i.get("collection")}),
-                     "limit": len(page)}
+            query = {
+                "ids": [i["id"] for i in page],
+                "collections": sorted({i["collection"] for i in page if i.get("collection")}),
+                "limit": len(page),
+            }
             r = self._upstream("POST", "/search", json.dumps(query).encode())
             if r is None or not r.ok:
-                return self._send(502, {"code": "BadGateway", "description": "rustac serve did not answer the page's items"})
+                return self._send(
+                    502, {"code": "BadGateway", "description": "rustac serve did not answer the page's items"}
+                )
             got = {(f.get("collection"), f.get("id")): f for f in r.json().get("features", [])}
             features = [got[k] for k in ((i.get("collection"), i["id"]) for i in page) if k in got]
         base = self._base()
@@ -218,11 +231,35 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
         if skip + limit < len(hits):
             nxt = {**req, "skip": skip + limit}
             if method == "GET":
-                links.append({"rel": "next", "href": f"{base}{path}?{urlencode(nxt)}", "type": "application/geo+json", "method": "GET"})
+                links.append(
+                    {
+                        "rel": "next",
+                        "href": f"{base}{path}?{urlencode(nxt)}",
+                        "type": "application/geo+json",
+                        "method": "GET",
+                    }
+                )
             else:
-                links.append({"rel": "next", "href": f"{base}/search", "type": "application/geo+json", "method": "POST", "body": nxt})
-        self._send(200, {"type": "FeatureCollection", "features": features, "numberMatched": len(hits),
-                         "numberReturned": len(features), "links": links}, "application/geo+json")
+                links.append(
+                    {
+                        "rel": "next",
+                        "href": f"{base}/search",
+                        "type": "application/geo+json",
+                        "method": "POST",
+                        "body": nxt,
+                    }
+                )
+        self._send(
+            200,
+            {
+                "type": "FeatureCollection",
+                "features": features,
+                "numberMatched": len(hits),
+                "numberReturned": len(features),
+                "links": links,
+            },
+            "application/geo+json",
+        )
 
     def _upstream(self, method: str, path: str, data: bytes | None) -> requests.Response | None:
         session = getattr(self._session, "s", None) or requests.Session()
@@ -245,12 +282,22 @@ class FrontHandler(Guarded, http.server.BaseHTTPRequestHandler):
             doc = r.json()
             doc["conformsTo"] = list(dict.fromkeys([*doc.get("conformsTo", []), *CONFORMANCE]))
             if p == "/":
-                doc.setdefault("links", []).append({"rel": QUERYABLES_REL, "href": f"{self._base()}/queryables",
-                                                    "type": "application/schema+json", "title": "Queryables"})
+                doc.setdefault("links", []).append(
+                    {
+                        "rel": QUERYABLES_REL,
+                        "href": f"{self._base()}/queryables",
+                        "type": "application/schema+json",
+                        "title": "Queryables",
+                    }
+                )
             content = json.dumps(doc).encode()
         skip = {"connection", "transfer-encoding", "content-length", "content-encoding", "keep-alive", "content-type"}
-        self._send(r.status_code, content, r.headers.get("Content-Type", "application/json"),
-                   {k: v for k, v in r.headers.items() if k.lower() not in skip})
+        self._send(
+            r.status_code,
+            content,
+            r.headers.get("Content-Type", "application/json"),
+            {k: v for k, v in r.headers.items() if k.lower() not in skip},
+        )
 
 
 def load_items(ndjson_files: list) -> list[dict]:
@@ -276,6 +323,14 @@ def bind_front(host: str, port: int) -> http.server.ThreadingHTTPServer:
 def start_front(httpd: http.server.ThreadingHTTPServer, upstream: str, items: list[dict]) -> None:
     """Point the front at ``upstream`` (rustac) with the items it filters."""
     host, port, *_ = cast(tuple, httpd.server_address)
-    httpd.RequestHandlerClass = type("Front", (FrontHandler,), {
-        "upstream": upstream.rstrip("/"), "public": f"http://{host}:{port}", "items": items, "_session": threading.local(),
-        "_hits": {}})
+    httpd.RequestHandlerClass = type(
+        "Front",
+        (FrontHandler,),
+        {
+            "upstream": upstream.rstrip("/"),
+            "public": f"http://{host}:{port}",
+            "items": items,
+            "_session": threading.local(),
+            "_hits": {},
+        },
+    )

@@ -13,18 +13,82 @@ from typing import Any
 import cql2
 
 CRS84 = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "https://www.opengis.net/def/crs/OGC/1.3/CRS84", "EPSG:4326")
-OPS = {"and", "or", "not", "=", "<>", "<", "<=", ">", ">=", "like", "between", "in", "isNull", "casei", "accenti",
-       "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within", "s_overlaps", "s_crosses", "s_contains",
-       "+", "-", "*", "/", "%", "^", "div"}
-ARITY = {"not": 1, "isNull": 1, "casei": 1, "accenti": 1, "between": 3, **{op: 2 for op in (
-    "=", "<>", "<", "<=", ">", ">=", "like", "in", "s_intersects", "s_equals", "s_disjoint", "s_touches", "s_within",
-    "s_overlaps", "s_crosses", "s_contains", "+", "-", "*", "/", "%", "^", "div")}}
+OPS = {
+    "and",
+    "or",
+    "not",
+    "=",
+    "<>",
+    "<",
+    "<=",
+    ">",
+    ">=",
+    "like",
+    "between",
+    "in",
+    "isNull",
+    "casei",
+    "accenti",
+    "s_intersects",
+    "s_equals",
+    "s_disjoint",
+    "s_touches",
+    "s_within",
+    "s_overlaps",
+    "s_crosses",
+    "s_contains",
+    "+",
+    "-",
+    "*",
+    "/",
+    "%",
+    "^",
+    "div",
+}
+ARITY = {
+    "not": 1,
+    "isNull": 1,
+    "casei": 1,
+    "accenti": 1,
+    "between": 3,
+    **{
+        op: 2
+        for op in (
+            "=",
+            "<>",
+            "<",
+            "<=",
+            ">",
+            ">=",
+            "like",
+            "in",
+            "s_intersects",
+            "s_equals",
+            "s_disjoint",
+            "s_touches",
+            "s_within",
+            "s_overlaps",
+            "s_crosses",
+            "s_contains",
+            "+",
+            "-",
+            "*",
+            "/",
+            "%",
+            "^",
+            "div",
+        )
+    },
+}
 MAX_DEPTH = 40  # nesting levels of a filter
 MAX_FILTER = 1 << 20  # characters of a filter
 QUERY_OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": "in"}
 REFUSED = ("sortby", "fields", "q")  # rustac's memory backend ignores them
-TOP_LEVEL = {"id": {"type": "string", "title": "Item ID"}, "collection": {"type": "string", "title": "Collection ID"},
-             "geometry": {"$ref": "https://geojson.org/schema/Geometry.json", "title": "Geometry"}}
+TOP_LEVEL = {
+    "id": {"type": "string", "title": "Item ID"},
+    "collection": {"type": "string", "title": "Collection ID"},
+    "geometry": {"$ref": "https://geojson.org/schema/Geometry.json", "title": "Geometry"},
+}
 DATETIMES = {"datetime", "start_datetime", "end_datetime", "created", "updated"}
 ENUM_MAX = 20
 
@@ -34,7 +98,9 @@ class BadRequest(Exception):
 
 
 def _json_type(v: Any) -> str:
-    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(type(v), "null")
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object"}.get(
+        type(v), "null"
+    )
 
 
 def queryables(items: list[dict], url: str, title: str) -> dict:
@@ -56,8 +122,14 @@ def queryables(items: list[dict], url: str, title: str) -> dict:
         elif t == {"string"} and len(values.get(k, ())) <= ENUM_MAX:
             schema["enum"] = sorted(values[k])
         props[k] = schema
-    return {"$schema": "https://json-schema.org/draft/2019-09/schema", "$id": url, "type": "object", "title": title,
-            "properties": props, "additionalProperties": True}
+    return {
+        "$schema": "https://json-schema.org/draft/2019-09/schema",
+        "$id": url,
+        "type": "object",
+        "title": title,
+        "properties": props,
+        "additionalProperties": True,
+    }
 
 
 def _walk(node: Any):
@@ -110,9 +182,13 @@ def parse_filter(flt: Any, lang: str | None, crs: str | None, known: set[str]) -
         raise BadRequest("filter must be CQL2 text (a string) or CQL2 JSON (an object)")
     lang = lang or ("cql2-json" if isinstance(flt, dict) else "cql2-text")
     if lang not in ("cql2-text", "cql2-json") or (lang == "cql2-text" and not isinstance(flt, str)):
-        raise BadRequest(f"filter-lang {lang!r} is not supported for this filter (cql2-text: a string, cql2-json: an object)")
+        raise BadRequest(
+            f"filter-lang {lang!r} is not supported for this filter (cql2-text: a string, cql2-json: an object)"
+        )
     if isinstance(flt, str) and (len(flt) > MAX_FILTER or (lang == "cql2-text" and _nesting(flt) > MAX_DEPTH)):
-        raise BadRequest(f"filter is too long or nested too deeply (at most {MAX_FILTER:,} characters, {MAX_DEPTH} levels)")
+        raise BadRequest(
+            f"filter is too long or nested too deeply (at most {MAX_FILTER:,} characters, {MAX_DEPTH} levels)"
+        )
     try:
         if isinstance(flt, str):
             doc = cql2.parse_text(flt).to_json() if lang == "cql2-text" else json.loads(flt)
@@ -151,7 +227,10 @@ def query_to_cql2(query: Any) -> dict:
                 pattern = {"startsWith": f"{v}%", "endsWith": f"%{v}", "contains": f"%{v}%"}[op]
                 args.append({"op": "like", "args": [p, pattern]})
             else:
-                raise BadRequest(f"query: operator {op!r} on {prop!r} is not supported ({', '.join(QUERY_OPS)}, startsWith, endsWith, contains)")
+                raise BadRequest(
+                    f"query: operator {op!r} on {prop!r} is not supported ({', '.join(QUERY_OPS)}, startsWith, "
+                    "endsWith, contains)"
+                )
     return {"op": "and", "args": args} if len(args) > 1 else args[0] if args else {"op": "=", "args": [1, 1]}
 
 
@@ -165,8 +244,11 @@ def _matches(expr: cql2.Expr, item: dict) -> bool:
 def _view(item: dict, refs: set[str]) -> dict:
     """The part of ``item`` an expression reads: cql2 converts what it is given on every call
     (a whole item costs about 10x the properties it names; a geometry costs most)."""
-    view = {"id": item["id"], "collection": item.get("collection"),
-            "properties": {k: v for k, v in item["properties"].items() if k in refs}}
+    view = {
+        "id": item["id"],
+        "collection": item.get("collection"),
+        "properties": {k: v for k, v in item["properties"].items() if k in refs},
+    }
     if "geometry" in refs:
         view["geometry"] = item.get("geometry")
     return view
@@ -239,7 +321,12 @@ def select(items: list[dict], expr: dict | None, search: dict) -> list[dict]:
     except Exception as e:  # noqa: BLE001 (cql2 raises bare Exception, e.g. for a bad intersects geometry)
         raise BadRequest(f"search is not valid: {' '.join(str(e).split())}") from None
     refs = {n["property"] for n in _walk(parts) if "property" in n}
-    return [i for i in items if (colls is None or i.get("collection") in colls) and (wanted is None or i["id"] in wanted)
-            and (box is None or _bbox_overlaps(i, box))
-            and (not search.get("datetime") or _in_interval(i["properties"], start, end))
-            and (full is None or _matches(full, _view(i, refs)))]
+    return [
+        i
+        for i in items
+        if (colls is None or i.get("collection") in colls)
+        and (wanted is None or i["id"] in wanted)
+        and (box is None or _bbox_overlaps(i, box))
+        and (not search.get("datetime") or _in_interval(i["properties"], start, end))
+        and (full is None or _matches(full, _view(i, refs)))
+    ]

@@ -38,16 +38,33 @@ from typing import Callable
 import click
 import orjson
 import requests
-from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import catalog_entry, write_json
-from sen12ts_stac.storage import MAX_JSON_BYTES, DeadlineExceeded, ReadError, folder_of, is_url, read_bytes, resolve, set_anonymous
+from sen12ts_stac.spec import vocabulary as V
 from sen12ts_stac.spec.vocabulary import SPLITS, aoi_of_collection, normalise_split
+from sen12ts_stac.storage import (
+    MAX_JSON_BYTES,
+    DeadlineExceeded,
+    ReadError,
+    folder_of,
+    is_url,
+    read_bytes,
+    resolve,
+    set_anonymous,
+)
 from sen12ts_stac.storage.checksums import hasher_for
 from sen12ts_stac.storage.read import Stream, open_chunks
 from sen12ts_stac.storage.walk import walk
-from sen12ts_stac.spec import vocabulary as V
 
 DEFAULT_MAX_SIZE = 2 * 1024**3  # per file; the largest SEN12TS COG is ~4 MB
 CHUNK = 1 << 20
@@ -83,7 +100,9 @@ def _instant(text: str, end: bool) -> dt.datetime | None:
         t = dt.datetime.fromisoformat(text.replace("z", "Z"))
         return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
     except ValueError:
-        raise UserError(f"bad datetime {text!r}: expected an RFC 3339 date or time, or an interval START/END ('..' open)") from None
+        raise UserError(
+            f"bad datetime {text!r}: expected an RFC 3339 date or time, or an interval START/END ('..' open)"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -104,7 +123,13 @@ class Filters:
         if bbox is not None:
             from sen12ts_stac.spec.aois import parse_bbox
 
-            box = parse_bbox(bbox) if isinstance(bbox, str) else tuple(float(v) for v in bbox)
+            if isinstance(bbox, str):
+                box = parse_bbox(bbox)
+            else:
+                vals = [float(v) for v in bbox]
+                if len(vals) != 4:
+                    raise UserError(f"bad bbox {bbox!r}: expected minlon,minlat,maxlon,maxlat")
+                box = (vals[0], vals[1], vals[2], vals[3])
         start = end = None
         if datetime:
             a, sep, b = datetime.partition("/")
@@ -118,7 +143,15 @@ class Filters:
             if bad:
                 raise UserError(f"unknown split {', '.join(bad)}; known: train, validate, test")
         aois = _csv(aoi)
-        return cls(_csv(collections), _csv(assets), box, start, end, frozenset(a.lower() for a in aois) if aois else None, splits)
+        return cls(
+            _csv(collections),
+            _csv(assets),
+            box,
+            start,
+            end,
+            frozenset(a.lower() for a in aois) if aois else None,
+            splits,
+        )
 
     def wants_collection(self, cid: str) -> bool:
         if self.collections is not None and cid not in self.collections:
@@ -163,8 +196,14 @@ def safe_rel(rel: str) -> str:
     """``rel`` if it is a plain relative POSIX path (no ``..``, ``.``, empty, hidden-absolute or
     odd component), else raise Refused."""
     parts = rel.split("/")
-    if not rel or rel.startswith("/") or any(p in ("", ".", "..") or "\\" in p or "\x00" in p
-                                             or any(ord(c) < 32 for c in p) or len(p) > 255 for p in parts):
+    if (
+        not rel
+        or rel.startswith("/")
+        or any(
+            p in ("", ".", "..") or "\\" in p or "\x00" in p or any(ord(c) < 32 for c in p) or len(p) > 255
+            for p in parts
+        )
+    ):
         raise Refused(f"unsafe path {rel!r}")
     return rel
 
@@ -205,7 +244,7 @@ class Location:
             norm = posixpath.normpath(path)
             if not norm.startswith(base_path) or ".." in path.split("/"):
                 raise Refused(f"{loc} leaves the catalog root {self.base}")
-            return safe_rel(norm[len(base_path):])
+            return safe_rel(norm[len(base_path) :])
         if is_url(loc):
             raise Refused(f"{loc} is a URL in a local catalog")
         real = os.path.realpath(loc)  # a symlink pointing out of the catalog is refused here
@@ -280,8 +319,11 @@ class DownloadReport:
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
-        out = [f"items: {self.items}  files: {self.files} ({self.downloaded} downloaded, {self.present} already complete)  "
-               f"bytes downloaded: {self.bytes:,}  [{self.seconds:.1f} s]"]
+        out = [
+            f"items: {self.items}  files: {self.files} ({self.downloaded} downloaded, {self.present} already "
+            "complete)  "
+            f"bytes downloaded: {self.bytes:,}  [{self.seconds:.1f} s]"
+        ]
         if self.unverified:
             out.append(f"{self.unverified} files had no sha2-256 file:checksum to verify (size checked only)")
         if self.findings:
@@ -292,8 +334,14 @@ class DownloadReport:
         return out
 
 
-def _plan(loc: Location, filters: Filters, max_size: int, workers: int, report: DownloadReport,
-          write_item: Callable[[str, dict], None]) -> tuple[dict[str, Node], dict[str, FileTask]]:
+def _plan(
+    loc: Location,
+    filters: Filters,
+    max_size: int,
+    workers: int,
+    report: DownloadReport,
+    write_item: Callable[[str, dict], None],
+) -> tuple[dict[str, Node], dict[str, FileTask]]:
     """Walk the catalog (the storage walker: documents fetched concurrently), keeping the chosen
     items; every document and link target must lie below the root."""
     nodes: dict[str, Node] = {}
@@ -313,8 +361,9 @@ def _plan(loc: Location, filters: Filters, max_size: int, workers: int, report: 
 
     def visit(path: str, obj: dict) -> tuple[tuple, list[str]]:
         """Runs in a walker thread: which links to follow (below the root only)."""
-        if obj.get("type") == "Feature" or (obj.get("type") == "Collection"
-                                            and not filters.wants_collection(str(obj.get("id", "")))):
+        if obj.get("type") == "Feature" or (
+            obj.get("type") == "Collection" and not filters.wants_collection(str(obj.get("id", "")))
+        ):
             return (path, obj, []), []
         rel, found, refused = loc.rel(path), [], []
         for link in obj.get("links") or []:
@@ -396,7 +445,9 @@ def _take_item(loc, path, rel, item, filters, max_size, report, tasks, parents, 
         known = tasks.get(arel)
         if known is not None:  # shared file (a triplet repeats its features' assets): merge what is declared
             if checksum and known.checksum and checksum != known.checksum:
-                report.findings.append(f"{what}: file:checksum differs from {known.what} for the same file {arel}; refused")
+                report.findings.append(
+                    f"{what}: file:checksum differs from {known.what} for the same file {arel}; refused"
+                )
                 continue
             known.size = known.size if known.size is not None else size
             known.checksum = known.checksum or checksum
@@ -446,7 +497,7 @@ def file_matches(path: Path, size: int | None, checksum: str | None) -> bool:
     except OSError:
         return False
     h = hasher_for(checksum)
-    if h is None:
+    if h is None or checksum is None:  # (hasher_for gives None for a None checksum)
         return True
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(CHUNK), b""):
@@ -454,7 +505,9 @@ def file_matches(path: Path, size: int | None, checksum: str | None) -> bool:
     return checksum[:4].lower() + h.hexdigest() == checksum.lower()
 
 
-def fetch_file(loc: Location, dest: Dest, task: FileTask, max_size: int, on_bytes: Callable[[int], None]) -> tuple[str, int]:
+def fetch_file(
+    loc: Location, dest: Dest, task: FileTask, max_size: int, on_bytes: Callable[[int], None]
+) -> tuple[str, int]:
     """Download one file: ``("present", 0)`` if already complete, else ``("downloaded", bytes)``.
     Raises Refused (and leaves nothing behind) on any mismatch."""
     final = dest.path(task.rel)
@@ -472,20 +525,27 @@ def fetch_file(loc: Location, dest: Dest, task: FileTask, max_size: int, on_byte
         stream = loc.open_chunks(task.src, task.size)
         length, chunks = stream.size, stream.chunks
         if length is not None and length > limit:
-            raise Refused(f"server announces {length:,} bytes, more than the {'declared file:size' if task.size is not None else 'limit'} {limit:,}")
+            raise Refused(
+                f"server announces {length:,} bytes, more than the "
+                f"{'declared file:size' if task.size is not None else 'limit'} {limit:,}"
+            )
         with open(part, "wb") as f:
             for chunk in chunks:
                 n += len(chunk)
                 if n > limit:
-                    raise Refused(f"body longer than the {'declared file:size' if task.size is not None else 'limit'} {limit:,} bytes")
+                    raise Refused(
+                        f"body longer than the {'declared file:size' if task.size is not None else 'limit'} {limit:,} "
+                        "bytes"
+                    )
                 if h is not None:
                     h.update(chunk)
                 f.write(chunk)
                 on_bytes(len(chunk))
         if task.size is not None and n != task.size:
             raise Refused(f"got {n:,} bytes, file:size declares {task.size:,}")
-        if h is not None and task.checksum[:4].lower() + h.hexdigest() != task.checksum.lower():
-            raise Refused(f"checksum mismatch: got {task.checksum[:4]}{h.hexdigest()[:16]}..., file:checksum says {task.checksum[:20]}...")
+        cs = task.checksum
+        if h is not None and cs is not None and cs[:4].lower() + h.hexdigest() != cs.lower():
+            raise Refused(f"checksum mismatch: got {cs[:4]}{h.hexdigest()[:16]}..., file:checksum says {cs[:20]}...")
         os.replace(part, final)
         return "downloaded", n
     except (OSError, requests.RequestException, DeadlineExceeded, ReadError) as e:
@@ -520,9 +580,22 @@ def _write_tree(nodes: dict[str, Node], dest: Dest, root_rel: str, report: Downl
             report.findings.append(f"{rel}: {e}; refused")
 
 
-def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=None, assets=None, bbox=None, datetime=None,
-             aoi=None, split=None, workers: int = 8, max_size: int = DEFAULT_MAX_SIZE, dry_run: bool = False,
-             progress: bool = True, on_file: Callable[[FileTask, str], None] | None = None) -> DownloadReport:
+def download(
+    src: str | os.PathLike,
+    dest: str | os.PathLike,
+    *,
+    collections=None,
+    assets=None,
+    bbox=None,
+    datetime=None,
+    aoi=None,
+    split=None,
+    workers: int = 8,
+    max_size: int = DEFAULT_MAX_SIZE,
+    dry_run: bool = False,
+    progress: bool = True,
+    on_file: Callable[[FileTask, str], None] | None = None,
+) -> DownloadReport:
     """Download the chosen items and their assets from ``src`` into ``dest``; see the module doc.
     ``on_file(task, status)`` is called in the calling thread after each file."""
     t0 = time.perf_counter()
@@ -533,7 +606,7 @@ def download(src: str | os.PathLike, dest: str | os.PathLike, *, collections=Non
     filters = Filters.make(collections, assets, bbox, datetime, aoi, split)
     loc = Location(os.fspath(src))
     _refuse_overlap(loc, dest)
-    out = Dest(dest)
+    out = Dest(os.fspath(dest))
     report = DownloadReport()
 
     def write_item(rel: str, item: dict) -> None:
@@ -562,14 +635,23 @@ def _refuse_overlap(loc: Location, dest: str | os.PathLike) -> None:
     src_root, dest_real = loc.base, os.path.realpath(dest)
     if os.path.commonpath([src_root, dest_real]) in (src_root, dest_real):
         what = "is" if src_root == dest_real else "overlaps"
-        raise UserError(f"{dest}: the destination {what} the source catalog folder {src_root}; choose a folder outside it")
+        raise UserError(
+            f"{dest}: the destination {what} the source catalog folder {src_root}; choose a folder outside it"
+        )
 
 
 def _download_all(loc, out, tasks, max_size, pool, report, progress, on_file) -> None:
     total = sum(t.size or 0 for t in tasks)
     report.unverified = sum(hasher_for(t.checksum) is None for t in tasks)
-    columns = [TextColumn("[bold]download"), BarColumn(), MofNCompleteColumn(), TextColumn("files"), DownloadColumn(),
-               TransferSpeedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]download"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("files"),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, disable=not progress) as bar:
         task_id = bar.add_task("download", total=total or None)
         files_id = bar.add_task("files", total=len(tasks), visible=False)
@@ -613,17 +695,36 @@ def _download_all(loc, out, tasks, max_size, pool, report, progress, on_file) ->
 @click.option("--aoi", default=None, help="AOI name(s), comma-separated (california, iowa, ...).")
 @click.option("--split", default=None, help="train, validate and/or test (items without a split are left out).")
 @click.option("--workers", type=int, default=8, show_default=True, help="Concurrent downloads.")
-@click.option("--max-size", type=int, default=DEFAULT_MAX_SIZE, show_default=True, help="Refuse files declared (or found) larger than this many bytes.")
+@click.option(
+    "--max-size",
+    type=int,
+    default=DEFAULT_MAX_SIZE,
+    show_default=True,
+    help="Refuse files declared (or found) larger than this many bytes.",
+)
 @click.option("--dry-run", is_flag=True, help="Only count the items and files that would be fetched.")
 @click.option("--anonymous", is_flag=True, help="Read a public bucket without credentials (unsigned requests).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def download_command(src, dest, collections, assets, bbox, datetime_, aoi, split, workers, max_size, dry_run, anonymous,
-                     quiet) -> None:
+def download_command(
+    src, dest, collections, assets, bbox, datetime_, aoi, split, workers, max_size, dry_run, anonymous, quiet
+) -> None:
     """Download a filtered subset of a catalog (a local folder, or an http(s), s3://, az:// or gs://
     URL) into DEST, resumably."""
     set_anonymous(anonymous)
-    report = download(src, dest, collections=collections or None, assets=assets, bbox=bbox, datetime=datetime_, aoi=aoi,
-                      split=split, workers=workers, max_size=max_size, dry_run=dry_run, progress=not quiet)
+    report = download(
+        src,
+        dest,
+        collections=collections or None,
+        assets=assets,
+        bbox=bbox,
+        datetime=datetime_,
+        aoi=aoi,
+        split=split,
+        workers=workers,
+        max_size=max_size,
+        dry_run=dry_run,
+        progress=not quiet,
+    )
     for line in report.lines():
         click.echo(line)
     if report.findings:

@@ -64,8 +64,11 @@ class CollectionExport:
 
 def find_collections(root: str | Path) -> list[Path]:
     """Every collection.json reachable from a catalog folder or file through local child links."""
-    return [Path(p) for p, obj in walk_local(catalog_entry(root), ("child",), descend=lambda o: o.get("type") != "Collection")
-            if obj.get("type") == "Collection"]
+    return [
+        Path(p)
+        for p, obj in walk_local(catalog_entry(root), ("child",), descend=lambda o: o.get("type") != "Collection")
+        if obj.get("type") == "Collection"
+    ]
 
 
 def iter_items(collection_json: str | Path) -> Iterator[tuple[str, dict]]:
@@ -103,7 +106,9 @@ def rebase_item(item: dict, from_dir: str, to_dir: str = "") -> dict:
     ``to_dir`` (folders relative to the collection folder; "" is the collection folder)."""
     out = dict(item)
     out["links"] = [{**lk, "href": rebase_href(lk.get("href", ""), from_dir, to_dir)} for lk in item.get("links", [])]
-    out["assets"] = {k: {**a, "href": rebase_href(a.get("href", ""), from_dir, to_dir)} for k, a in item.get("assets", {}).items()}
+    out["assets"] = {
+        k: {**a, "href": rebase_href(a.get("href", ""), from_dir, to_dir)} for k, a in item.get("assets", {}).items()
+    }
     return out
 
 
@@ -145,23 +150,34 @@ def _write_parquet(ndjson: Path, path: Path, collection: dict, chunk_size: int) 
     # of an export (measured: 50 s -> 12 s for 6,238 items). Swap in the container copy above.
     saved = getattr(_batch, "deepcopy", None)
     if saved is not None:
-        _batch.deepcopy = _fresh_copy
+        _batch.deepcopy = _fresh_copy  # type: ignore[assignment]  # stac-geoparquet's module attribute, patched here
     with atomic_path(path) as tmp:
         try:
             parse_stac_ndjson_to_parquet(ndjson, tmp, chunk_size=chunk_size, collections={collection["id"]: collection})
         except Exception as e:  # noqa: BLE001 - arrow raises many types; name the file, keep one line
-            raise UserError(f"{ndjson}: stac-geoparquet conversion failed ({type(e).__name__}: {e})".replace("\n", " ")) from None
+            raise UserError(
+                f"{ndjson}: stac-geoparquet conversion failed ({type(e).__name__}: {e})".replace("\n", " ")
+            ) from None
         finally:
             if saved is not None:
                 _batch.deepcopy = saved
 
 
 def _asset(name: str, media_type: str, title: str, description: str, path: Path) -> dict:
-    return {"href": f"./{name}", "type": media_type, "title": title, "description": description, "roles": ["stac-items"],
-            "file:size": path.stat().st_size, "file:checksum": sha256_multihash(path)}
+    return {
+        "href": f"./{name}",
+        "type": media_type,
+        "title": title,
+        "description": description,
+        "roles": ["stac-items"],
+        "file:size": path.stat().st_size,
+        "file:checksum": sha256_multihash(path),
+    }
 
 
-def export_collection(collection_json: str | Path, formats: Iterable[str] = FORMATS, chunk_size: int = 8192) -> CollectionExport:
+def export_collection(
+    collection_json: str | Path, formats: Iterable[str] = FORMATS, chunk_size: int = 8192
+) -> CollectionExport:
     """Export one collection (see the module docstring)."""
     t0 = time.perf_counter()
     path = Path(collection_json)
@@ -190,12 +206,23 @@ def export_collection(collection_json: str | Path, formats: Iterable[str] = FORM
     assets = {k: v for k, v in (collection.get("assets") or {}).items() if k not in (PARQUET_KEY, NDJSON_KEY)}
     written = []
     if n and "parquet" in formats:
-        assets[PARQUET_KEY] = _asset(PARQUET_NAME, PARQUET_TYPE, "GeoParquet STAC items",
-                                     "Snapshot of the collection's STAC items in stac-geoparquet format; relative hrefs are relative to this file.", parquet)
+        assets[PARQUET_KEY] = _asset(
+            PARQUET_NAME,
+            PARQUET_TYPE,
+            "GeoParquet STAC items",
+            "Snapshot of the collection's STAC items in stac-geoparquet format; relative hrefs are relative to this "
+            "file.",
+            parquet,
+        )
         written.append(parquet)
     if n and "ndjson" in formats:
-        assets[NDJSON_KEY] = _asset(NDJSON_NAME, NDJSON_TYPE, "STAC items (newline-delimited JSON)",
-                                    "Every item of the collection, one per line; relative hrefs are relative to this file.", ndjson)
+        assets[NDJSON_KEY] = _asset(
+            NDJSON_NAME,
+            NDJSON_TYPE,
+            "STAC items (newline-delimited JSON)",
+            "Every item of the collection, one per line; relative hrefs are relative to this file.",
+            ndjson,
+        )
         written.append(ndjson)
     for fmt, p in (("ndjson", ndjson), ("parquet", parquet)):  # an empty collection keeps no stale export
         if not n and fmt in formats:
@@ -211,8 +238,9 @@ def export_collection(collection_json: str | Path, formats: Iterable[str] = FORM
     return CollectionExport(collection.get("id", str(path)), folder, n, written, time.perf_counter() - t0)
 
 
-def export_catalog(root: str | Path, formats: Iterable[str] = FORMATS, progress: bool = True,
-                   chunk_size: int = 8192, workers: int = 1) -> list[CollectionExport]:
+def export_catalog(
+    root: str | Path, formats: Iterable[str] = FORMATS, progress: bool = True, chunk_size: int = 8192, workers: int = 1
+) -> list[CollectionExport]:
     """Export every collection below ``root`` (a catalog folder or JSON file); with ``workers`` > 1
     several collections at once, in separate processes. Results are in catalog order."""
     collections = find_collections(root)
@@ -221,8 +249,12 @@ def export_catalog(root: str | Path, formats: Iterable[str] = FORMATS, progress:
     if workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     formats = tuple(formats)
-    columns = [TextColumn("[bold]{task.description}"), MofNCompleteColumn(), TextColumn("collections, {task.fields[items]} items"),
-               TimeElapsedColumn()]
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        MofNCompleteColumn(),
+        TextColumn("collections, {task.fields[items]} items"),
+        TimeElapsedColumn(),
+    ]
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("export", total=len(collections), items=0)
         done = 0
@@ -247,12 +279,16 @@ def export_catalog(root: str | Path, formats: Iterable[str] = FORMATS, progress:
 
 @click.command("export")
 @click.argument("catalog", type=click.Path(path_type=Path))
-@click.option("--format", "formats", default="ndjson,parquet", show_default=True, help="Comma-separated: ndjson, parquet.")
+@click.option(
+    "--format", "formats", default="ndjson,parquet", show_default=True, help="Comma-separated: ndjson, parquet."
+)
 @click.option("--workers", type=int, default=1, show_default=True, help="Collections exported at once (processes).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def export_command(catalog: Path, formats: str, workers: int, quiet: bool) -> None:
     """Write every collection's items as items.ndjson and items.parquet (stac-geoparquet) beside its
     collection.json, linked from it as collection assets."""
-    results = export_catalog(catalog, [f.strip() for f in formats.split(",") if f.strip()], progress=not quiet, workers=workers)
+    results = export_catalog(
+        catalog, [f.strip() for f in formats.split(",") if f.strip()], progress=not quiet, workers=workers
+    )
     for r in results:
         click.echo(r.line())

@@ -45,7 +45,9 @@ class Guarded(http.server.BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self._deadline = float("inf")
-        self.rfile = io.BufferedReader(_DeadlineReader(self), self.rbufsize if self.rbufsize > 0 else io.DEFAULT_BUFFER_SIZE)
+        self.rfile = io.BufferedReader(
+            _DeadlineReader(self), self.rbufsize if self.rbufsize > 0 else io.DEFAULT_BUFFER_SIZE
+        )
 
     def handle_one_request(self) -> None:
         self._deadline = time.monotonic() + self.head_deadline
@@ -221,15 +223,22 @@ class GuardedServer(http.server.ThreadingHTTPServer):
             self._slots.release()
 
 
-def start_server(directory: str | os.PathLike, host: str = "127.0.0.1", port: int = 0,
-                 handler: type[RangeHandler] = RangeHandler, idle_timeout: float | None = None,
-                 max_connections: int | None = None) -> http.server.ThreadingHTTPServer:
+def start_server(
+    directory: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    handler: type[RangeHandler] = RangeHandler,
+    idle_timeout: float | None = None,
+    max_connections: int | None = None,
+) -> http.server.ThreadingHTTPServer:
     """Start serving ``directory`` in a daemon thread; ``server.server_address`` has the port.
     ``idle_timeout``: seconds before a silent connection is closed (default ``handler.timeout``);
     ``max_connections``: open connections (threads) at most (default ``GuardedServer.max_connections``)."""
     if idle_timeout is not None:
         handler = type(handler.__name__, (handler,), {"timeout": idle_timeout})
-    server = type("Server", (GuardedServer,), {"max_connections": max_connections}) if max_connections else GuardedServer
+    server = (
+        type("Server", (GuardedServer,), {"max_connections": max_connections}) if max_connections else GuardedServer
+    )
     httpd = server((host, port), functools.partial(handler, directory=str(Path(directory))))
     threading.Thread(target=httpd.serve_forever, daemon=True, name=f"serve {directory}").start()
     return httpd

@@ -8,9 +8,9 @@ from collections import Counter
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import catalog_entry
+from sen12ts_stac.spec import vocabulary as V
 from sen12ts_stac.storage import is_url, resolve
 from sen12ts_stac.storage.walk import DocumentError, walk_documents
-from sen12ts_stac.spec import vocabulary as V
 
 
 def summarise(path: str | os.PathLike) -> list[str]:
@@ -66,5 +66,8 @@ def _summarise(entry: str) -> list[str]:
         out.append("seasons: " + ", ".join(f"{k} {v}" for k, v in sorted(seasons.items())))
     if dates:
         out.append(f"dates: {min(dates)[:10]} .. {max(dates)[:10]}")
-    out.append(f"asset bytes (file:size): {nbytes:,}" + (f"  ({nbytes / max(1, sum(splits.values())) / 1e6:.2f} MB per triplet)" if splits else ""))
+    out.append(
+        f"asset bytes (file:size): {nbytes:,}"
+        + (f"  ({nbytes / max(1, sum(splits.values())) / 1e6:.2f} MB per triplet)" if splits else "")
+    )
     return out

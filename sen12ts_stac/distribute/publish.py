@@ -48,11 +48,20 @@ MANIFEST = ".sen12ts-publish.json"
 MAX_MANIFEST_BYTES = 1 << 30
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 CONTENT_TYPES = {
-    ".json": "application/json", ".geojson": "application/geo+json",
-    ".tif": COG_TYPE, ".tiff": COG_TYPE, ".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-    ".parquet": "application/vnd.apache.parquet", ".geoparquet": "application/vnd.apache.parquet",
-    ".ndjson": "application/x-ndjson", ".jsonl": "application/x-ndjson",
-    ".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=utf-8", ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".geojson": "application/geo+json",
+    ".tif": COG_TYPE,
+    ".tiff": COG_TYPE,
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".parquet": "application/vnd.apache.parquet",
+    ".geoparquet": "application/vnd.apache.parquet",
+    ".ndjson": "application/x-ndjson",
+    ".jsonl": "application/x-ndjson",
+    ".html": "text/html; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
 }
 _STAC_PARENTS = ("catalog.json", "collection.json")
 _ITEM_LIKE = (".json", ".geojson", ".parquet", ".geoparquet", ".ndjson", ".jsonl")
@@ -90,12 +99,16 @@ class PublishReport:
             out = [f"would upload {f.rel} ({f.size:,} bytes, {content_type(f.rel)})" for f in self.planned]
             out += [f"would delete {rel}" for rel in self.to_delete]
             size = sum(f.size for f in self.planned)
-            out.append(f"dry run: {len(self.planned)} files ({size / 1e6:.1f} MB) would be uploaded to {self.dest}, "
-                       f"{self.unchanged} already there, {len(self.to_delete)} would be deleted{self._skipped()}")
+            out.append(
+                f"dry run: {len(self.planned)} files ({size / 1e6:.1f} MB) would be uploaded to {self.dest}, "
+                f"{self.unchanged} already there, {len(self.to_delete)} would be deleted{self._skipped()}"
+            )
             return out
         rate = self.bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
-        return [f"published {len(self.uploaded)} files ({self.bytes / 1e6:.1f} MB) to {self.dest} in {self.seconds:.1f} s "
-                f"({rate:.1f} MB/s), {self.unchanged} already there, {len(self.deleted)} deleted{self._skipped()}"]
+        return [
+            f"published {len(self.uploaded)} files ({self.bytes / 1e6:.1f} MB) to {self.dest} in {self.seconds:.1f} s "
+            f"({rate:.1f} MB/s), {self.unchanged} already there, {len(self.deleted)} deleted{self._skipped()}"
+        ]
 
     def _skipped(self) -> str:
         return f", {self.skipped_links} symlinks out of SRC skipped" if self.skipped_links else ""
@@ -124,8 +137,10 @@ def source_folder(src: str | os.PathLike) -> Path:
 def dest_prefix(dest_url: str) -> objects.ObjectURL:
     """DEST_URL as an object-store prefix (its key ends with / unless it is the bucket itself)."""
     if not objects.is_object_url(dest_url):
-        raise UserError(f"{dest_url}: DEST_URL must be an object-store URL: s3://bucket/prefix, az://container/prefix "
-                        "or gs://bucket/prefix")
+        raise UserError(
+            f"{dest_url}: DEST_URL must be an object-store URL: s3://bucket/prefix, az://container/prefix "
+            "or gs://bucket/prefix"
+        )
     try:
         u = objects.ObjectURL.parse(dest_url)
     except objects.ObjectStoreError as e:
@@ -192,8 +207,15 @@ def _remote(prefix: objects.ObjectURL) -> tuple[dict[str, int], dict[str, list]]
 # ---------------------------------------------------------------------------------------------
 
 
-def publish(src: str | os.PathLike, dest_url: str, *, workers: int = 8, dry_run: bool = False, delete: bool = False,
-            progress: bool = True) -> PublishReport:
+def publish(
+    src: str | os.PathLike,
+    dest_url: str,
+    *,
+    workers: int = 8,
+    dry_run: bool = False,
+    delete: bool = False,
+    progress: bool = True,
+) -> PublishReport:
     """Upload the catalog folder ``src`` to the object-store prefix ``dest_url`` (see the module
     docstring). Raises UserError (one line) for a bad SRC/DEST, a refused listing, or a failed
     upload (then with how far it got; running it again resumes)."""
@@ -211,8 +233,9 @@ def publish(src: str | os.PathLike, dest_url: str, *, workers: int = 8, dry_run:
         maybe = [f for f in files if listing.get(f.rel) == f.size and (manifest.get(f.rel) or [None])[0] == f.size]
         with contextlib.closing(_bounded(pool, lambda f: sha256_multihash(f.path), maybe, 4 * workers)) as hashed:
             sums = {f.rel: fut.result() for f, fut in hashed}
-        report.planned = sorted((f for f in files if f.rel not in sums or sums[f.rel] != manifest[f.rel][1]),
-                                key=lambda f: (f.stage, f.rel))
+        report.planned = sorted(
+            (f for f in files if f.rel not in sums or sums[f.rel] != manifest[f.rel][1]), key=lambda f: (f.stage, f.rel)
+        )
         report.unchanged = len(files) - len(report.planned)
         local = {f.rel for f in files}
         report.to_delete = sorted(k for k in listing if k not in local and k != MANIFEST) if delete else []
@@ -227,8 +250,10 @@ def publish(src: str | os.PathLike, dest_url: str, *, workers: int = 8, dry_run:
         except objects.ObjectStoreError as e:
             _save_manifest(prefix, listing, manifest, written, report.deleted, quiet=True)
             root_note = "" if "catalog.json" in report.uploaded else ", the root catalog not yet"
-            raise UserError(f"{e}; {len(report.uploaded)} of {len(report.planned)} files uploaded{root_note}; "
-                            "run the same command again to resume") from None
+            raise UserError(
+                f"{e}; {len(report.uploaded)} of {len(report.planned)} files uploaded{root_note}; "
+                "run the same command again to resume"
+            ) from None
         except KeyboardInterrupt:
             _save_manifest(prefix, listing, manifest, written, report.deleted, quiet=True)
             raise Interrupted() from None
@@ -238,23 +263,37 @@ def publish(src: str | os.PathLike, dest_url: str, *, workers: int = 8, dry_run:
     try:
         _save_manifest(prefix, listing, manifest, written, report.deleted)
     except objects.ObjectStoreError as e:
-        raise UserError(f"{e}; every file was published but the manifest not written, so the next run uploads "
-                        "them again") from None
+        raise UserError(
+            f"{e}; every file was published but the manifest not written, so the next run uploads them again"
+        ) from None
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _upload(pool: cf.Executor, workers: int, prefix: objects.ObjectURL, report: PublishReport,
-            written: dict[str, list], progress: bool) -> None:
+def _upload(
+    pool: cf.Executor,
+    workers: int,
+    prefix: objects.ObjectURL,
+    report: PublishReport,
+    written: dict[str, list],
+    progress: bool,
+) -> None:
     """Upload ``report.planned`` stage by stage. The first failure stops new uploads; it is
     raised once those under way have finished and been recorded in ``written``."""
-    columns = [TextColumn("[bold]publish"), BarColumn(), TextColumn("{task.fields[files]}/%d files" % len(report.planned)),
-               DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+    columns = [
+        TextColumn("[bold]publish"),
+        BarColumn(),
+        TextColumn("{task.fields[files]}/%d files" % len(report.planned)),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=Console(stderr=True), disable=not progress) as bar:
         task = bar.add_task("publish", total=sum(f.size for f in report.planned) or None, files=0)
         for stage in sorted({f.stage for f in report.planned}):
             batch = [f for f in report.planned if f.stage == stage]
-            stop, error, leftover = threading.Event(), None, []
+            leftover: list[tuple[LocalFile, cf.Future]] = []
+            stop, error = threading.Event(), None
             running = _bounded(pool, lambda f: _put_file(prefix, f), batch, 4 * workers, stop, leftover)
             try:
                 for f, fut in running:
@@ -282,8 +321,9 @@ def _upload(pool: cf.Executor, workers: int, prefix: objects.ObjectURL, report: 
 _END = object()
 
 
-def _bounded(pool: cf.Executor, fn, items, limit: int, stop: threading.Event | None = None,
-             leftover: list | None = None):
+def _bounded(
+    pool: cf.Executor, fn, items, limit: int, stop: threading.Event | None = None, leftover: list | None = None
+):
     """``(item, finished future)`` of ``fn(item)`` for each item, run on ``pool`` with at most
     ``limit`` submitted at once (memory stays flat for a million files). Once ``stop`` is set
     nothing new starts; what is under way is still yielded. Ended early (closed, or an exception
@@ -318,8 +358,14 @@ def _put_file(prefix: objects.ObjectURL, f: LocalFile) -> tuple[int, str]:
     return size, checksum
 
 
-def _save_manifest(prefix: objects.ObjectURL, listing: dict[str, int], old: dict[str, list], written: dict[str, list],
-                   deleted: list[str], quiet: bool = False) -> None:
+def _save_manifest(
+    prefix: objects.ObjectURL,
+    listing: dict[str, int],
+    old: dict[str, list],
+    written: dict[str, list],
+    deleted: list[str],
+    quiet: bool = False,
+) -> None:
     """Write the manifest when it changed: the old entries still backed by an object of their
     size, minus what was deleted, plus what was written now."""
     files = {k: v for k, v in old.items() if listing.get(k) == v[0]}
@@ -341,7 +387,9 @@ def _save_manifest(prefix: objects.ObjectURL, listing: dict[str, int], old: dict
 @click.argument("dest_url")
 @click.option("--workers", type=int, default=8, show_default=True, help="Concurrent uploads.")
 @click.option("--dry-run", is_flag=True, help="List what would be uploaded and deleted; write nothing.")
-@click.option("--delete", is_flag=True, help="After the uploads, delete the objects under DEST_URL that SRC does not have.")
+@click.option(
+    "--delete", is_flag=True, help="After the uploads, delete the objects under DEST_URL that SRC does not have."
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def publish_command(src: str, dest_url: str, workers: int, dry_run: bool, delete: bool, quiet: bool) -> None:
     """Upload a local catalog folder to an object store (s3://, az://, gs://): leaves first, the root

@@ -36,10 +36,10 @@ import click
 import orjson
 import requests
 
-from sen12ts_stac.errors import UserError
 from sen12ts_stac.distribute.export import NDJSON_NAME, find_collections, rebase_item
-from sen12ts_stac.fsio import read_json, walk_local
 from sen12ts_stac.distribute.httpserve import RangeHandler, refusal, start_server
+from sen12ts_stac.errors import UserError
+from sen12ts_stac.fsio import read_json, walk_local
 
 BROWSER_PREFIX = "/browser/"
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "stac-browser.sh"
@@ -55,7 +55,7 @@ class MountHandler(RangeHandler):
             if path.startswith(prefix) or path == prefix.rstrip("/"):
                 root, self.directory = self.directory, folder
                 try:
-                    return super().translate_path("/" + path[len(prefix):])
+                    return super().translate_path("/" + path[len(prefix) :])
                 finally:
                     self.directory = root
         return super().translate_path(path)
@@ -143,8 +143,12 @@ def api_inputs(root: Path, base_url: str, out: Path) -> list[Path]:
         coll = read_json(cpath)
         rel = posixpath.relpath(os.path.realpath(cpath.parent), os.path.realpath(root))
         rel = "" if rel == "." else rel
-        coll["links"] = [lk for lk in coll.get("links", []) if lk.get("rel") not in ("child", "item", "root", "parent", "self")]
-        coll["assets"] = {k: {**a, "href": _absolute(a.get("href", ""), base_url, rel)} for k, a in (coll.get("assets") or {}).items()}
+        coll["links"] = [
+            lk for lk in coll.get("links", []) if lk.get("rel") not in ("child", "item", "root", "parent", "self")
+        ]
+        coll["assets"] = {
+            k: {**a, "href": _absolute(a.get("href", ""), base_url, rel)} for k, a in (coll.get("assets") or {}).items()
+        }
         if not coll["assets"]:
             del coll["assets"]
         exported = cpath.parent / NDJSON_NAME
@@ -157,9 +161,15 @@ def api_inputs(root: Path, base_url: str, out: Path) -> list[Path]:
         n = 0
         with open(ifile, "wb") as f:
             for item in items:
-                item["links"] = [{**lk, "href": _absolute(lk.get("href", ""), base_url, rel)} for lk in item.get("links", [])
-                                 if lk.get("rel") not in ("root", "parent", "collection", "self")]
-                item["assets"] = {k: {**a, "href": _absolute(a.get("href", ""), base_url, rel)} for k, a in item.get("assets", {}).items()}
+                item["links"] = [
+                    {**lk, "href": _absolute(lk.get("href", ""), base_url, rel)}
+                    for lk in item.get("links", [])
+                    if lk.get("rel") not in ("root", "parent", "collection", "self")
+                ]
+                item["assets"] = {
+                    k: {**a, "href": _absolute(a.get("href", ""), base_url, rel)}
+                    for k, a in item.get("assets", {}).items()
+                }
                 f.write(orjson.dumps(item) + b"\n")
                 n += 1
         cfile.write_bytes(orjson.dumps(coll))
@@ -167,8 +177,10 @@ def api_inputs(root: Path, base_url: str, out: Path) -> list[Path]:
         if n:
             files.append(ifile)
     if skipped:
-        click.echo(f"warning: {len(skipped)} collection/item file(s) outside {root} not served in the API, "
-                   f"e.g. {skipped[0]}", err=True)
+        click.echo(
+            f"warning: {len(skipped)} collection/item file(s) outside {root} not served in the API, e.g. {skipped[0]}",
+            err=True,
+        )
     return files
 
 
@@ -185,13 +197,29 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_api(inputs: list[Path], host: str, port: int, timeout: float = 60.0, public: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_api(
+    inputs: list[Path], host: str, port: int, timeout: float = 60.0, public: str | None = None
+) -> tuple[subprocess.Popen, str]:
     """Start ``rustac serve`` on ``host:port`` and wait until its landing page answers; ``public``:
     the URL its links name, when clients reach it through a front."""
     url = f"http://{host}:{port}"
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([rustac_binary(), "serve", "--addr", public or f"{host}:{port}", "--bind", f"{host}:{port}", "--use-duckdb", "false",
-                             *map(str, inputs)], stdout=log, stderr=subprocess.STDOUT, cwd=inputs[0].parent if inputs else None)
+    proc = subprocess.Popen(
+        [
+            rustac_binary(),
+            "serve",
+            "--addr",
+            public or f"{host}:{port}",
+            "--bind",
+            f"{host}:{port}",
+            "--use-duckdb",
+            "false",
+            *map(str, inputs),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=inputs[0].parent if inputs else None,
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -213,8 +241,13 @@ def build_browser(catalog_url: str, prefix: str = BROWSER_PREFIX) -> Path:
     if not SCRIPT.exists():
         raise UserError(f"{SCRIPT}: STAC Browser build script not found (it ships with the source checkout)")
     # its own process group: on Ctrl-C or SIGTERM the whole build (bash, npm, node) stops, not bash alone
-    proc = subprocess.Popen(["bash", str(SCRIPT), "build", catalog_url, "", prefix], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        ["bash", str(SCRIPT), "build", catalog_url, "", prefix],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, err = proc.communicate()
     except BaseException:
@@ -226,8 +259,15 @@ def build_browser(catalog_url: str, prefix: str = BROWSER_PREFIX) -> Path:
     return Path(out.strip().splitlines()[-1])
 
 
-def start(root: str | Path, host: str = "127.0.0.1", port: int = 8000, api: bool = False, api_port: int = 7822,
-          browser_dist: str | Path | None = None, idle_timeout: float | None = None) -> Served:
+def start(
+    root: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api: bool = False,
+    api_port: int = 7822,
+    browser_dist: str | Path | None = None,
+    idle_timeout: float | None = None,
+) -> Served:
     """Serve ``root`` (and the API / STAC Browser if asked); returns the running servers.
     ``idle_timeout``: seconds before the static server closes a silent connection."""
     root = _root_catalog(Path(root))
@@ -237,13 +277,17 @@ def start(root: str | Path, host: str = "127.0.0.1", port: int = 8000, api: bool
     except OSError as e:
         raise UserError(f"cannot serve on {host}:{port} ({e.strerror or e})") from None
     base = f"http://{host}:{httpd.server_address[1]}"
-    served = Served(url=f"{base}/catalog.json", httpd=httpd, browser_url=f"{base}{BROWSER_PREFIX}" if browser_dist else None)
+    served = Served(
+        url=f"{base}/catalog.json", httpd=httpd, browser_url=f"{base}{BROWSER_PREFIX}" if browser_dist else None
+    )
     if api:
         try:
             try:  # the api extra (cql2): imported here so that the static server needs none of it
                 from sen12ts_stac.distribute.apifront import bind_front, load_items, start_front
             except ImportError as e:
-                raise UserError(f"serve --api needs the api extra ({e.name} is missing): pip install 'sen12ts-stac[api]'") from None
+                raise UserError(
+                    f"serve --api needs the api extra ({e.name} is missing): pip install 'sen12ts-stac[api]'"
+                ) from None
             try:  # the front first: a port in use is said at once
                 served.api_front = front = bind_front(host, api_port)
             except OSError as e:
@@ -272,14 +316,29 @@ def _on_signal(signum, frame):
 
 @click.command("serve")
 @click.argument("root", type=click.Path(path_type=Path))
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you say otherwise.")
-@click.option("--port", type=PORT, default=8000, show_default=True, help="Port of the static server (0: any free port).")
-@click.option("--api", is_flag=True, help="Also run a STAC API (rustac serve, memory backend) over the catalog's items.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you say otherwise."
+)
+@click.option(
+    "--port", type=PORT, default=8000, show_default=True, help="Port of the static server (0: any free port)."
+)
+@click.option(
+    "--api", is_flag=True, help="Also run a STAC API (rustac serve, memory backend) over the catalog's items."
+)
 @click.option("--api-port", type=PORT, default=7822, show_default=True, help="Port of the STAC API.")
-@click.option("--browser", is_flag=True, help="Build STAC Browser for this URL (npm; about 1.5 min the first time, "
-              "cached after) and serve it under /browser/.")
-@click.option("--idle-timeout", type=click.FloatRange(0, min_open=True), default=30.0, show_default=True,
-              help="Seconds before the static server closes a connection that sends nothing.")
+@click.option(
+    "--browser",
+    is_flag=True,
+    help="Build STAC Browser for this URL (npm; about 1.5 min the first time, "
+    "cached after) and serve it under /browser/.",
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds before the static server closes a connection that sends nothing.",
+)
 def serve_command(root, host, port, api, api_port, browser, idle_timeout) -> None:
     """Serve a catalog folder over HTTP (Range + CORS) for STAC Browser, GDAL and the loaders."""
     if browser and port == 0:
@@ -295,7 +354,9 @@ def serve_command(root, host, port, api, api_port, browser, idle_timeout) -> Non
             target = f"http://{host}:{api_port}" if api else f"http://{host}:{port}/catalog.json"
             click.echo(f"building STAC Browser for {target} (cached after the first time) ...")
             dist = build_browser(target)
-        served = start(root, host=host, port=port, api=api, api_port=api_port, browser_dist=dist, idle_timeout=idle_timeout)
+        served = start(
+            root, host=host, port=port, api=api, api_port=api_port, browser_dist=dist, idle_timeout=idle_timeout
+        )
         if host not in ("127.0.0.1", "localhost", "::1"):
             click.echo(f"warning: listening on {host}, reachable from other machines", err=True)
         click.echo(f"catalog:      {served.url}")

@@ -181,8 +181,14 @@ class UNetConvLSTM(nn.Module):
         self.head = nn.Conv2d(f[0], num_classes, 3, padding=1, bias=True)
 
         # N(0, 0.02) init for the convs, as the original; the ConvLSTM keeps its own init.
-        for m in [*self.enc.modules(), *self.bottom.modules(), *self.post_lstm.modules(),
-                  *self.up.modules(), *self.dec.modules(), self.head]:
+        for m in [
+            *self.enc.modules(),
+            *self.bottom.modules(),
+            *self.post_lstm.modules(),
+            *self.up.modules(),
+            *self.dec.modules(),
+            self.head,
+        ]:
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 nn.init.normal_(m.weight, 0.0, 0.02)
                 if m.bias is not None:
@@ -194,9 +200,7 @@ class UNetConvLSTM(nn.Module):
         b, t, c, h, w = x.shape
         size = 2**self.levels
         if h % size or w % size:
-            raise ValueError(
-                f"UNetConvLSTM(levels={self.levels}) needs H and W divisible by {size}; got {(h, w)}"
-            )
+            raise ValueError(f"UNetConvLSTM(levels={self.levels}) needs H and W divisible by {size}; got {(h, w)}")
         valid_steps = _check_valid_steps(valid_steps, b, t)
 
         # Fold time into the batch so the 2-D encoder is shared over time; drop padded frames.
@@ -278,9 +282,7 @@ class MultiInputClassifier(nn.Module):
         return self.net(batch[name], self._mask(batch, name))
 
 
-def build_classifier(
-    inputs: str, s1_channels: int, s2_channels: int, num_classes: int, **kw
-) -> MultiInputClassifier:
+def build_classifier(inputs: str, s1_channels: int, s2_channels: int, num_classes: int, **kw) -> MultiInputClassifier:
     """Build the classifier for ``inputs`` in ``{"s1", "s2", "s1,s2"}`` (S1-only, S2-only or
     late fusion). The result takes a batch dict (see :class:`MultiInputClassifier`) and returns
     logits ``[B, num_classes, H, W]``. ``kw`` goes to :class:`UNetConvLSTM`.

@@ -58,8 +58,21 @@ LABEL_PRODUCTS = {
     "sigpac": ("dl-interns:sigpac_2020_crop_classifications", "crop_class"),
     "worldcover": ("dl-interns:esa_2020_worldcover", "lulc_class"),
 }
-S2_BANDS = ("coastal-aerosol", "blue", "green", "red", "red-edge", "red-edge-2", "red-edge-3", "nir", "red-edge-4",
-            "water-vapor", "swir1", "swir2", "scl")
+S2_BANDS = (
+    "coastal-aerosol",
+    "blue",
+    "green",
+    "red",
+    "red-edge",
+    "red-edge-2",
+    "red-edge-3",
+    "nir",
+    "red-edge-4",
+    "water-vapor",
+    "swir1",
+    "swir2",
+    "scl",
+)
 RTC_VALID = 7
 SCL_NOT_CLEAR = (0, 1, 3, 8, 9, 10)
 
@@ -103,13 +116,23 @@ class DescartesSource:
     name = "descartes"
     license = "other"
     providers = [
-        {"name": "Descartes Labs", "roles": ["host", "processor"], "url": "https://descarteslabs.com",
-         "description": "Products of the original SEN12TS (untested against the service; see docs/sources.md)"},
+        {
+            "name": "Descartes Labs",
+            "roles": ["host", "processor"],
+            "url": "https://descarteslabs.com",
+            "description": "Products of the original SEN12TS (untested against the service; see docs/sources.md)",
+        },
         {"name": "ESA Copernicus", "roles": ["producer", "licensor"], "url": "https://sentinels.copernicus.eu"},
     ]
 
-    def __init__(self, aoi: AOI, seed: int = 0, rules: PairingRules | None = None, platform_url: str | None = None,
-                 token: str | None = None):
+    def __init__(
+        self,
+        aoi: AOI,
+        seed: int = 0,
+        rules: PairingRules | None = None,
+        platform_url: str | None = None,
+        token: str | None = None,
+    ):
         self.aoi, self.seed, self.rules = aoi, seed, rules or PairingRules()
         if platform_url:
             os.environ["DESCARTESLABS_ENV"] = os.environ.get("DESCARTESLABS_ENV", "aws-production")
@@ -123,9 +146,13 @@ class DescartesSource:
                 from descarteslabs.config import get_settings
                 from descarteslabs.core.client.services.raster import Raster
         except ImportError as e:
-            raise UserError(f"the descartes source needs the collect-dl extra: pip install 'sen12ts-stac[collect-dl]' ({e})") from None
+            raise UserError(
+                f"the descartes source needs the collect-dl extra: pip install 'sen12ts-stac[collect-dl]' ({e})"
+            ) from None
         if platform_url and not get_settings().raster_url.startswith(platform_url.rstrip("/")):
-            raise UserError(f"the Descartes Labs client is already configured for {get_settings().raster_url} in this process")
+            raise UserError(
+                f"the Descartes Labs client is already configured for {get_settings().raster_url} in this process"
+            )
         self._Image, self._p, self._raster = Image, properties, Raster.get_default_client()
         self.label_product = LABEL_PRODUCTS[aoi.label_table]
         self._groups: dict = {}
@@ -140,20 +167,29 @@ class DescartesSource:
         try:
             return sorted(s, key=lambda i: i.id)
         except Exception as e:  # noqa: BLE001 - auth, HTTP and server errors of the client
-            raise SourceError(f"tile {tile.id}: Descartes Labs search of {product} failed: {type(e).__name__}: {e}".replace("\n", " ")) from None
+            raise SourceError(
+                f"tile {tile.id}: Descartes Labs search of {product} failed: {type(e).__name__}: {e}".replace("\n", " ")
+            ) from None
 
     def _mosaic(self, ids: list[str], names: list[str], tile: Tile) -> np.ma.MaskedArray:
         """(bands, 256, 256) Float64 on the tile (the DLTile key gives bounds, CRS and 10 m)."""
         try:
-            arr, _ = self._raster.ndarray(inputs=ids, bands=names, dltile=tile.dltile_key, order="gdal", data_type="Float64", masked=True)
+            arr, _ = self._raster.ndarray(
+                inputs=ids, bands=names, dltile=tile.dltile_key, order="gdal", data_type="Float64", masked=True
+            )
         except Exception as e:  # noqa: BLE001
-            raise SourceError(f"tile {tile.id}: Descartes Labs raster of {ids[0] if ids else '?'} failed: {type(e).__name__}: {e}".replace("\n", " ")) from None
+            raise SourceError(
+                f"tile {tile.id}: Descartes Labs raster of {ids[0] if ids else '?'} failed: {type(e).__name__}: "
+                f"{e}".replace("\n", " ")
+            ) from None
         arr = np.ma.asarray(arr)
         return arr[None] if arr.ndim == 2 else arr
 
     # ------------------------------------------------------------------ inventory
     def inventory(self, tile: Tile, season: Season) -> Inventory:
-        groups = self._groups.setdefault(tile.id, {"s1": defaultdict(list), "ifg": {}, "rtc": defaultdict(list), "s2": {}})
+        groups = self._groups.setdefault(
+            tile.id, {"s1": defaultdict(list), "ifg": {}, "rtc": defaultdict(list), "s2": {}}
+        )
         rtc_tracks = set()
         for image in self._search(RTC_PRODUCT, tile):  # static per track: no dates (spec 2.4)
             groups["rtc"][rtc_track(image.id)].append(image.id)
@@ -198,7 +234,12 @@ class DescartesSource:
             s1 = self._mosaic(ids, ["vh", "vv"], tile)
             ifg = self._mosaic(self._group(tile, "ifg", (series.track, scene.date)), ["coherence", "phase"], tile)
             valid &= ~np.ma.getmaskarray(s1).any(0) & ~np.ma.getmaskarray(ifg).any(0)
-            layers += [s1[0].filled(np.nan) + factor, s1[1].filled(np.nan) + factor, ifg[0].filled(np.nan), ifg[1].filled(np.nan)]
+            layers += [
+                s1[0].filled(np.nan) + factor,
+                s1[1].filled(np.nan) + factor,
+                ifg[0].filled(np.nan),
+                ifg[1].filled(np.nan),
+            ]
             used += ids
         slope = self._mosaic([i.id for i in self._search(SRTM_PRODUCT, tile)], ["slope"], tile)[0].filled(np.nan)
         out = np.stack([*layers, rtc[1].filled(np.nan), slope, valid.astype(np.float64)]).astype(np.float32)

@@ -59,8 +59,13 @@ NODATA = bands.LEGACY_NODATA
 _NUM = r"-?\d+(?:\.\d+)?"
 TRIPLET_NAME = re.compile(
     rf"^(?:dltile_(?P<key>.+?)_)?lat_(?P<lat>{_NUM})_lon_(?P<lon>{_NUM})_s1date_(?P<s1>\d{{4}}-\d{{2}}-\d{{2}})"
-    rf"_s2date_(?P<s2>\d{{4}}-\d{{2}}-\d{{2}})_s1track_(?P<track>[^_]+)_s1lookpass_(?P<look>[^_]+?)\.tiff?$", re.I)
-LABEL_NAME = re.compile(rf"^(?:dltile_(?P<key>.+?)_)?lat_(?P<lat>{_NUM})_lon_(?P<lon>{_NUM})_date_(?P<year>\d{{4}})_lulc_label\.tiff?$", re.I)
+    rf"_s2date_(?P<s2>\d{{4}}-\d{{2}}-\d{{2}})_s1track_(?P<track>[^_]+)_s1lookpass_(?P<look>[^_]+?)\.tiff?$",
+    re.I,
+)
+LABEL_NAME = re.compile(
+    rf"^(?:dltile_(?P<key>.+?)_)?lat_(?P<lat>{_NUM})_lon_(?P<lon>{_NUM})_date_(?P<year>\d{{4}})_lulc_label\.tiff?$",
+    re.I,
+)
 AOI_ALIASES = {"ca_central_valley_cropland": "california"}
 
 
@@ -81,7 +86,11 @@ class LegacyTriplet:
     def series(self) -> RadarSeries:
         dates = [self.s1_date - dt.timedelta(days=12 * k) for k in range(bands.RADAR_STEPS)]
         tag = f"{self.track:03d}{self.orbit_state[0].upper()}"
-        return RadarSeries(self.track, self.orbit_state, tuple(RadarScene(f"legacy_{tag}_{d:%Y%m%d}", d, self.track, self.orbit_state) for d in dates))
+        return RadarSeries(
+            self.track,
+            self.orbit_state,
+            tuple(RadarScene(f"legacy_{tag}_{d:%Y%m%d}", d, self.track, self.orbit_state) for d in dates),
+        )
 
     @property
     def optical(self) -> OpticalScene:
@@ -137,16 +146,26 @@ def parse_triplet_name(name: str, where: str | None = None) -> LegacyTriplet:
     where = where or name
     m = TRIPLET_NAME.match(name)
     if not m:
-        raise UserError(f"{where}: not an original SEN12TS name "
-                        "(lat_LAT_lon_LON_s1date_YYYY-MM-DD_s2date_YYYY-MM-DD_s1track_TRACK_s1lookpass_PASS.tif)")
+        raise UserError(
+            f"{where}: not an original SEN12TS name "
+            "(lat_LAT_lon_LON_s1date_YYYY-MM-DD_s2date_YYYY-MM-DD_s1track_TRACK_s1lookpass_PASS.tif)"
+        )
     digits = re.sub(r"\D", "", m["track"])
     if not digits:
         raise UserError(f"{where}: track {m['track']!r} has no orbit number")
     lat, lon = float(m["lat"]), float(m["lon"])
     if not (-80 <= lat <= 84 and -180 <= lon <= 180):
         raise UserError(f"{where}: lat/lon {lat}, {lon} outside the UTM range")
-    return LegacyTriplet(name, tile_for_lonlat(lon, lat), lon, lat, _parse_date(m["s1"], where), _parse_date(m["s2"], where),
-                         int(digits), _orbit(m["look"], where))
+    return LegacyTriplet(
+        name,
+        tile_for_lonlat(lon, lat),
+        lon,
+        lat,
+        _parse_date(m["s1"], where),
+        _parse_date(m["s2"], where),
+        int(digits),
+        _orbit(m["look"], where),
+    )
 
 
 def scan(folder: str | Path) -> Scan:
@@ -189,7 +208,11 @@ def scan(folder: str | Path) -> Scan:
             raise UserError(f"{path}: not an original SEN12TS label name (lat_LAT_lon_LON_date_YEAR_lulc_label.tif)")
         out.labels[tile_for_lonlat(float(m["lon"]), float(m["lat"])).id].append(path)
     if not out.triplets:
-        why = f" ({len(out.outside)} outside the 2020 seasons, {len(out.unpaired)} unpaired)" if out.outside or out.unpaired else ""
+        why = (
+            f" ({len(out.outside)} outside the 2020 seasons, {len(out.unpaired)} unpaired)"
+            if out.outside or out.unpaired
+            else ""
+        )
         raise UserError(f"{folder}: no S1/S2 file pairs to import{why}")
     return out
 
@@ -215,7 +238,9 @@ def infer_aoi(found: Scan) -> str:
     near = min(AOIS, key=lambda n: AOIS[n].polygon.distance(centre))
     if AOIS[near].polygon.distance(centre) < 2.0:
         return near
-    raise UserError(f"{found.folder}: cannot tell the AOI (files around lat {centre.y:.3f}, lon {centre.x:.3f}); pass --aoi")
+    raise UserError(
+        f"{found.folder}: cannot tell the AOI (files around lat {centre.y:.3f}, lon {centre.x:.3f}); pass --aoi"
+    )
 
 
 def check_aoi(found: Scan, aoi: AOI) -> None:
@@ -224,21 +249,36 @@ def check_aoi(found: Scan, aoi: AOI) -> None:
 
     centre = MultiPoint(found.points()).centroid
     if aoi.polygon.distance(centre) > 2.0:
-        raise UserError(f"{found.folder}: the files lie around lat {centre.y:.3f}, lon {centre.x:.3f}, far from AOI {aoi.name!r}; check --aoi")
+        raise UserError(
+            f"{found.folder}: the files lie around lat {centre.y:.3f}, lon {centre.x:.3f}, far from AOI {aoi.name!r}; "
+            "check --aoi"
+        )
 
 
 def read_tile_grid(path: Path, tile: Tile) -> np.ndarray:
     """All bands of a legacy file on the tile grid; pixels it does not cover are -3000."""
     try:
         with rasterio.open(path) as src:
-            same = (src.crs is not None and src.crs.to_epsg() == tile.epsg and src.shape == tile.shape
-                    and all(abs(a - b) < 1e-3 for a, b in zip(src.transform[:6], tile.transform[:6])))
+            same = (
+                src.crs is not None
+                and src.crs.to_epsg() == tile.epsg
+                and src.shape == tile.shape
+                and all(abs(a - b) < 1e-3 for a, b in zip(src.transform[:6], tile.transform[:6]))
+            )
             if same or (src.crs is None and src.shape == tile.shape):
                 return src.read()
             if src.crs is None:
                 raise UserError(f"{path}: no CRS and not 256 x 256; cannot place it on tile {tile.id}")
-            with WarpedVRT(src, crs=tile.crs, transform=tile.transform, width=256, height=256, resampling=Resampling.nearest,
-                           src_nodata=src.nodata if src.nodata is not None else NODATA, nodata=NODATA) as vrt:
+            with WarpedVRT(
+                src,
+                crs=tile.crs,
+                transform=tile.transform,
+                width=256,
+                height=256,
+                resampling=Resampling.nearest,
+                src_nodata=src.nodata if src.nodata is not None else NODATA,
+                nodata=NODATA,
+            ) as vrt:
                 return vrt.read()
     except RasterioError as e:
         raise UserError(f"{path}: cannot read it ({e})") from None
@@ -258,22 +298,40 @@ class LegacySource:
     name = "legacy"
     license = "other"
     providers = [
-        {"name": "SEN12TS (Conlon et al., Descartes Labs / Radiant MLHub)", "roles": ["producer"],
-         "url": "https://github.com/tconlon/sen12ts", "description": "The original SEN12TS GeoTIFFs"},
-        {"name": "sen12ts-stac import-legacy", "roles": ["processor"],
-         "description": "Original files re-encoded as COGs with named bands and no-data; see docs/sources.md"},
+        {
+            "name": "SEN12TS (Conlon et al., Descartes Labs / Radiant MLHub)",
+            "roles": ["producer"],
+            "url": "https://github.com/tconlon/sen12ts",
+            "description": "The original SEN12TS GeoTIFFs",
+        },
+        {
+            "name": "sen12ts-stac import-legacy",
+            "roles": ["processor"],
+            "description": "Original files re-encoded as COGs with named bands and no-data; see docs/sources.md",
+        },
     ]
 
-    def __init__(self, aoi: AOI, seed: int = 0, rules: PairingRules | None = None, dir: str | None = None, s2_layout: str = "auto"):
+    def __init__(
+        self,
+        aoi: AOI,
+        seed: int = 0,
+        rules: PairingRules | None = None,
+        dir: str | None = None,
+        s2_layout: str = "auto",
+    ):
         if not dir:
-            raise UserError("the legacy source needs the folder of original files (source option dir=...); use import-legacy")
+            raise UserError(
+                "the legacy source needs the folder of original files (source option dir=...); use import-legacy"
+            )
         if s2_layout not in ("auto", "l2a", "ca"):
             raise UserError(f"legacy option s2_layout={s2_layout!r}: expected auto, l2a or ca")
         self.aoi, self.seed, self.rules = aoi, seed, rules or PairingRules()
         self.folder = Path(dir)
         self.layout = s2_layout
         self.found = scan(self.folder)
-        self._by_series = {(t.tile.id, t.track, t.orbit_state, t.s1_date): t for ts in self.found.triplets.values() for t in ts}
+        self._by_series = {
+            (t.tile.id, t.track, t.orbit_state, t.s1_date): t for ts in self.found.triplets.values() for t in ts
+        }
         self._by_optical = {(t.tile.id, t.optical.id): t for ts in self.found.triplets.values() for t in ts}
 
     def tiles(self) -> list[str]:
@@ -299,7 +357,9 @@ class LegacySource:
     def read_s1(self, tile: Tile, series: RadarSeries) -> Reading:
         t = self._by_series.get((tile.id, series.track, series.orbit_state, series.newest))
         if t is None:
-            raise UserError(f"{self.folder / 's1'}: no file for tile {tile.id}, track {series.track}, s1date {series.newest}")
+            raise UserError(
+                f"{self.folder / 's1'}: no file for tile {tile.id}, track {series.track}, s1date {series.newest}"
+            )
         path = self.folder / "s1" / t.name
         arr = read_tile_grid(path, tile).astype(np.float32)
         if arr.shape[0] not in (19, 18):
@@ -314,8 +374,12 @@ class LegacySource:
             valid = np.isfinite(dyn).all(0) & (backscatter != 0).all(0)
         out = np.concatenate([arr[:18], valid[None].astype(np.float32)])
         out[:16, ~valid] = np.nan
-        props = {"sat:relative_orbit": t.track, "sat:orbit_state": t.orbit_state, "sen12ts:legacy_file": f"s1/{t.name}",
-                 "sen12ts:legacy_layout": layout}
+        props = {
+            "sat:relative_orbit": t.track,
+            "sat:orbit_state": t.orbit_state,
+            "sen12ts:legacy_file": f"s1/{t.name}",
+            "sen12ts:legacy_layout": layout,
+        }
         return Reading(out, [], props)
 
     def _s2_array(self, path: Path, tile: Tile) -> tuple[np.ndarray, str]:
@@ -340,7 +404,10 @@ class LegacySource:
         if layout == "l2a":
             out[12:][arr[12:14] == NODATA] = bands.S2.nodata
         out[:, nodata] = bands.S2.nodata
-        props: dict[str, str | float] = {"sen12ts:legacy_file": f"s2/{t.name}", "sen12ts:legacy_layout": f"s2_{layout}_14"}
+        props: dict[str, str | float] = {
+            "sen12ts:legacy_file": f"s2/{t.name}",
+            "sen12ts:legacy_layout": f"s2_{layout}_14",
+        }
         if layout == "l2a":
             covered = out[13] != bands.S2.nodata
             cloudy = covered & (out[13] == 0)
@@ -368,4 +435,14 @@ def _classes(a: np.ndarray) -> np.ndarray:
     return np.where((a >= 0) & (a < 255), a, bands.LABEL.nodata).astype(np.uint8)
 
 
-__all__ = ["LegacySource", "LegacyTriplet", "Scan", "scan", "infer_aoi", "check_aoi", "parse_triplet_name", "read_tile_grid", "s2_layout"]
+__all__ = [
+    "LegacySource",
+    "LegacyTriplet",
+    "Scan",
+    "scan",
+    "infer_aoi",
+    "check_aoi",
+    "parse_triplet_name",
+    "read_tile_grid",
+    "s2_layout",
+]

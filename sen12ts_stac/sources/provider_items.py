@@ -112,5 +112,14 @@ def is_cdl_cropland(item_id: str, properties: dict) -> bool:
     return kind == "cropland"
 
 
-__all__ = ["raster_meta", "parse_time", "item_date", "processing_baseline", "s2_scale_offset", "worldcover_version",
-           "is_worldcover_2020", "is_cdl_cropland", "BOA_OFFSET"]
+__all__ = [
+    "raster_meta",
+    "parse_time",
+    "item_date",
+    "processing_baseline",
+    "s2_scale_offset",
+    "worldcover_version",
+    "is_worldcover_2020",
+    "is_cdl_cropland",
+    "BOA_OFFSET",
+]

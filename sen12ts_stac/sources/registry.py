@@ -32,7 +32,9 @@ def make_source(name: str, aoi: AOI, seed: int = 0, **options) -> Source:
     unknown = sorted(set(options) - known - {"rules"}) if known is not None else []
     if unknown:
         assert known is not None  # unknown is empty without known
-        raise UserError(f"unknown {name} source option(s) {', '.join(unknown)}; known: {', '.join(sorted(known)) or 'none'}")
+        raise UserError(
+            f"unknown {name} source option(s) {', '.join(unknown)}; known: {', '.join(sorted(known)) or 'none'}"
+        )
     return _REGISTRY[name](aoi, seed=seed, **options)
 
 
@@ -53,8 +55,12 @@ def source_options(name: str) -> set[str] | None:
 
 
 def _load_builtin() -> None:
-    for name, module, cls in (("synthetic", "synthetic", "SyntheticSource"), ("stac-api", "stac_api", "StacApiSource"),
-                              ("legacy", "legacy", "LegacySource"), ("descartes", "descartes", "DescartesSource")):
+    for name, module, cls in (
+        ("synthetic", "synthetic", "SyntheticSource"),
+        ("stac-api", "stac_api", "StacApiSource"),
+        ("legacy", "legacy", "LegacySource"),
+        ("descartes", "descartes", "DescartesSource"),
+    ):
         if name not in _REGISTRY:
             register(name, _lazy(module, cls))
 

@@ -61,13 +61,19 @@ from shapely.geometry import LineString, mapping, shape
 
 from sen12ts_stac.errors import SourceError, UserError
 from sen12ts_stac.sources.base import Reading
-from sen12ts_stac.sources.provider_items import is_cdl_cropland, is_worldcover_2020, item_date, raster_meta, s2_scale_offset
+from sen12ts_stac.sources.provider_items import (
+    is_cdl_cropland,
+    is_worldcover_2020,
+    item_date,
+    raster_meta,
+    s2_scale_offset,
+)
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import AOI
 from sen12ts_stac.spec.grid import RESOLUTION_M, TILE_PX, Tile
+from sen12ts_stac.spec.seasons import Inventory, OpticalScene, PairingRules, RadarScene, RadarSeries, Season
 from sen12ts_stac.storage.http import retry_policy
 from sen12ts_stac.storage.raster import gdal_options as storage_gdal_options
-from sen12ts_stac.spec.seasons import Inventory, OpticalScene, PairingRules, RadarScene, RadarSeries, Season
 
 # GDAL reports each HTTP retry as a warning; retries are expected here, failures raise SourceError.
 for _name in ("rasterio._env", "rasterio._err"):
@@ -89,13 +95,27 @@ COHERENCE_COLLECTION = "sentinel-1-global-coherence"
 # label table -> (collection, asset key, item filter(id, properties), no-data when raster:bands has none)
 LANDCOVER = {
     "worldcover": ("esa-worldcover", "map", is_worldcover_2020, 0),  # 0 = "No data" in the WorldCover legend
-    "cdl": ("usda-cdl", "cropland", is_cdl_cropland, 0),  # 0 = "Background" (outside the survey): no-data, docs/sources.md
+    "cdl": (
+        "usda-cdl",
+        "cropland",
+        is_cdl_cropland,
+        0,
+    ),  # 0 = "Background" (outside the survey): no-data, docs/sources.md
 }
 # Our S2 band -> (Earth Search asset key, Planetary Computer asset key)
 S2_ASSETS = {
-    "B01": ("coastal", "B01"), "B02": ("blue", "B02"), "B03": ("green", "B03"), "B04": ("red", "B04"),
-    "B05": ("rededge1", "B05"), "B06": ("rededge2", "B06"), "B07": ("rededge3", "B07"), "B08": ("nir", "B08"),
-    "B8A": ("nir08", "B8A"), "B09": ("nir09", "B09"), "B11": ("swir16", "B11"), "B12": ("swir22", "B12"),
+    "B01": ("coastal", "B01"),
+    "B02": ("blue", "B02"),
+    "B03": ("green", "B03"),
+    "B04": ("red", "B04"),
+    "B05": ("rededge1", "B05"),
+    "B06": ("rededge2", "B06"),
+    "B07": ("rededge3", "B07"),
+    "B08": ("nir", "B08"),
+    "B8A": ("nir08", "B8A"),
+    "B09": ("nir09", "B09"),
+    "B11": ("swir16", "B11"),
+    "B12": ("swir22", "B12"),
     "SCL": ("scl", "SCL"),
 }
 SCL_NOT_CLEAR = (0, 1, 3, 8, 9, 10)  # no data, saturated/defective, cloud shadow, cloud medium/high, cirrus
@@ -103,7 +123,16 @@ SCL_CLOUD = (3, 8, 9, 10)
 LIA_ASSETS = ("local_incidence_angle", "lia", "localinc")
 IW_NEAR_DEG, IW_FAR_DEG = 29.1, 46.0  # Sentinel-1 IW swath, near and far range incidence
 S1_INCLINATION_DEG = 98.18
-OPTIONS = {"stac_url", *(f"{r}_url" for r in ROLES), "s2_collection", "coherence", "timeout", "retries", "backoff", "threads"}
+OPTIONS = {
+    "stac_url",
+    *(f"{r}_url" for r in ROLES),
+    "s2_collection",
+    "coherence",
+    "timeout",
+    "retries",
+    "backoff",
+    "threads",
+}
 
 
 @dataclass(frozen=True)
@@ -122,15 +151,26 @@ class Settings:
     def from_options(cls, options: dict, environ=os.environ) -> "Settings":
         unknown = sorted(set(options) - OPTIONS)
         if unknown:
-            raise UserError(f"unknown stac-api source option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}")
+            raise UserError(
+                f"unknown stac-api source option(s) {', '.join(unknown)}; known: {', '.join(sorted(OPTIONS))}"
+            )
         base = options.get("stac_url") or environ.get(ENV_ALL)
-        roots = {r: (options.get(f"{r}_url") or environ.get(ENV[r]) or base or DEFAULT_ROOTS[r]).rstrip("/") for r in ROLES}
+        roots = {
+            r: (options.get(f"{r}_url") or environ.get(ENV[r]) or base or DEFAULT_ROOTS[r]).rstrip("/") for r in ROLES
+        }
         coherence = str(options.get("coherence", "asf")).lower()
         if coherence not in ("asf", "none"):
             raise UserError(f"stac-api option coherence={coherence!r}: expected asf or none")
         try:
-            return cls(roots, str(options.get("s2_collection", S2_COLLECTION)), coherence, float(options.get("timeout", 60)),
-                       int(options.get("retries", 5)), float(options.get("backoff", 1.0)), int(options.get("threads", 8)))
+            return cls(
+                roots,
+                str(options.get("s2_collection", S2_COLLECTION)),
+                coherence,
+                float(options.get("timeout", 60)),
+                int(options.get("retries", 5)),
+                float(options.get("backoff", 1.0)),
+                int(options.get("threads", 8)),
+            )
         except ValueError as e:
             raise UserError(f"bad stac-api source option: {e}") from None
 
@@ -157,17 +197,32 @@ def _one_line(e: BaseException) -> str:
 # ---------------------------------------------------------------------------------------- raster reads
 def gdal_options(s: Settings) -> dict:
     """The storage layer's GDAL settings for remote rasters, with this source's retries and timeout."""
-    return storage_gdal_options(GDAL_HTTP_MAX_RETRY=str(s.retries), GDAL_HTTP_RETRY_DELAY=str(max(s.backoff, 0.01)),
-                                GDAL_HTTP_TIMEOUT=str(int(s.timeout)), GDAL_HTTP_CONNECTTIMEOUT=str(int(min(s.timeout, 30))))
+    return storage_gdal_options(
+        GDAL_HTTP_MAX_RETRY=str(s.retries),
+        GDAL_HTTP_RETRY_DELAY=str(max(s.backoff, 0.01)),
+        GDAL_HTTP_TIMEOUT=str(int(s.timeout)),
+        GDAL_HTTP_CONNECTTIMEOUT=str(int(min(s.timeout, 30))),
+    )
 
 
 def _transient(e: Exception) -> bool:
     text = str(e).lower()
-    return any(k in text for k in ("response code: 5", "response code: 429", "timed out", "timeout", "connection", "curl error", "ssl"))
+    return any(
+        k in text
+        for k in ("response code: 5", "response code: 429", "timed out", "timeout", "connection", "curl error", "ssl")
+    )
 
 
-def read_on_tile(href: str, tile: Tile, *, resampling: Resampling = Resampling.nearest, band: int = 1,
-                 src_nodata: float | None = None, pad: int = 0, settings: Settings | None = None) -> np.ma.MaskedArray:
+def read_on_tile(
+    href: str,
+    tile: Tile,
+    *,
+    resampling: Resampling = Resampling.nearest,
+    band: int = 1,
+    src_nodata: float | None = None,
+    pad: int = 0,
+    settings: Settings | None = None,
+) -> np.ma.MaskedArray:
     """Band ``band`` of the raster at ``href``, warped onto the tile grid (plus ``pad`` pixels on
     each side), as a masked array: masked where the source has no data or does not reach.
     Transient HTTP failures are retried (GDAL retries each request; this retries the read)."""
@@ -182,8 +237,16 @@ def read_on_tile(href: str, tile: Tile, *, resampling: Resampling = Resampling.n
         try:
             with rasterio.Env(**options), rasterio.open(href) as src:
                 nodata = src_nodata if src_nodata is not None else src.nodata
-                with WarpedVRT(src, crs=tile.crs, transform=transform, width=size, height=size, resampling=resampling,
-                               src_nodata=nodata, add_alpha=True) as vrt:
+                with WarpedVRT(
+                    src,
+                    crs=tile.crs,
+                    transform=transform,
+                    width=size,
+                    height=size,
+                    resampling=resampling,
+                    src_nodata=nodata,
+                    add_alpha=True,
+                ) as vrt:
                     data = vrt.read(band)
                     alpha = vrt.read(vrt.count)
             return np.ma.MaskedArray(data, mask=alpha == 0)
@@ -237,7 +300,9 @@ def terrain(dem_padded: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return slope[core], gx[core], gy[core]
 
 
-def local_incidence(theta_deg: np.ndarray, heading_deg: float, gx: np.ndarray, gy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def local_incidence(
+    theta_deg: np.ndarray, heading_deg: float, gx: np.ndarray, gy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(local incidence angle degrees, geometry-valid mask) from the incidence angle, the heading
     and the terrain gradient. Invalid: layover (slope facing the sensor steeper than the incidence)
     and shadow (LIA >= 90)."""
@@ -267,8 +332,20 @@ def _href(item) -> str:
     return item.get_self_href() or item.id
 
 
-ASF_SEASONS = {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring",
-               6: "summer", 7: "summer", 8: "summer", 9: "fall", 10: "fall", 11: "fall"}
+ASF_SEASONS = {
+    12: "winter",
+    1: "winter",
+    2: "winter",
+    3: "spring",
+    4: "spring",
+    5: "spring",
+    6: "summer",
+    7: "summer",
+    8: "summer",
+    9: "fall",
+    10: "fall",
+    11: "fall",
+}
 
 
 class StacApiSource:
@@ -277,23 +354,42 @@ class StacApiSource:
     name = "stac-api"
     license = "other"
     providers = [
-        {"name": "Microsoft Planetary Computer", "roles": ["host", "processor"], "url": "https://planetarycomputer.microsoft.com",
-         "description": "Sentinel-1 RTC (Catalyst), ESA WorldCover, USDA CDL, Copernicus DEM GLO-30"},
-        {"name": "Element 84 Earth Search", "roles": ["host"], "url": "https://earth-search.aws.element84.com/v1",
-         "description": "Sentinel-2 L2A"},
-        {"name": "Alaska Satellite Facility", "roles": ["host"], "url": "https://stac.asf.alaska.edu",
-         "description": "Global seasonal Sentinel-1 interferometric coherence (Kellndorfer et al. 2022)"},
+        {
+            "name": "Microsoft Planetary Computer",
+            "roles": ["host", "processor"],
+            "url": "https://planetarycomputer.microsoft.com",
+            "description": "Sentinel-1 RTC (Catalyst), ESA WorldCover, USDA CDL, Copernicus DEM GLO-30",
+        },
+        {
+            "name": "Element 84 Earth Search",
+            "roles": ["host"],
+            "url": "https://earth-search.aws.element84.com/v1",
+            "description": "Sentinel-2 L2A",
+        },
+        {
+            "name": "Alaska Satellite Facility",
+            "roles": ["host"],
+            "url": "https://stac.asf.alaska.edu",
+            "description": "Global seasonal Sentinel-1 interferometric coherence (Kellndorfer et al. 2022)",
+        },
         {"name": "ESA Copernicus", "roles": ["producer", "licensor"], "url": "https://sentinels.copernicus.eu"},
-        {"name": "sen12ts-stac stac-api source", "roles": ["processor"],
-         "description": "Searches per tile and season, SEN12TS pairing rules, reprojection to the tile grid; see docs/sources.md"},
+        {
+            "name": "sen12ts-stac stac-api source",
+            "roles": ["processor"],
+            "description": (
+                "Searches per tile and season, SEN12TS pairing rules, reprojection to the tile grid (docs/sources.md)"
+            ),
+        },
     ]
 
     def __init__(self, aoi: AOI, seed: int = 0, rules: PairingRules | None = None, **options):
         self.aoi, self.seed, self.rules = aoi, seed, rules or PairingRules()
         self.settings = Settings.from_options(options)
         if aoi.label_table not in LANDCOVER:
-            raise UserError(f"AOI {aoi.name!r}: {aoi.label_source} has no open STAC API; use --source synthetic, "
-                            "or import-legacy for the original SEN12TS files")
+            raise UserError(
+                f"AOI {aoi.name!r}: {aoi.label_source} has no open STAC API; use --source synthetic, "
+                "or import-legacy for the original SEN12TS files"
+            )
         self.landcover = LANDCOVER[aoi.label_table]
         self._clients: dict[str, object] = {}
         roles = [r for r in ROLES if r != "coherence" or self.settings.coherence == "asf"]
@@ -303,9 +399,9 @@ class StacApiSource:
 
     # ------------------------------------------------------------------ API access
     def _client(self, role: str):
+        import planetary_computer
         from pystac_client import Client
         from pystac_client.stac_api_io import StacApiIO
-        import planetary_computer
 
         url = self.settings.roots[role]
         if url not in self._clients:
@@ -313,7 +409,9 @@ class StacApiSource:
                 io = StacApiIO(timeout=self.settings.timeout, max_retries=_retry(self.settings))
                 self._clients[url] = Client.open(url, stac_io=io, modifier=planetary_computer.sign_inplace)
             except Exception as e:  # noqa: BLE001 - any failure here means the API is unusable
-                raise SourceError(f"cannot reach the STAC API {url} ({_one_line(e)}); to work offline use --source synthetic") from None
+                raise SourceError(
+                    f"cannot reach the STAC API {url} ({_one_line(e)}); to work offline use --source synthetic"
+                ) from None
         return self._clients[url]
 
     def _search(self, role: str, collection: str, tile: Tile, when: str | None) -> list:
@@ -324,7 +422,9 @@ class StacApiSource:
         try:
             return list(client.search(**kwargs).items())
         except Exception as e:  # noqa: BLE001
-            raise SourceError(f"tile {tile.id}: search of {collection} at {self.settings.roots[role]} failed: {_one_line(e)}") from None
+            raise SourceError(
+                f"tile {tile.id}: search of {collection} at {self.settings.roots[role]} failed: {_one_line(e)}"
+            ) from None
 
     def _tile_cache(self, tile: Tile) -> dict:
         if tile.id not in self._cache:
@@ -368,7 +468,9 @@ class StacApiSource:
                 optical_groups.setdefault(_item_date(item), {})[item.id] = item
         optical = []
         for day, group in sorted(optical_groups.items()):
-            items = sorted(group.values(), key=lambda i: (-float(i.properties["eo:cloud_cover"]), i.id))  # least cloudy last
+            items = sorted(
+                group.values(), key=lambda i: (-float(i.properties["eo:cloud_cover"]), i.id)
+            )  # least cloudy last
             scene_id = "+".join(sorted(group))
             cloud = max(float(i.properties["eo:cloud_cover"]) for i in items) / 100.0
             cache["optical"][scene_id] = items
@@ -399,8 +501,13 @@ class StacApiSource:
             def read(name, item=item, keys=keys):
                 asset = item.assets[keys[name]]
                 rs = Resampling.nearest if name == "SCL" else Resampling.bilinear
-                return read_on_tile(asset.href, tile, resampling=rs, src_nodata=raster_meta(asset).get("nodata", 0),
-                                    settings=self.settings)
+                return read_on_tile(
+                    asset.href,
+                    tile,
+                    resampling=rs,
+                    src_nodata=raster_meta(asset).get("nodata", 0),
+                    settings=self.settings,
+                )
 
             layers = self._parallel(read, names)
             ok = ~np.any([np.ma.getmaskarray(x) for x in layers], axis=0)
@@ -425,7 +532,11 @@ class StacApiSource:
 
     def _optical_items(self, tile: Tile, scene: OpticalScene) -> list:
         ids = set(scene.id.split("+"))
-        found = [i for i in self._search("s2", self.settings.s2_collection, tile, _date_range(scene.date, scene.date)) if i.id in ids]
+        found = [
+            i
+            for i in self._search("s2", self.settings.s2_collection, tile, _date_range(scene.date, scene.date))
+            if i.id in ids
+        ]
         if not found:
             raise SourceError(f"tile {tile.id}: Sentinel-2 scene {scene.id} is no longer found")
         return sorted(found, key=lambda i: (-float(i.properties.get("eo:cloud_cover", 0)), i.id))
@@ -436,20 +547,29 @@ class StacApiSource:
         cached = self._tile_cache(tile)["radar"].get(key)
         if cached:
             return cached
-        items = [i for i in self._search("s1", S1_COLLECTION, tile, _date_range(scene.date, scene.date))
-                 if int(i.properties.get("sat:relative_orbit", -1)) == series.track
-                 and str(i.properties.get("sat:orbit_state", "")).lower() == series.orbit_state]
+        items = [
+            i
+            for i in self._search("s1", S1_COLLECTION, tile, _date_range(scene.date, scene.date))
+            if int(i.properties.get("sat:relative_orbit", -1)) == series.track
+            and str(i.properties.get("sat:orbit_state", "")).lower() == series.orbit_state
+        ]
         if not items:
             raise SourceError(f"tile {tile.id}: Sentinel-1 scene {scene.id} is no longer found")
         return sorted(items, key=lambda i: i.id)
 
     def _backscatter(self, tile: Tile, items: list) -> tuple[np.ndarray, np.ndarray]:
         """(VH, VV) gamma0 in dB on the tile, mosaicked over the slices of one date; NaN = no data."""
+
         def read(arg):
             item, pol = arg
             asset = item.assets[pol]
-            return read_on_tile(asset.href, tile, resampling=Resampling.bilinear,
-                                src_nodata=raster_meta(asset).get("nodata", -32768), settings=self.settings)
+            return read_on_tile(
+                asset.href,
+                tile,
+                resampling=Resampling.bilinear,
+                src_nodata=raster_meta(asset).get("nodata", -32768),
+                settings=self.settings,
+            )
 
         layers = self._parallel(read, [(i, p) for i in items for p in ("vh", "vv")])
         out = []
@@ -468,11 +588,20 @@ class StacApiSource:
         if "dem" not in cache:
             items = [i for i in self._search("dem", DEM_COLLECTION, tile, None) if "data" in i.assets]
             if not items:
-                raise SourceError(f"tile {tile.id}: no {DEM_COLLECTION} item at {self.settings.roots['dem']} covers the tile (needed for slope)")
+                raise SourceError(
+                    f"tile {tile.id}: no {DEM_COLLECTION} item at {self.settings.roots['dem']} covers the tile "
+                    "(needed for slope)"
+                )
             dem = np.full((N + 2, N + 2), np.nan)
             for item in items:
-                layer = read_on_tile(item.assets["data"].href, tile, resampling=Resampling.bilinear, pad=1,
-                                     src_nodata=raster_meta(item.assets["data"]).get("nodata"), settings=self.settings)
+                layer = read_on_tile(
+                    item.assets["data"].href,
+                    tile,
+                    resampling=Resampling.bilinear,
+                    pad=1,
+                    src_nodata=raster_meta(item.assets["data"]).get("nodata"),
+                    settings=self.settings,
+                )
                 fill = np.isnan(dem) & ~np.ma.getmaskarray(layer)
                 dem[fill] = layer.data[fill]
             slope, gx, gy = terrain(dem)
@@ -486,7 +615,8 @@ class StacApiSource:
         cache = self._tile_cache(tile)
         if "coherence_items" not in cache:
             cache["coherence_items"] = [
-                i for i in self._search("coherence", COHERENCE_COLLECTION, tile, None)
+                i
+                for i in self._search("coherence", COHERENCE_COLLECTION, tile, None)
                 if str(i.properties.get("sar:product_type", "")).upper() == "COH12"
                 and "VV" in {p.upper() for p in i.properties.get("sar:polarizations", [])}
             ]
@@ -501,7 +631,9 @@ class StacApiSource:
                 asset = next((a for k, a in item.assets.items() if k.lower() == "data"), None)
                 if asset is None:
                     continue
-                layer = read_on_tile(asset.href, tile, resampling=Resampling.bilinear, src_nodata=0, settings=self.settings)
+                layer = read_on_tile(
+                    asset.href, tile, resampling=Resampling.bilinear, src_nodata=0, settings=self.settings
+                )
                 fill = np.isnan(arr) & ~np.ma.getmaskarray(layer)
                 arr[fill] = layer.data[fill].astype(np.float32) / 100.0  # coherence x 100 as bytes; 0 = no data
                 used.append(_href(item))
@@ -524,8 +656,17 @@ class StacApiSource:
         newest = groups[0][0]
         lia_asset = next((newest.assets[k] for k in LIA_ASSETS if k in newest.assets), None)
         if lia_asset is not None:
-            lia = read_on_tile(lia_asset.href, tile, resampling=Resampling.bilinear, src_nodata=raster_meta(lia_asset).get("nodata"),
-                               settings=self.settings).filled(np.nan).astype(np.float32)
+            lia = (
+                read_on_tile(
+                    lia_asset.href,
+                    tile,
+                    resampling=Resampling.bilinear,
+                    src_nodata=raster_meta(lia_asset).get("nodata"),
+                    settings=self.settings,
+                )
+                .filled(np.nan)
+                .astype(np.float32)
+            )
             geometry_ok = np.isfinite(lia) & (lia < 90.0)
         else:
             lat = tile.centroid_lonlat[1]
@@ -546,14 +687,24 @@ class StacApiSource:
     # ------------------------------------------------------------------ land cover
     def read_label(self, tile: Tile) -> Reading:
         collection, key, keep, nodata = self.landcover
-        items = [i for i in self._search("landcover", collection, tile, _date_range(dt.date(2020, 1, 1), dt.date(2020, 12, 31)))
-                 if key in i.assets and keep(i.id, i.properties)]
+        items = [
+            i
+            for i in self._search(
+                "landcover", collection, tile, _date_range(dt.date(2020, 1, 1), dt.date(2020, 12, 31))
+            )
+            if key in i.assets and keep(i.id, i.properties)
+        ]
         label = np.full((N, N), bands.LABEL.nodata, np.uint8)
         have = np.zeros((N, N), bool)
         for item in items:
             asset = item.assets[key]
-            layer = read_on_tile(asset.href, tile, resampling=Resampling.nearest, src_nodata=raster_meta(asset).get("nodata", nodata),
-                                 settings=self.settings)
+            layer = read_on_tile(
+                asset.href,
+                tile,
+                resampling=Resampling.nearest,
+                src_nodata=raster_meta(asset).get("nodata", nodata),
+                settings=self.settings,
+            )
             values = layer.data.astype(np.int64)
             ok = ~np.ma.getmaskarray(layer) & ~have & (values >= 0) & (values < 255)
             label[ok] = values[ok]

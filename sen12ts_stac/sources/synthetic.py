@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+
 from sen12ts_stac.sources.base import Reading
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import AOI
@@ -74,31 +75,69 @@ SURFACES = {
 # WorldCover); None marks land with no label (SIGPAC covers only declared parcels).
 PALETTES: dict[str, dict[int | None, tuple[str, float]]] = {
     "california": {
-        75: ("orchard", 0.16), 69: ("vineyard", 0.09), 36: ("alfalfa", 0.09), 3: ("rice", 0.08),
-        54: ("summer_crop", 0.07), 61: ("fallow", 0.10), 24: ("winter_crop", 0.07), 1: ("summer_crop", 0.05),
-        2: ("summer_crop", 0.04), 204: ("orchard", 0.06), 121: ("urban", 0.05), 176: ("grass_winter", 0.08),
+        75: ("orchard", 0.16),
+        69: ("vineyard", 0.09),
+        36: ("alfalfa", 0.09),
+        3: ("rice", 0.08),
+        54: ("summer_crop", 0.07),
+        61: ("fallow", 0.10),
+        24: ("winter_crop", 0.07),
+        1: ("summer_crop", 0.05),
+        2: ("summer_crop", 0.04),
+        204: ("orchard", 0.06),
+        121: ("urban", 0.05),
+        176: ("grass_winter", 0.08),
         111: ("water", 0.02),
     },
     "iowa": {
-        1: ("summer_crop", 0.42), 5: ("soy", 0.33), 176: ("grass", 0.08), 37: ("alfalfa", 0.04),
-        141: ("deciduous", 0.05), 121: ("urban", 0.04), 122: ("urban", 0.02), 111: ("water", 0.02),
+        1: ("summer_crop", 0.42),
+        5: ("soy", 0.33),
+        176: ("grass", 0.08),
+        37: ("alfalfa", 0.04),
+        141: ("deciduous", 0.05),
+        121: ("urban", 0.04),
+        122: ("urban", 0.02),
+        111: ("water", 0.02),
     },
     "catalonia": {
-        110: ("winter_crop", 0.24), 16: ("winter_crop", 0.14), 13: ("summer_crop", 0.12), 5: ("alfalfa", 0.10),
-        109: ("orchard", 0.08), 169: ("vineyard", 0.05), 8: ("orchard", 0.06), 127: ("orchard", 0.04),
-        75: ("fallow", 0.07), 37: ("grass_winter", 0.05), None: ("urban", 0.05),
+        110: ("winter_crop", 0.24),
+        16: ("winter_crop", 0.14),
+        13: ("summer_crop", 0.12),
+        5: ("alfalfa", 0.10),
+        109: ("orchard", 0.08),
+        169: ("vineyard", 0.05),
+        8: ("orchard", 0.06),
+        127: ("orchard", 0.04),
+        75: ("fallow", 0.07),
+        37: ("grass_winter", 0.05),
+        None: ("urban", 0.05),
     },
     "ethiopia": {
-        40: ("highland_crop", 0.45), 30: ("grass", 0.20), 20: ("shrub", 0.12), 10: ("evergreen", 0.12),
-        60: ("fallow", 0.05), 50: ("urban", 0.04), 80: ("water", 0.02),
+        40: ("highland_crop", 0.45),
+        30: ("grass", 0.20),
+        20: ("shrub", 0.12),
+        10: ("evergreen", 0.12),
+        60: ("fallow", 0.05),
+        50: ("urban", 0.04),
+        80: ("water", 0.02),
     },
     "uganda": {
-        40: ("tropical_crop", 0.38), 10: ("evergreen", 0.20), 30: ("grass", 0.18), 20: ("shrub", 0.10),
-        90: ("wetland", 0.06), 50: ("urban", 0.04), 80: ("water", 0.04),
+        40: ("tropical_crop", 0.38),
+        10: ("evergreen", 0.20),
+        30: ("grass", 0.18),
+        20: ("shrub", 0.10),
+        90: ("wetland", 0.06),
+        50: ("urban", 0.04),
+        80: ("water", 0.04),
     },
     "sumatra": {
-        10: ("evergreen", 0.45), 40: ("tropical_crop", 0.25), 30: ("grass", 0.08), 20: ("shrub", 0.07),
-        95: ("wetland", 0.04), 50: ("urban", 0.06), 80: ("water", 0.05),
+        10: ("evergreen", 0.45),
+        40: ("tropical_crop", 0.25),
+        30: ("grass", 0.08),
+        20: ("shrub", 0.07),
+        95: ("wetland", 0.04),
+        50: ("urban", 0.06),
+        80: ("water", 0.05),
     },
 }
 PARCEL_PX = {"california": 32, "iowa": 40, "catalonia": 16, "ethiopia": 8, "uganda": 10, "sumatra": 20}
@@ -111,7 +150,12 @@ CLOUDINESS = {
     "highland": {"winter": 0.25, "spring": 0.45, "summer": 0.80, "fall": 0.45},
     "tropical": {"winter": 0.45, "spring": 0.55, "summer": 0.45, "fall": 0.55},
 }
-SOIL_MOISTURE = {"mediterranean": (0.08, 0.8), "temperate": (0.18, 1.2), "highland": (0.12, 1.0), "tropical": (0.22, 1.5)}
+SOIL_MOISTURE = {
+    "mediterranean": (0.08, 0.8),
+    "temperate": (0.18, 1.2),
+    "highland": (0.12, 1.0),
+    "tropical": (0.22, 1.5),
+}
 
 # 12-band endmember reflectance spectra (B01..B12 without B10), fraction 0..1.
 SPEC_VEG = np.array([0.030, 0.040, 0.080, 0.040, 0.120, 0.300, 0.380, 0.420, 0.440, 0.450, 0.220, 0.100])
@@ -182,7 +226,7 @@ class SyntheticSource:
         self.palette = PALETTES[aoi.name]
 
     # ------------------------------------------------------------------ static tile model
-    @lru_cache(maxsize=8)
+    @lru_cache(maxsize=8)  # noqa: B019 - a few tiles per source object, which lives for the run
     def model(self, tile: Tile) -> TileModel:
         rng = seeded_rng(self.seed, self.aoi.name, tile.id, "model")
         parcel = _parcels(rng, PARCEL_PX[self.aoi.name])
@@ -219,7 +263,10 @@ class SyntheticSource:
         n_tracks = 2 if rng.random() < 0.6 else 1
         states = ["ascending", "descending"]
         rng.shuffle(states)
-        tracks = [(int(rng.integers(1, 176)), states[k], int(rng.integers(0, 12)), float(rng.random())) for k in range(n_tracks)]
+        tracks = [
+            (int(rng.integers(1, 176)), states[k], int(rng.integers(0, 12)), float(rng.random()))
+            for k in range(n_tracks)
+        ]
         return TileModel(
             label=label,
             parcel=parcel,
@@ -241,7 +288,10 @@ class SyntheticSource:
         m = self.model(tile)
         doy = day.timetuple().tm_yday + (365 if day.year > 2020 else 0) - (366 if day.year < 2020 else 0)
         per_parcel = np.array(
-            [_curve(s, doy - shift, scale) for s, shift, scale in zip(m.parcel_surface, m.parcel_sos_shift, m.parcel_vmax_scale)],
+            [
+                _curve(s, doy - shift, scale)
+                for s, shift, scale in zip(m.parcel_surface, m.parcel_sos_shift, m.parcel_vmax_scale)
+            ],
             np.float32,
         )
         fc = per_parcel[m.parcel]
@@ -257,7 +307,9 @@ class SyntheticSource:
             day = START + dt.timedelta(days=phase)
             while day <= END:
                 if rng.random() >= 0.04:  # ~4 % of acquisitions missing (outages, slicing gaps)
-                    radar.append(RadarScene(f"SYN_S1_{day:%Y%m%d}_{track:03d}_{state[:3].upper()}_{tile.id}", day, track, state))
+                    radar.append(
+                        RadarScene(f"SYN_S1_{day:%Y%m%d}_{track:03d}_{state[:3].upper()}_{tile.id}", day, track, state)
+                    )
                 day += dt.timedelta(days=12)
         optical: list[OpticalScene] = []
         day = dt.date(2020, 1, 1) + dt.timedelta(days=m.s2_offset)
@@ -336,7 +388,7 @@ class SyntheticSource:
             cut = int(rng.integers(15, 120))
             valid[:, :cut] = False
         prev_mv = None
-        for t, scene in enumerate(series.scenes):
+        for scene in series.scenes:
             fc = self.vegetation(tile, scene.date)
             lai = 5.0 * fc
             mv = np.clip(m.soil_moisture[scene.date] + m.parcel_soil_offset[m.parcel], 0.02, 0.5)
@@ -410,9 +462,17 @@ def _parcels(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _season_name(day: dt.date) -> str:
-    return {12: "winter", 1: "winter", 2: "winter", 3: "spring", 4: "spring", 5: "spring", 6: "summer", 7: "summer", 8: "summer"}.get(
-        day.month, "fall"
-    )
+    return {
+        12: "winter",
+        1: "winter",
+        2: "winter",
+        3: "spring",
+        4: "spring",
+        5: "spring",
+        6: "summer",
+        7: "summer",
+        8: "summer",
+    }.get(day.month, "fall")
 
 
 def _soil_moisture_series(rng: np.random.Generator, base: float, rain: float, climate: str) -> dict[dt.date, float]:

@@ -105,7 +105,9 @@ S2 = Product(
         Band("cloud_mask", "1 valid and cloud-free, 0 cloud, cloud shadow or no data", kind="mask"),
     ),
 )
-LABEL = Product("labels", "uint8", 255, (Band("class", "land-cover class code (see the AOI's class table)", kind="class"),))
+LABEL = Product(
+    "labels", "uint8", 255, (Band("class", "land-cover class code (see the AOI's class table)", kind="class"),)
+)
 
 PRODUCTS = {p.key: p for p in (S1, S2, LABEL)}
 # Bands holding codes or masks, by name (never normalised; the loader reads them as they are)
@@ -116,6 +118,19 @@ LEGACY_S1_19 = S1.names  # the downloader's layout, same order as ours
 LEGACY_S1_18 = S1.names[:18]  # the applications' export, without the validity mask
 LEGACY_S2_14 = S2.names  # 12 L2A bands + SCL + DL cloud mask
 LEGACY_S2_CA_14 = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12", "CDL",
+    "B01",
+    "B02",
+    "B03",
+    "B04",
+    "B05",
+    "B06",
+    "B07",
+    "B08",
+    "B8A",
+    "B09",
+    "B10",
+    "B11",
+    "B12",
+    "CDL",
 )  # older California export: includes cirrus, CDL appended (spec 4.1)
 LEGACY_NODATA = -3000

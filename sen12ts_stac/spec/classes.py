@@ -66,8 +66,7 @@ _TITLES: dict[str, tuple[str, str]] = {
     ),
     "scl": (
         "Sentinel-2 L2A Scene Classification (SCL)",
-        "https://sentinels.copernicus.eu/web/sentinel/technical-guides/sentinel-2-msi/"
-        "level-2a/algorithm-overview",
+        "https://sentinels.copernicus.eu/web/sentinel/technical-guides/sentinel-2-msi/level-2a/algorithm-overview",
     ),
 }
 
@@ -105,9 +104,7 @@ class ClassTable:
     title: str
     source_url: str
     classes: tuple[LandCoverClass, ...]
-    _by_value: dict[int, LandCoverClass] = field(
-        init=False, repr=False, compare=False, hash=False
-    )
+    _by_value: dict[int, LandCoverClass] = field(init=False, repr=False, compare=False, hash=False)
     _crop_lut: np.ndarray = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -190,10 +187,7 @@ class ClassTable:
     def rgb_lut(self, size: int = 256) -> np.ndarray:
         """A ``(size, 3)`` uint8 colour lookup table; values not in the table are black."""
         if size <= self.values[-1]:
-            raise ValueError(
-                f"rgb_lut size {size} too small for table {self.id!r} "
-                f"(largest value {self.values[-1]})"
-            )
+            raise ValueError(f"rgb_lut size {size} too small for table {self.id!r} (largest value {self.values[-1]})")
         lut = np.zeros((size, 3), dtype=np.uint8)
         for c in self.classes:
             lut[c.value] = c.rgb
@@ -242,9 +236,7 @@ def _srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     xyz = np.stack([x, y, z], axis=1)
     d = 6.0 / 29.0
     f = np.where(xyz > d**3, np.cbrt(xyz), xyz / (3 * d * d) + 4.0 / 29.0)
-    return np.stack(
-        [116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1
-    )
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=1)
 
 
 def _maximin_palette(n: int) -> list[str]:
@@ -290,9 +282,7 @@ def _parse_csv(table_id: str, text: str) -> tuple[LandCoverClass, ...]:
 def class_table(table_id: str) -> ClassTable:
     """The class table ``table_id`` (one of :data:`CLASS_TABLE_IDS`), loaded once and cached."""
     if table_id not in CLASS_TABLE_IDS:
-        raise ValueError(
-            f"unknown class table {table_id!r}; known ids: {', '.join(CLASS_TABLE_IDS)}"
-        )
+        raise ValueError(f"unknown class table {table_id!r}; known ids: {', '.join(CLASS_TABLE_IDS)}")
     res = resources.files("sen12ts_stac.spec") / "data" / "classes" / f"{table_id}.csv"
     text = res.read_text(encoding="utf-8")
     title, url = _TITLES[table_id]

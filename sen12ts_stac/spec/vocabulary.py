@@ -29,8 +29,13 @@ KINDS = ("s1", "s2", "labels", "triplets")
 _SOURCE_KINDS = ("s1", "s2")
 _COLLECTION = re.compile(rf"^{PREFIX}_(?P<aoi>[a-z0-9-]+?)_(?P<kind>s1_source|s2_source|labels|triplets)$")
 
-SPLIT_ALIASES = {"val": "validate", "valid": "validate", "validation": "validate", "training": "train",
-                 "testing": "test"}
+SPLIT_ALIASES = {
+    "val": "validate",
+    "valid": "validate",
+    "validation": "validate",
+    "training": "train",
+    "testing": "test",
+}
 
 
 def collection_id(aoi: str, kind: str) -> str:
@@ -86,6 +91,24 @@ def normalise_split(name: str) -> str:
     return SPLIT_ALIASES.get(key, key)
 
 
-__all__ = ["AOI", "ASSET_KEYS", "KINDS", "PREFIX", "RADAR_DATES", "ROOT_ID", "S2_DATE", "SEASON", "SPLIT", "SPLITS",
-           "SPLIT_ALIASES", "TILE", "aoi_catalog_id", "aoi_of_catalog", "aoi_of_collection", "collection_id", "normalise_split", "parse_collection_id",
-           "sibling_collection_ids"]
+__all__ = [
+    "AOI",
+    "ASSET_KEYS",
+    "KINDS",
+    "PREFIX",
+    "RADAR_DATES",
+    "ROOT_ID",
+    "S2_DATE",
+    "SEASON",
+    "SPLIT",
+    "SPLITS",
+    "SPLIT_ALIASES",
+    "TILE",
+    "aoi_catalog_id",
+    "aoi_of_catalog",
+    "aoi_of_collection",
+    "collection_id",
+    "normalise_split",
+    "parse_collection_id",
+    "sibling_collection_ids",
+]

@@ -35,16 +35,25 @@ class DeadlineExceeded(Exception):
 RETRY_STATUS = (429, 500, 502, 503, 504)
 
 
-def retry_policy(retries: int = DEFAULT_RETRIES, *, backoff: float = 0.3, connect: int | None = None,
-                 raise_on_status: bool = False) -> Retry:
+def retry_policy(
+    retries: int = DEFAULT_RETRIES, *, backoff: float = 0.3, connect: int | None = None, raise_on_status: bool = False
+) -> Retry:
     """The one retry policy (urllib3): 429/5xx and connection errors retried with exponential
     backoff from ``backoff`` seconds (at most 10 s apart), honouring ``Retry-After``.
     ``connect`` limits retries of connection errors (no network fails fast); clients that want
     the last bad status raised (pystac-client) set ``raise_on_status``."""
-    return Retry(total=retries, connect=retries if connect is None else connect, read=retries, status=retries,
-                 backoff_factor=backoff, backoff_max=10, status_forcelist=RETRY_STATUS,
-                 allowed_methods=("GET", "HEAD", "POST"), respect_retry_after_header=True,
-                 raise_on_status=raise_on_status)
+    return Retry(
+        total=retries,
+        connect=retries if connect is None else connect,
+        read=retries,
+        status=retries,
+        backoff_factor=backoff,
+        backoff_max=10,
+        status_forcelist=RETRY_STATUS,
+        allowed_methods=("GET", "HEAD", "POST"),
+        respect_retry_after_header=True,
+        raise_on_status=raise_on_status,
+    )
 
 
 def http_session(retries: int = DEFAULT_RETRIES, pool: int = 16) -> requests.Session:
@@ -80,8 +89,14 @@ class Fetched:
 
 
 @contextlib.contextmanager
-def streamed_get(url: str, *, session: requests.Session | None = None, timeout: float = DEFAULT_TIMEOUT_S,
-                 deadline: float = DEFAULT_DEADLINE_S, headers: dict | None = None) -> Iterator[tuple[requests.Response, Iterator[bytes]]]:
+def streamed_get(
+    url: str,
+    *,
+    session: requests.Session | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    deadline: float = DEFAULT_DEADLINE_S,
+    headers: dict | None = None,
+) -> Iterator[tuple[requests.Response, Iterator[bytes]]]:
     """GET ``url`` as a stream: ``(response, chunks)``, where iterating ``chunks`` raises
     :class:`DeadlineExceeded` once ``deadline`` seconds have passed since the request began (a
     timer shuts the socket, so even a server that trickles a byte every few seconds is stopped).
@@ -90,6 +105,7 @@ def streamed_get(url: str, *, session: requests.Session | None = None, timeout: 
     start = time.monotonic()
     expired = threading.Event()
     with s.get(url, timeout=timeout, stream=True, headers=headers) as r:
+
         def expire() -> None:  # a blocked read only wakes when its connection is shut
             expired.set()
             _shut(r)
@@ -117,9 +133,15 @@ def streamed_get(url: str, *, session: requests.Session | None = None, timeout: 
             timer.cancel()
 
 
-def capped_get(url: str, max_bytes: int, *, session: requests.Session | None = None,
-               timeout: float = DEFAULT_TIMEOUT_S, deadline: float = DEFAULT_DEADLINE_S,
-               headers: dict | None = None) -> Fetched:
+def capped_get(
+    url: str,
+    max_bytes: int,
+    *,
+    session: requests.Session | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    deadline: float = DEFAULT_DEADLINE_S,
+    headers: dict | None = None,
+) -> Fetched:
     """GET ``url`` and read at most ``max_bytes`` of body within ``deadline`` seconds overall.
     Raises :class:`BodyTooLarge`, :class:`DeadlineExceeded` or ``requests.RequestException``.
     A non-200 status is returned with an empty body (its body is not read)."""

@@ -1,6 +1,7 @@
 """What a location is (a local path, an http(s) URL or an object-store URL: ``s3://``,
-``az://``, ``gs://``) and how an href resolves against the document it was found in. Resolve against the document's *final* URL (after redirects): a
-catalog entry that answers 301 to another folder has its relative links there.
+``az://``, ``gs://``) and how an href resolves against the document it was found in. Resolve
+against the document's *final* URL (after redirects): a catalog entry that answers 301 to
+another folder has its relative links there.
 """
 
 from __future__ import annotations

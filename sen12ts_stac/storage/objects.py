@@ -36,8 +36,16 @@ if TYPE_CHECKING:
     from obstore.store import AzureConfig, ClientConfig, RetryConfig, S3Config
 
 # scheme -> store kind
-SCHEMES = {"s3": "s3", "s3a": "s3", "az": "azure", "azure": "azure", "abfs": "azure", "abfss": "azure",
-           "gs": "gcs", "gcs": "gcs"}
+SCHEMES = {
+    "s3": "s3",
+    "s3a": "s3",
+    "az": "azure",
+    "azure": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+    "gs": "gcs",
+    "gcs": "gcs",
+}
 _GDAL_PREFIX = {"s3": "/vsis3/", "azure": "/vsiaz/", "gcs": "/vsigs/"}
 REQUEST_TIMEOUT = timedelta(seconds=60)  # one request, body included (obstore's own overall timeout)
 RETRY_TIMEOUT = timedelta(seconds=120)  # retries of one request stop after this long
@@ -64,8 +72,9 @@ def set_anonymous(on: bool = True) -> None:
 
 
 def anonymous() -> bool:
-    return _anonymous or any(os.environ.get(v, "").lower() in _TRUE
-                             for v in ("AWS_NO_SIGN_REQUEST", "AWS_SKIP_SIGNATURE"))
+    return _anonymous or any(
+        os.environ.get(v, "").lower() in _TRUE for v in ("AWS_NO_SIGN_REQUEST", "AWS_SKIP_SIGNATURE")
+    )
 
 
 def is_object_url(s: str) -> bool:
@@ -92,7 +101,9 @@ class ObjectURL:
         u = urllib.parse.urlsplit(url)
         scheme = u.scheme.lower()
         if scheme not in SCHEMES or not u.netloc:
-            raise ObjectStoreError(f"{url}: not an object-store URL (s3://bucket/key, az://container/key, gs://bucket/key)")
+            raise ObjectStoreError(
+                f"{url}: not an object-store URL (s3://bucket/key, az://container/key, gs://bucket/key)"
+            )
         bucket, account = u.netloc, ""
         if scheme in ("abfs", "abfss") and "@" in bucket:
             bucket, host = bucket.split("@", 1)
@@ -140,9 +151,19 @@ def _azure_connection() -> dict[str, str]:
 
 
 def _fingerprint() -> tuple:
-    names = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
-             "AWS_SESSION_TOKEN", "AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT_NAME",
-             "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_SAS_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS")
+    names = (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_REGION",
+        "AWS_SESSION_TOKEN",
+        "AZURE_STORAGE_CONNECTION_STRING",
+        "AZURE_STORAGE_ACCOUNT_NAME",
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+    )
     return tuple(os.environ.get(n) for n in names) + (anonymous(),)
 
 
@@ -163,8 +184,11 @@ def store_for(u: ObjectURL):
 def _make_store(u: ObjectURL):
     from obstore.store import AzureStore, GCSStore, S3Store
 
-    retry: RetryConfig = {"max_retries": MAX_RETRIES, "retry_timeout": RETRY_TIMEOUT,
-             "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2}}
+    retry: RetryConfig = {
+        "max_retries": MAX_RETRIES,
+        "retry_timeout": RETRY_TIMEOUT,
+        "backoff": {"init_backoff": timedelta(milliseconds=100), "max_backoff": timedelta(seconds=5), "base": 2},
+    }
     client: ClientConfig = {"timeout": REQUEST_TIMEOUT, "connect_timeout": timedelta(seconds=10)}
     anon = anonymous()
     try:
@@ -203,8 +227,9 @@ def _make_store(u: ObjectURL):
                 az_config.pop("sas_key", None)
                 az_config["skip_signature"] = True
             return AzureStore(u.bucket, config=az_config, client_options=client, retry_config=retry)
-        return GCSStore(u.bucket, config={"skip_signature": True} if anon else {}, client_options=client,
-                        retry_config=retry)
+        return GCSStore(
+            u.bucket, config={"skip_signature": True} if anon else {}, client_options=client, retry_config=retry
+        )
     except Exception as e:  # noqa: BLE001 - obstore raises its own configuration errors
         raise ObjectStoreError(f"{u.scheme}://{u.bucket}: cannot configure the store ({_first_line(e)})") from None
 
@@ -223,8 +248,10 @@ def gdal_options() -> dict[str, str]:
         opts["AWS_REGION"] = "us-east-1"
     # Azure: obstore's variable names -> GDAL's (GDAL reads AZURE_STORAGE_ACCOUNT and
     # AZURE_STORAGE_ACCESS_KEY; a connection string or SAS token it reads under the same name)
-    for ours, gdal in (("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT"),
-                       ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCESS_KEY")):
+    for ours, gdal in (
+        ("AZURE_STORAGE_ACCOUNT_NAME", "AZURE_STORAGE_ACCOUNT"),
+        ("AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCESS_KEY"),
+    ):
         if os.environ.get(ours) and not os.environ.get(gdal):
             opts[gdal] = os.environ[ours]
     if anonymous():
@@ -285,7 +312,7 @@ def get_chunks(url: str) -> tuple[int, Iterator[bytes]]:
                 failures += 1
                 if failures > MAX_RETRIES or offset >= size:
                     raise _error(url, e) from None
-            time.sleep(min(5.0, 0.1 * 2 ** failures))
+            time.sleep(min(5.0, 0.1 * 2**failures))
             try:
                 result = obstore.get(store, u.key, options={"range": {"offset": offset}})
             except Exception as e:  # noqa: BLE001
@@ -340,7 +367,7 @@ def list_prefix(url: str) -> Iterator[tuple[str, int]]:
     try:
         for batch in obstore.list(store_for(u), prefix or None):
             for meta in batch:
-                yield meta["path"][len(prefix):], meta["size"]
+                yield meta["path"][len(prefix) :], meta["size"]
     except Exception as e:  # noqa: BLE001
         raise _error(url, e) from None
 
@@ -377,7 +404,7 @@ class _RawReader(io.RawIOBase):
             data = bytes(self._r.read(len(buffer)))
         except Exception as e:  # noqa: BLE001
             raise OSError(str(_error(self._url, e))) from None
-        buffer[:len(data)] = data
+        buffer[: len(data)] = data
         return len(data)
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -396,10 +423,20 @@ class _RawReader(io.RawIOBase):
 # Errors: one line, no secrets
 # ---------------------------------------------------------------------------------------------
 
-_SECRET_PARAMS = re.compile(r"(?i)\b(sig|se|sv|sp|AccountKey|SharedAccessSignature|X-Amz-Signature|X-Amz-Credential|"
-                            r"X-Amz-Security-Token|Signature|Credential)=[^&;\s\"'<]+")
-_SECRET_VARS = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_STORAGE_ACCESS_KEY",
-                "AZURE_STORAGE_SAS_TOKEN", "AZURE_STORAGE_SAS_KEY", "AZURE_CLIENT_SECRET", "AZURE_STORAGE_CONNECTION_STRING")
+_SECRET_PARAMS = re.compile(
+    r"(?i)\b(sig|se|sv|sp|AccountKey|SharedAccessSignature|X-Amz-Signature|X-Amz-Credential|"
+    r"X-Amz-Security-Token|Signature|Credential)=[^&;\s\"'<]+"
+)
+_SECRET_VARS = (
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_ACCESS_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_STORAGE_SAS_KEY",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_STORAGE_CONNECTION_STRING",
+)
 
 
 def scrub(text: str) -> str:
@@ -425,10 +462,23 @@ def _error(url: str, e: BaseException) -> ObjectStoreError:
         return ObjectStoreError(f"{url}: no such bucket or container", missing=True, kind="bucket")
     if isinstance(e, FileNotFoundError) or code == "NoSuchKey" or "BlobNotFound" in text:
         return ObjectStoreError(f"{url}: no such object", missing=True, kind="object")
-    if code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "AuthenticationFailed",
-                "AuthorizationFailure") or "status code: 403" in text or "403 Forbidden" in text \
-            or type(e).__name__ in ("PermissionDeniedError", "UnauthenticatedError"):
+    if (
+        code
+        in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+            "AuthenticationFailed",
+            "AuthorizationFailure",
+        )
+        or "status code: 403" in text
+        or "403 Forbidden" in text
+        or type(e).__name__ in ("PermissionDeniedError", "UnauthenticatedError")
+    ):
         why = f" ({code})" if code else ""
-        return ObjectStoreError(f"{url}: access denied{why}: check the credentials", kind="denied",
-                                hint="a public bucket is read without them: --anonymous or AWS_NO_SIGN_REQUEST=YES")
+        return ObjectStoreError(
+            f"{url}: access denied{why}: check the credentials",
+            kind="denied",
+            hint="a public bucket is read without them: --anonymous or AWS_NO_SIGN_REQUEST=YES",
+        )
     return ObjectStoreError(f"{url}: {_first_line(e)}")

@@ -38,8 +38,9 @@ MAX_WHOLE_FILE_BYTES = 256 << 20  # a plain-http fallback read holds at most thi
 
 # GDAL's words for a server that answers range requests with the whole body (no Range support),
 # or with a chunked body and no Content-Length (GDAL then cannot size the file)
-_NO_RANGES = re.compile(r"Range downloading not supported|not recognized as being in a supported file format",
-                        re.IGNORECASE)
+_NO_RANGES = re.compile(
+    r"Range downloading not supported|not recognized as being in a supported file format", re.IGNORECASE
+)
 
 
 def gdal_path(href: str) -> str:
@@ -50,7 +51,7 @@ def gdal_path(href: str) -> str:
     if objects.is_object_url(href):
         return objects.gdal_path(href)
     if href.startswith("file://"):
-        return href[len("file://"):]
+        return href[len("file://") :]
     return href
 
 

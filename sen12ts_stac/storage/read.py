@@ -17,8 +17,16 @@ from typing import Callable, Iterator
 import requests
 
 from sen12ts_stac.storage import objects
-from sen12ts_stac.storage.http import (CHUNK, DEFAULT_DEADLINE_S, DEFAULT_TIMEOUT_S, BodyTooLarge, DeadlineExceeded,
-                                       capped_get, streamed_get, thread_session)
+from sen12ts_stac.storage.http import (
+    CHUNK,
+    DEFAULT_DEADLINE_S,
+    DEFAULT_TIMEOUT_S,
+    BodyTooLarge,
+    DeadlineExceeded,
+    capped_get,
+    streamed_get,
+    thread_session,
+)
 from sen12ts_stac.storage.locations import is_http
 
 
@@ -39,8 +47,14 @@ class Got:
     url: str
 
 
-def read_bytes(where: str, max_bytes: int, *, timeout: float = DEFAULT_TIMEOUT_S,
-               deadline: float = DEFAULT_DEADLINE_S, session: requests.Session | None = None) -> Got:
+def read_bytes(
+    where: str,
+    max_bytes: int,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    deadline: float = DEFAULT_DEADLINE_S,
+    session: requests.Session | None = None,
+) -> Got:
     """The whole content of ``where``, at most ``max_bytes`` (more is refused unread)."""
     if is_http(where):
         try:
@@ -138,8 +152,13 @@ class Stream:
             self.closer()
 
 
-def open_chunks(where: str, *, timeout: float = DEFAULT_TIMEOUT_S, deadline: float = DEFAULT_DEADLINE_S,
-                session: requests.Session | None = None) -> Stream:
+def open_chunks(
+    where: str,
+    *,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    deadline: float = DEFAULT_DEADLINE_S,
+    session: requests.Session | None = None,
+) -> Stream:
     """``where`` opened for a copy too large to hold in memory; the caller caps and checks what
     it reads. Over http the whole transfer has ``deadline`` seconds (iterating past it raises
     :class:`~sen12ts_stac.storage.http.DeadlineExceeded`). Raises :class:`ReadError`."""
@@ -184,7 +203,7 @@ def open_chunks(where: str, *, timeout: float = DEFAULT_TIMEOUT_S, deadline: flo
 
 def _without(where: str, message: str) -> str:
     """An object-store message without the URL it starts with (the caller names the location)."""
-    return message[len(where) + 2:] if message.startswith(where + ": ") else message
+    return message[len(where) + 2 :] if message.startswith(where + ": ") else message
 
 
 def open_seekable(where: str):

@@ -72,9 +72,16 @@ def link_targets(obj: dict, where: str, rels: tuple[str, ...] = ("child", "item"
     return out
 
 
-def walk(entry: str, visit: Visit[R], *, read: Callable[[str], tuple[Any, str]] = read_document, workers: int = 8,
-         window: int | None = None, on_error: Callable[[str, Exception], R] | None = None,
-         expand: Callable[[R], Iterable[str]] | None = None) -> Iterator[R]:
+def walk(
+    entry: str,
+    visit: Visit[R],
+    *,
+    read: Callable[[str], tuple[Any, str]] = read_document,
+    workers: int = 8,
+    window: int | None = None,
+    on_error: Callable[[str, Exception], R] | None = None,
+    expand: Callable[[R], Iterable[str]] | None = None,
+) -> Iterator[R]:
     """``visit(final location, document)`` for ``entry`` and every location the visits return,
     each location read once; yields the visits' results in first-found order. ``read`` and
     ``visit`` run in the pool (``workers`` threads; 1: in this thread). A read error goes to
@@ -102,7 +109,7 @@ def walk(entry: str, visit: Visit[R], *, read: Callable[[str], tuple[Any, str]] 
             yield on_error(where, error)
             return
         yield result
-        for target in (expand(result) if expand is not None else nxt):
+        for target in expand(result) if expand is not None else nxt:
             if target not in seen:
                 seen.add(target)
                 todo.append(target)
@@ -127,8 +134,13 @@ def walk(entry: str, visit: Visit[R], *, read: Callable[[str], tuple[Any, str]] 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def walk_documents(entry: str, rels: tuple[str, ...] = ("child", "item"), *, descend: Callable[[dict], bool] | None = None,
-                   workers: int = 8) -> Iterator[tuple[str, dict]]:
+def walk_documents(
+    entry: str,
+    rels: tuple[str, ...] = ("child", "item"),
+    *,
+    descend: Callable[[dict], bool] | None = None,
+    workers: int = 8,
+) -> Iterator[tuple[str, dict]]:
     """``(location, document)`` for ``entry`` and every STAC document reached from it through
     links with one of ``rels``, staying where the entry is (a local tree follows local links
     only, a remote one links of the same origin or bucket); ``descend(document)`` False: yield

@@ -17,8 +17,17 @@ import orjson
 import requests
 
 from sen12ts_stac.errors import SourceError, UserError
-from sen12ts_stac.storage import (MAX_JSON_BYTES, BodyTooLarge, DeadlineExceeded, ReadError, capped_get, http_session,
-                                  is_http, is_url, read_bytes)
+from sen12ts_stac.storage import (
+    MAX_JSON_BYTES,
+    BodyTooLarge,
+    DeadlineExceeded,
+    ReadError,
+    capped_get,
+    http_session,
+    is_http,
+    is_url,
+    read_bytes,
+)
 
 DEFAULT_CACHE_TTL = 3600.0
 DEFAULT_CONCURRENCY = 16  # documents read at once
@@ -45,7 +54,8 @@ class HttpCache:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute(
-                "CREATE TABLE IF NOT EXISTS docs (url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT, fetched REAL, body BLOB)"
+                "CREATE TABLE IF NOT EXISTS docs (url TEXT PRIMARY KEY, etag TEXT, last_modified TEXT, fetched REAL, "
+                "body BLOB)"
             )
             self._db.commit()
         except (OSError, sqlite3.Error) as e:
@@ -55,12 +65,16 @@ class HttpCache:
 
     def get(self, url: str) -> tuple[str | None, str | None, float, bytes] | None:
         with self._lock:
-            row = self._db.execute("SELECT etag, last_modified, fetched, body FROM docs WHERE url = ?", (url,)).fetchone()
+            row = self._db.execute(
+                "SELECT etag, last_modified, fetched, body FROM docs WHERE url = ?", (url,)
+            ).fetchone()
         return None if row is None else (row[0], row[1], row[2], bytes(row[3]))
 
     def put(self, url: str, etag: str | None, last_modified: str | None, body: bytes) -> None:
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?)", (url, etag, last_modified, time.time(), body))
+            self._db.execute(
+                "INSERT OR REPLACE INTO docs VALUES (?, ?, ?, ?, ?)", (url, etag, last_modified, time.time(), body)
+            )
             self._pending += 1
             if self._pending >= 500:
                 self._db.commit()
@@ -99,8 +113,15 @@ class Fetcher:
     the object (so a document is read at most once per index run) and, for URLs, goes through
     an :class:`HttpCache`."""
 
-    def __init__(self, cache: HttpCache | None = None, ttl: float = DEFAULT_CACHE_TTL, timeout: float = 30.0,
-                 retries: int = 5, pool: int = DEFAULT_CONCURRENCY, deadline: float = 120.0):
+    def __init__(
+        self,
+        cache: HttpCache | None = None,
+        ttl: float = DEFAULT_CACHE_TTL,
+        timeout: float = 30.0,
+        retries: int = 5,
+        pool: int = DEFAULT_CONCURRENCY,
+        deadline: float = 120.0,
+    ):
         self.cache, self.ttl, self.timeout, self.retries, self.pool = cache, ttl, timeout, retries, pool
         self.deadline = deadline
         self.stats = FetchStats()
@@ -153,8 +174,14 @@ class Fetcher:
             if modified:
                 headers["If-Modified-Since"] = modified
         try:
-            r = capped_get(loc, MAX_JSON_BYTES, session=self._session(), headers=headers, timeout=self.timeout,
-                           deadline=self.deadline)
+            r = capped_get(
+                loc,
+                MAX_JSON_BYTES,
+                session=self._session(),
+                headers=headers,
+                timeout=self.timeout,
+                deadline=self.deadline,
+            )
         except (BodyTooLarge, DeadlineExceeded) as e:
             raise SourceError(f"{loc}: {e}") from None
         except requests.RequestException as e:

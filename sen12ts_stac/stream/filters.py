@@ -13,8 +13,9 @@ from sen12ts_stac.spec.vocabulary import SPLIT_ALIASES
 from sen12ts_stac.stream.record import TripletRecord
 
 
-def _as_set(value, what: str, known: Iterable[str] | None = None, alias: Mapping[str, str] | None = None,
-            lower: bool = False) -> frozenset[str] | None:
+def _as_set(
+    value, what: str, known: Iterable[str] | None = None, alias: Mapping[str, str] | None = None, lower: bool = False
+) -> frozenset[str] | None:
     """A comma-separated string or an iterable as a set, checked against ``known``."""
     if value is None:
         return None
@@ -58,7 +59,9 @@ class Filter:
     collections: frozenset[str] | None = None
 
     @classmethod
-    def make(cls, *, aoi=None, split=None, seasons=None, bbox=None, tiles=None, date_range=None, collections=None) -> "Filter":
+    def make(
+        cls, *, aoi=None, split=None, seasons=None, bbox=None, tiles=None, date_range=None, collections=None
+    ) -> "Filter":
         if bbox is not None:
             if isinstance(bbox, str):
                 from sen12ts_stac.spec.aois import parse_bbox

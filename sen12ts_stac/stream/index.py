@@ -18,12 +18,28 @@ from typing import Sequence
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.storage import is_http, is_url
 from sen12ts_stac.stream.backends import IndexOptions, api, mlhub, parquet, static
-from sen12ts_stac.stream.fetch import DEFAULT_CACHE_TTL, DEFAULT_CONCURRENCY, Fetcher, FetchStats, HttpCache, default_cache_dir
+from sen12ts_stac.stream.fetch import (
+    DEFAULT_CACHE_TTL,
+    DEFAULT_CONCURRENCY,
+    Fetcher,
+    FetchStats,
+    HttpCache,
+    default_cache_dir,
+)
 from sen12ts_stac.stream.filters import Filter
 from sen12ts_stac.stream.record import TripletRecord
 
-__all__ = ["DEFAULT_CACHE_TTL", "DEFAULT_CONCURRENCY", "FetchStats", "Filter", "IndexOptions", "TripletRecord",
-           "detect", "load_index", "summarize"]
+__all__ = [
+    "DEFAULT_CACHE_TTL",
+    "DEFAULT_CONCURRENCY",
+    "FetchStats",
+    "Filter",
+    "IndexOptions",
+    "TripletRecord",
+    "detect",
+    "load_index",
+    "summarize",
+]
 
 
 def detect(catalog: str | os.PathLike, fetcher: Fetcher | None = None) -> tuple[str, str]:
@@ -33,11 +49,11 @@ def detect(catalog: str | os.PathLike, fetcher: Fetcher | None = None) -> tuple[
     an API when its landing page conforms to item search or has a ``search`` link."""
     s = os.fspath(catalog)
     if s.startswith("stac-api+"):
-        return "api", s[len("stac-api+"):]
+        return "api", s[len("stac-api+") :]
     if s.startswith("mlhub+"):
-        return "mlhub", s[len("mlhub+"):]
+        return "mlhub", s[len("mlhub+") :]
     if s.startswith("file://"):
-        s = s[len("file://"):]
+        s = s[len("file://") :]
     if is_url(s):
         if urllib.parse.urlsplit(s).path.endswith((".parquet", ".geoparquet")):
             return "parquet", s
@@ -59,12 +75,29 @@ def detect(catalog: str | os.PathLike, fetcher: Fetcher | None = None) -> tuple[
     return "local", str(p.resolve())
 
 
-def load_index(catalog: str | os.PathLike, *, aoi=None, split=None, seasons=None, bbox=None, tiles=None,
-               date_range=None, collections=None, concurrency: int = DEFAULT_CONCURRENCY, cache: bool = True,
-               cache_dir: str | os.PathLike | None = None, cache_ttl: float = DEFAULT_CACHE_TTL, timeout: float = 30.0,
-               retries: int = 5, page_size: int = 500, api_key: str | None = None, base_href: str | None = None,
-               progress: bool | None = None, stats_out: FetchStats | None = None,
-               allow_outside_root: bool = False) -> list[TripletRecord]:
+def load_index(
+    catalog: str | os.PathLike,
+    *,
+    aoi=None,
+    split=None,
+    seasons=None,
+    bbox=None,
+    tiles=None,
+    date_range=None,
+    collections=None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    cache: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+    cache_ttl: float = DEFAULT_CACHE_TTL,
+    timeout: float = 30.0,
+    retries: int = 5,
+    page_size: int = 500,
+    api_key: str | None = None,
+    base_href: str | None = None,
+    progress: bool | None = None,
+    stats_out: FetchStats | None = None,
+    allow_outside_root: bool = False,
+) -> list[TripletRecord]:
     """Every triplet record of ``catalog`` that passes the filters, sorted by id.
 
     ``catalog`` is one of:
@@ -94,11 +127,22 @@ def load_index(catalog: str | os.PathLike, *, aoi=None, split=None, seasons=None
     Errors (missing file, HTTP failure after retries, malformed item) raise
     :class:`~sen12ts_stac.errors.UserError` naming the file or URL.
     """
-    filt = Filter.make(aoi=aoi, split=split, seasons=seasons, bbox=bbox, tiles=tiles, date_range=date_range,
-                       collections=collections)
-    opts = IndexOptions(concurrency=concurrency, cache=cache, cache_dir=cache_dir, cache_ttl=cache_ttl,
-                        timeout=timeout, retries=retries, page_size=page_size, api_key=api_key, progress=progress,
-                        base_href=base_href, allow_outside_root=allow_outside_root)
+    filt = Filter.make(
+        aoi=aoi, split=split, seasons=seasons, bbox=bbox, tiles=tiles, date_range=date_range, collections=collections
+    )
+    opts = IndexOptions(
+        concurrency=concurrency,
+        cache=cache,
+        cache_dir=cache_dir,
+        cache_ttl=cache_ttl,
+        timeout=timeout,
+        retries=retries,
+        page_size=page_size,
+        api_key=api_key,
+        progress=progress,
+        base_href=base_href,
+        allow_outside_root=allow_outside_root,
+    )
     if concurrency < 1:
         raise UserError(f"concurrency must be at least 1, got {concurrency}")
     http_cache = None

@@ -70,7 +70,12 @@ class LoaderStats:
                 self.retries += item.retries if isinstance(item, Slot) else item.get("_retries", 0)
 
     def as_dict(self) -> dict:
-        return {"samples": self.samples, "skipped": self.skipped, "retries": self.retries, "failures": list(self.failures)}
+        return {
+            "samples": self.samples,
+            "skipped": self.skipped,
+            "retries": self.retries,
+            "failures": list(self.failures),
+        }
 
     def __getitem__(self, key: str):
         return self.as_dict()[key]
@@ -119,10 +124,31 @@ class TripletLoader:
     * ``len(loader)``: batches per epoch for this rank (fewer if units are skipped).
     """
 
-    def __init__(self, records: Sequence[TripletRecord], *, plan: dict, batch_size: int, shuffle: bool, seed: int,
-                 device, num_workers: int, method: str, normalize: bool, augment: Augment | None, drop_last: bool,
-                 on_error: str, sequence: str | None, max_steps: int, rank: int, world_size: int, prefetch: int,
-                 pin_memory: bool, read_options: ReadOptions, even_shards: bool, io_threads: int):
+    def __init__(
+        self,
+        records: Sequence[TripletRecord],
+        *,
+        plan: dict,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        device,
+        num_workers: int,
+        method: str,
+        normalize: bool,
+        augment: Augment | None,
+        drop_last: bool,
+        on_error: str,
+        sequence: str | None,
+        max_steps: int,
+        rank: int,
+        world_size: int,
+        prefetch: int,
+        pin_memory: bool,
+        read_options: ReadOptions,
+        even_shards: bool,
+        io_threads: int,
+    ):
         self.records = list(records)
         self.units = _units(self.records, sequence, max_steps)
         self.batch_size, self.drop_last, self.on_error = batch_size, drop_last, on_error
@@ -130,19 +156,36 @@ class TripletLoader:
         self.device = torch.device(device)
         self.pin_memory = pin_memory
         self.stats = LoaderStats()
-        self.sampler = ShardSampler(len(self.units), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed,
-                                    even=even_shards)
+        self.sampler = ShardSampler(
+            len(self.units), rank=rank, world_size=world_size, shuffle=shuffle, seed=seed, even=even_shards
+        )
         self._pending_epoch: int | None = None
         self._fingerprint = hashlib.sha1("\n".join(u[0].id for u in self.units).encode()).hexdigest()
-        self.reader = SampleReader(self.units, plan, sequence=sequence is not None, max_steps=max_steps,
-                                   normalize=normalize, augment=augment, seed=seed, options=read_options,
-                                   batch_size=batch_size, per_epoch=len(self.sampler),
-                                   shared_buffers=method == "thread" or num_workers == 0, io_threads=io_threads)
+        self.reader = SampleReader(
+            self.units,
+            plan,
+            sequence=sequence is not None,
+            max_steps=max_steps,
+            normalize=normalize,
+            augment=augment,
+            seed=seed,
+            options=read_options,
+            batch_size=batch_size,
+            per_epoch=len(self.sampler),
+            shared_buffers=method == "thread" or num_workers == 0,
+            io_threads=io_threads,
+        )
         self._sampler_node = SamplerWrapper(self.sampler, initial_epoch=0, epoch_updater=self._next_epoch)
         node: BaseNode = self._sampler_node
         if num_workers > 0:
-            node = ParallelMapper(node, self.reader, num_workers=num_workers, in_order=True, method=method,
-                                  multiprocessing_context="spawn" if method == "process" else None)
+            node = ParallelMapper(
+                node,
+                self.reader,
+                num_workers=num_workers,
+                in_order=True,
+                method=method,
+                multiprocessing_context="spawn" if method == "process" else None,
+            )
         else:
             node = Mapper(node, self.reader)
         node = DropFailed(node, skip=on_error == "skip", stats=self.stats, reader=self.reader)
@@ -183,8 +226,10 @@ class TripletLoader:
                     self.stats.record(batch)
                     raise batch.error
                 if self.device.type != "cpu":
-                    batch = {k: v.to(self.device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
-                             for k, v in batch.items()}
+                    batch = {
+                        k: v.to(self.device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v
+                        for k, v in batch.items()
+                    }
                 yield batch
         finally:
             self.reader.close()
@@ -207,30 +252,64 @@ class TripletLoader:
     def state_dict(self) -> dict:
         """Where this loader is: pass it to :meth:`load_state_dict` of a loader made with the
         same catalog, filters, seed, batch size and world size."""
-        return {"version": STATE_VERSION, "fingerprint": self._fingerprint, "world_size": self.world_size,
-                "rank": self.rank, "batch_size": self.batch_size, "loader": self._loader.state_dict()}
+        return {
+            "version": STATE_VERSION,
+            "fingerprint": self._fingerprint,
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "batch_size": self.batch_size,
+            "loader": self._loader.state_dict(),
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Resume from :meth:`state_dict` at the next ``iter``."""
         if not isinstance(state, dict) or state.get("version") != STATE_VERSION or "loader" not in state:
             raise UserError("not a triplet_loader state_dict")
-        mismatch = [k for k in ("fingerprint", "world_size", "rank", "batch_size") if state.get(k) != getattr(self, "_" + k if k == "fingerprint" else k)]
+        mismatch = [
+            k
+            for k in ("fingerprint", "world_size", "rank", "batch_size")
+            if state.get(k) != getattr(self, "_" + k if k == "fingerprint" else k)
+        ]
         if mismatch:
-            raise UserError(f"cannot resume: the saved loader differs in {', '.join(mismatch)} (same catalog, filters, "
-                            "sequence, world size, rank and batch size are needed)")
+            raise UserError(
+                f"cannot resume: the saved loader differs in {', '.join(mismatch)} (same catalog, filters, "
+                "sequence, world size, rank and batch size are needed)"
+            )
         self._loader.load_state_dict(state["loader"])
 
 
-def triplet_loader(catalog_or_records: str | os.PathLike | Sequence[TripletRecord], *, aoi=None, split=None,
-                   seasons=None, bbox=None, tiles=None, date_range=None, collections=None,
-                   assets: Mapping[str, Any] | None = None, batch_size: int = 8, shuffle: bool = True, seed: int = 0,
-                   device: str | torch.device = "cpu", num_workers: int = 4, method: str = "thread",
-                   normalize: bool = False, augment: Mapping[str, Any] | None = None, drop_last: bool = False,
-                   on_error: str = "raise", sequence: str | None = None, max_steps: int = 16,
-                   rank: int | None = None, world_size: int | None = None, prefetch: int = 2,
-                   pin_memory: bool | None = None, even_shards: bool = False, io_threads: int | None = None,
-                   read_options: ReadOptions | Mapping[str, Any] | None = None,
-                   index_options: Mapping[str, Any] | None = None) -> TripletLoader:
+def triplet_loader(
+    catalog_or_records: str | os.PathLike | Sequence[TripletRecord],
+    *,
+    aoi=None,
+    split=None,
+    seasons=None,
+    bbox=None,
+    tiles=None,
+    date_range=None,
+    collections=None,
+    assets: Mapping[str, Any] | None = None,
+    batch_size: int = 8,
+    shuffle: bool = True,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    num_workers: int = 4,
+    method: str = "thread",
+    normalize: bool = False,
+    augment: Mapping[str, Any] | None = None,
+    drop_last: bool = False,
+    on_error: str = "raise",
+    sequence: str | None = None,
+    max_steps: int = 16,
+    rank: int | None = None,
+    world_size: int | None = None,
+    prefetch: int = 2,
+    pin_memory: bool | None = None,
+    even_shards: bool = False,
+    io_threads: int | None = None,
+    read_options: ReadOptions | Mapping[str, Any] | None = None,
+    index_options: Mapping[str, Any] | None = None,
+) -> TripletLoader:
     """Stream triplets as batches of tensors.
 
     ``catalog_or_records``: anything :func:`~sen12ts_stac.stream.load_index` accepts (folder,
@@ -279,11 +358,14 @@ def triplet_loader(catalog_or_records: str | os.PathLike | Sequence[TripletRecor
     if method not in ("thread", "process"):
         raise UserError(f"method must be 'thread' or 'process', got {method!r}")
     if batch_size < 1 or num_workers < 0 or prefetch < 1:
-        raise UserError(f"need batch_size >= 1, num_workers >= 0, prefetch >= 1 (got {batch_size}, {num_workers}, {prefetch})")
+        raise UserError(
+            f"need batch_size >= 1, num_workers >= 0, prefetch >= 1 (got {batch_size}, {num_workers}, {prefetch})"
+        )
     plan = _plan(assets)
     aug = Augment.make(augment)
-    filters = dict(aoi=aoi, split=split, seasons=seasons, bbox=bbox, tiles=tiles, date_range=date_range,
-                   collections=collections)
+    filters = dict(
+        aoi=aoi, split=split, seasons=seasons, bbox=bbox, tiles=tiles, date_range=date_range, collections=collections
+    )
     if isinstance(catalog_or_records, (str, os.PathLike)):
         records = load_index(catalog_or_records, **filters, **dict(index_options or {}))
         where = os.fspath(catalog_or_records)
@@ -307,8 +389,26 @@ def triplet_loader(catalog_or_records: str | os.PathLike | Sequence[TripletRecor
         read_options = ReadOptions()
     elif not isinstance(read_options, ReadOptions):
         read_options = ReadOptions(**dict(read_options))
-    return TripletLoader(records, plan=plan, batch_size=batch_size, shuffle=shuffle, seed=seed, device=dev,
-                         num_workers=num_workers, method=method, normalize=normalize, augment=aug,
-                         drop_last=drop_last, on_error=on_error, sequence=sequence, max_steps=max_steps, rank=r,
-                         world_size=ws, prefetch=prefetch, pin_memory=pin, read_options=read_options,
-                         even_shards=even_shards, io_threads=io)
+    return TripletLoader(
+        records,
+        plan=plan,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        device=dev,
+        num_workers=num_workers,
+        method=method,
+        normalize=normalize,
+        augment=aug,
+        drop_last=drop_last,
+        on_error=on_error,
+        sequence=sequence,
+        max_steps=max_steps,
+        rank=r,
+        world_size=ws,
+        prefetch=prefetch,
+        pin_memory=pin,
+        read_options=read_options,
+        even_shards=even_shards,
+        io_threads=io,
+    )

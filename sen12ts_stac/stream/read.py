@@ -68,12 +68,14 @@ class ReadOptions:
 
     def env(self) -> dict:
         opts = storage_raster.gdal_options()
-        opts.update({
-            "GDAL_HTTP_MAX_RETRY": str(self.gdal_retries),
-            "GDAL_HTTP_RETRY_DELAY": str(self.gdal_retry_delay),
-            "GDAL_HTTP_TIMEOUT": str(self.timeout),
-            "GDAL_HTTP_CONNECTTIMEOUT": str(min(self.timeout, 10)),
-        })
+        opts.update(
+            {
+                "GDAL_HTTP_MAX_RETRY": str(self.gdal_retries),
+                "GDAL_HTTP_RETRY_DELAY": str(self.gdal_retry_delay),
+                "GDAL_HTTP_TIMEOUT": str(self.timeout),
+                "GDAL_HTTP_CONNECTTIMEOUT": str(min(self.timeout, 10)),
+            }
+        )
         opts.update(dict(self.gdal_options))
         return opts
 
@@ -133,23 +135,37 @@ def _env(options: ReadOptions):
     return contextlib.nullcontext()
 
 
-def read_bands(href: str, indexes: list[int] | tuple[int, ...], *, window: Window | None = None,
-               options: ReadOptions = ReadOptions(), expect_count: int | None = None,
-               out: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+def read_bands(
+    href: str,
+    indexes: list[int] | tuple[int, ...],
+    *,
+    window: Window | None = None,
+    options: ReadOptions = ReadOptions(),
+    expect_count: int | None = None,
+    out: np.ndarray | None = None,
+) -> tuple[np.ndarray, int]:
     """Read bands ``indexes`` (1-based, file order) of the raster at ``href``, optionally only
     ``window``. Returns ``(array [len(indexes), H, W] in the file's dtype, retries used)``.
     ``expect_count`` checks the file has that many bands (a catalog/file mismatch is an error,
     not a silent wrong read). Raises :class:`AssetReadError`."""
     path = storage_raster.gdal_path(href)
     remote = path.startswith("/vsi")  # http(s) and object stores
-    whole = (remote and window is None and options.whole_file_bytes > 0 and expect_count is not None
-             and 2 * len(indexes) >= expect_count)
+    whole = (
+        remote
+        and window is None
+        and options.whole_file_bytes > 0
+        and expect_count is not None
+        and 2 * len(indexes) >= expect_count
+    )
     attempt = 0
     while True:
         try:
             # whole: one request for the file (a nested Env only for this open; ~50 us)
-            ingest = rasterio.Env(GDAL_INGESTED_BYTES_AT_OPEN=str(options.whole_file_bytes)) if whole \
+            ingest = (
+                rasterio.Env(GDAL_INGESTED_BYTES_AT_OPEN=str(options.whole_file_bytes))
+                if whole
                 else contextlib.nullcontext()
+            )
             with _env(options), ingest, rasterio.open(path) as ds:
                 _check_count(href, ds, indexes, expect_count)
                 data = ds.read(list(indexes), window=window, out=out)
@@ -163,6 +179,6 @@ def read_bands(href: str, indexes: list[int] | tuple[int, ...], *, window: Windo
             if not remote or not is_transient(message) or attempt >= options.retries:
                 raise AssetReadError(href, message, attempt + 1) from None
             storage_raster.forget(path)
-            delay = min(options.max_backoff, options.backoff * (2 ** attempt))
+            delay = min(options.max_backoff, options.backoff * (2**attempt))
             time.sleep(delay * (0.5 + random.random()))
             attempt += 1

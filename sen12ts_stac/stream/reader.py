@@ -20,11 +20,10 @@ import torch
 from rasterio.windows import Window
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.stream.read import AssetReadError, ReadOptions, read_bands
 from sen12ts_stac.spec.bands import CATEGORICAL
+from sen12ts_stac.stream.read import AssetReadError, ReadOptions, read_bands
 from sen12ts_stac.stream.record import TripletRecord
 from sen12ts_stac.stream.transforms import Augment, crop, flip, normalising_affine
-
 
 LABEL_IGNORE = -1
 
@@ -75,7 +74,9 @@ def _check_bands(records: Sequence[TripletRecord], plan: dict, normalize: bool) 
                 want = [n for n in (names or have) if n not in CATEGORICAL]
                 nostats = [n for n in want if n not in r.stats.get(key, {})]
                 if nostats:
-                    raise UserError(f"normalize=True but collection {r.collection} has no statistics for {key} band(s) {nostats}")
+                    raise UserError(
+                        f"normalize=True but collection {r.collection} has no statistics for {key} band(s) {nostats}"
+                    )
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,22 @@ class SampleReader:
     that cannot work (worker processes, grids of unknown size) a unit comes back as a dict of
     its own arrays and :func:`collate` stacks them. Picklable (``method="process"``)."""
 
-    def __init__(self, units: Sequence[tuple[TripletRecord, ...]], plan: dict, *, sequence: bool, max_steps: int,
-                 normalize: bool, augment: Augment | None, seed: int, options: ReadOptions, batch_size: int,
-                 per_epoch: int, shared_buffers: bool = True, io_threads: int = 0):
+    def __init__(
+        self,
+        units: Sequence[tuple[TripletRecord, ...]],
+        plan: dict,
+        *,
+        sequence: bool,
+        max_steps: int,
+        normalize: bool,
+        augment: Augment | None,
+        seed: int,
+        options: ReadOptions,
+        batch_size: int,
+        per_epoch: int,
+        shared_buffers: bool = True,
+        io_threads: int = 0,
+    ):
         self.units, self.plan, self.sequence, self.max_steps = units, plan, sequence, max_steps
         self.normalize, self.augment, self.seed, self.options = normalize, augment, seed, options
         self.batch_size, self.per_epoch, self.shared = batch_size, per_epoch, shared_buffers
@@ -242,8 +256,17 @@ class SampleReader:
 
     # -- decoding -------------------------------------------------------------------------------
 
-    def _decode(self, r: TripletRecord, key: str, window, late, hw, dst: np.ndarray | None, valid: np.ndarray | None,
-                label: bool = False) -> tuple[np.ndarray, np.ndarray | None, int]:
+    def _decode(
+        self,
+        r: TripletRecord,
+        key: str,
+        window,
+        late,
+        hw,
+        dst: np.ndarray | None,
+        valid: np.ndarray | None,
+        label: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray | None, int]:
         """Read ``key`` of ``r`` into ``dst`` (float32 [C, H, W] or int64 [H, W] for labels),
         converted in place; returns (data, valid, retries). ``dst`` None: arrays of its own."""
         idx, names = self._indexes(r, key)
@@ -253,13 +276,17 @@ class SampleReader:
             if dst is None:
                 dst = np.empty((1, *hw) if label else (len(idx), *hw), np.int64 if label else np.float32)
             target = dst[None] if (label and dst.ndim == 2) else dst
-            _, retries = read_bands(r.hrefs[key], bands, window=window, options=self.options,
-                                    expect_count=len(r.bands[key]), out=target)
+            _, retries = read_bands(
+                r.hrefs[key], bands, window=window, options=self.options, expect_count=len(r.bands[key]), out=target
+            )
         else:
-            raw, retries = read_bands(r.hrefs[key], bands, window=window, options=self.options,
-                                      expect_count=len(r.bands[key]))
+            raw, retries = read_bands(
+                r.hrefs[key], bands, window=window, options=self.options, expect_count=len(r.bands[key])
+            )
             if late is not None:
-                assert self.augment is not None and self.augment.crop is not None  # late offsets come from augment.crop (_window)
+                assert (
+                    self.augment is not None and self.augment.crop is not None
+                )  # late offsets come from augment.crop (_window)
                 raw = crop(raw, self.augment.crop, late)
             if dst is None:
                 dst = np.empty(raw.shape, np.int64 if label else np.float32)
@@ -309,12 +336,21 @@ class SampleReader:
         try:
             arrays, retries = self._read_unit(unit, window, late, hw, out)
         except AssetReadError as e:
-            return Failed(r.tile if self.sequence else r.id, e.href, e.reason, e.attempts, retries + e.attempts - 1,
-                          (epoch, b) if buf is not None else None)
+            return Failed(
+                r.tile if self.sequence else r.id,
+                e.href,
+                e.reason,
+                e.attempts,
+                retries + e.attempts - 1,
+                (epoch, b) if buf is not None else None,
+            )
         flip(arrays, self.augment, rng)
         if self.sequence:
-            meta = {"id": [x.id for x in unit[: self.max_steps]], "tile": r.tile,
-                    "s2_date": [x.s2_date.isoformat() for x in unit[: self.max_steps]]}
+            meta = {
+                "id": [x.id for x in unit[: self.max_steps]],
+                "tile": r.tile,
+                "s2_date": [x.s2_date.isoformat() for x in unit[: self.max_steps]],
+            }
         else:
             meta = {"id": r.id, "tile": r.tile, "s2_date": r.s2_date.isoformat()}
         if buf is not None:
@@ -345,7 +381,7 @@ class SampleReader:
         pool = self._io_pool() if len(jobs) > 1 and any("://" in h for h in unit[0].hrefs.values()) else None
         results = list(pool.map(run, jobs)) if pool is not None else [run(j) for j in jobs]
         arrays: dict[str, np.ndarray] = {}
-        for (rec, key, t), (data, valid, _) in zip(jobs, results):
+        for (_, key, t), (data, valid, _) in zip(jobs, results):
             if key == "labels":
                 arrays["label"] = data
             elif t is None:
@@ -353,8 +389,9 @@ class SampleReader:
             else:
                 if key not in arrays:  # own arrays are sized by the first step
                     arrays[key] = out[key] if out is not None else np.zeros((self.max_steps, *data.shape), np.float32)
-                    arrays[f"{key}_valid"] = out[f"{key}_valid"] if out is not None else \
-                        np.zeros((self.max_steps, *valid.shape), bool)
+                    arrays[f"{key}_valid"] = (
+                        out[f"{key}_valid"] if out is not None else np.zeros((self.max_steps, *valid.shape), bool)
+                    )
                 if out is None:
                     arrays[key][t], arrays[f"{key}_valid"][t] = data, valid
         if self.sequence:
@@ -382,8 +419,9 @@ def collate(samples: list, reader: SampleReader | None = None) -> dict | Failed:
             return s
     arrays = None
     first = samples[0]
-    if isinstance(first, Slot) and all(isinstance(s, Slot) and s.buffer is first.buffer and s.row == i
-                                       for i, s in enumerate(samples)):
+    if isinstance(first, Slot) and all(
+        isinstance(s, Slot) and s.buffer is first.buffer and s.row == i for i, s in enumerate(samples)
+    ):
         arrays = first.buffer.arrays
         if first.buffer.rows != len(samples):  # the epoch's last batch lost units at its end
             arrays = {k: a[: len(samples)] for k, a in arrays.items()}

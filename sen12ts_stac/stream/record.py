@@ -13,9 +13,9 @@ from typing import Iterable, Mapping, Sequence, cast
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.spec import bands as spec_bands
+from sen12ts_stac.spec import vocabulary as V
 from sen12ts_stac.spec.vocabulary import ASSET_KEYS, aoi_of_collection
 from sen12ts_stac.storage import is_url, resolve
-from sen12ts_stac.spec import vocabulary as V
 
 
 @dataclass(frozen=True, eq=True)
@@ -97,8 +97,11 @@ class _Interner:
         """``(names, nodata, scale, offset)`` of one asset (a JSON dict), shared between records."""
         bands = a.get("bands") or a.get("eo:bands") or []
         rbs = a.get("raster:bands") or []
-        return self.layout(key, [(b or {}).get("name") for b in bands],
-                           [((rb or {}).get("nodata"), (rb or {}).get("scale"), (rb or {}).get("offset")) for rb in rbs])
+        return self.layout(
+            key,
+            [(b or {}).get("name") for b in bands],
+            [((rb or {}).get("nodata"), (rb or {}).get("scale"), (rb or {}).get("offset")) for rb in rbs],
+        )
 
     def layout(self, key: str, names: Sequence[str | None] | None, raster: Sequence[tuple] | None) -> tuple:
         """The same from band names and ``(nodata, scale, offset)`` per ``raster:bands`` entry."""
@@ -167,12 +170,16 @@ def stats_from_item_assets(collection: dict) -> dict[str, dict[str, tuple[float,
 
 def is_triplet_collection(c: dict) -> bool:
     ia = c.get("item_assets") or {}
-    return (str(c.get("id", "")).endswith("_triplets") or V.SPLIT in (c.get("summaries") or {})
-            or any("ml-aoi:role" in (a or {}) for a in ia.values()))
+    return (
+        str(c.get("id", "")).endswith("_triplets")
+        or V.SPLIT in (c.get("summaries") or {})
+        or any("ml-aoi:role" in (a or {}) for a in ia.values())
+    )
 
 
-def record_from_item(item: dict, base: str | None, stats: Mapping[str, Mapping] | None = None,
-                     intern: _Interner | None = None) -> TripletRecord | None:
+def record_from_item(
+    item: dict, base: str | None, stats: Mapping[str, Mapping] | None = None, intern: _Interner | None = None
+) -> TripletRecord | None:
     """A record from a triplet item dict (``None`` if the item is not a triplet record).
     Relative asset hrefs resolve against ``base`` (the item's own location), else its self link."""
     intern = intern or _Interner()
@@ -189,14 +196,26 @@ def record_from_item(item: dict, base: str | None, stats: Mapping[str, Mapping] 
                 hrefs[key] = resolve_href(base, a["href"])
                 metas[key] = intern.asset(key, a)
     except (ValueError, TypeError, AttributeError) as e:
-        raise UserError(f"{base or item.get('id')}: malformed triplet item {item.get('id')!r} ({type(e).__name__}: {e})") from None
+        raise UserError(
+            f"{base or item.get('id')}: malformed triplet item {item.get('id')!r} ({type(e).__name__}: {e})"
+        ) from None
     # a STAC item's id is a required string
-    return make_record(cast(str, item.get("id")), item.get("collection"), props, item.get("bbox"), hrefs, metas, stats, intern,
-                       base)
+    return make_record(
+        cast(str, item.get("id")), item.get("collection"), props, item.get("bbox"), hrefs, metas, stats, intern, base
+    )
 
 
-def make_record(iid: str, collection: str | None, props: Mapping, bbox, hrefs: dict, metas: dict,
-                stats: Mapping[str, Mapping] | None, intern: _Interner, where: str) -> TripletRecord:
+def make_record(
+    iid: str,
+    collection: str | None,
+    props: Mapping,
+    bbox,
+    hrefs: dict,
+    metas: dict,
+    stats: Mapping[str, Mapping] | None,
+    intern: _Interner,
+    where: str,
+) -> TripletRecord:
     """A record from an item's parts: ``metas`` holds each asset's interned layout."""
     try:
         sig = ("record", tuple((k, id(m)) for k, m in metas.items()))
@@ -219,7 +238,9 @@ def make_record(iid: str, collection: str | None, props: Mapping, bbox, hrefs: d
             stats=(stats or {}).get(collection, {}) if collection is not None else {},
             collection=collection,
             # proj:shape is [rows, cols]
-            shape=cast("tuple[int, int]", tuple(int(v) for v in props["proj:shape"][:2])) if props.get("proj:shape") else None,
+            shape=cast("tuple[int, int]", tuple(int(v) for v in props["proj:shape"][:2]))
+            if props.get("proj:shape")
+            else None,
         )
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise UserError(f"{where or iid}: malformed triplet item {iid!r} ({type(e).__name__}: {e})") from None

@@ -20,9 +20,17 @@ class ShardSampler(Sampler):
     ``even=True`` every rank gets ``n // world_size`` units (the remainder is dropped, a
     different one each epoch)."""
 
-    def __init__(self, n: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, seed: int = 0,
-                 even: bool = False):
-        self.n, self.rank, self.world_size, self.shuffle, self.seed, self.even = n, rank, world_size, shuffle, seed, even
+    def __init__(
+        self, n: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, seed: int = 0, even: bool = False
+    ):
+        self.n, self.rank, self.world_size, self.shuffle, self.seed, self.even = (
+            n,
+            rank,
+            world_size,
+            shuffle,
+            seed,
+            even,
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -31,7 +39,7 @@ class ShardSampler(Sampler):
     def indices(self, epoch: int | None = None) -> np.ndarray:
         e = self.epoch if epoch is None else epoch
         order = np.random.default_rng((self.seed, e)).permutation(self.n) if self.shuffle else np.arange(self.n)
-        mine = order[self.rank::self.world_size]
+        mine = order[self.rank :: self.world_size]
         return mine[: self.n // self.world_size] if self.even else mine
 
     def __iter__(self) -> Iterator[tuple[int, int, int]]:

@@ -41,7 +41,7 @@ def crop(a: np.ndarray, size: int, offsets: tuple[int, int]) -> np.ndarray:
     if size > h or size > w:
         raise UserError(f"augment crop {size} is larger than the {h} x {w} asset")
     r0, c0 = offsets[0] % (h - size + 1), offsets[1] % (w - size + 1)
-    return a[..., r0:r0 + size, c0:c0 + size]
+    return a[..., r0 : r0 + size, c0 : c0 + size]
 
 
 def flip(arrays: dict[str, np.ndarray], augment: Augment | None, rng) -> None:
@@ -77,8 +77,9 @@ def physical_stats(r: TripletRecord, key: str, names: Sequence[str]) -> list[tup
     return out
 
 
-def normalising_affine(r: TripletRecord, key: str, names: Sequence[str], idx: Sequence[int],
-                       normalize: bool) -> tuple[np.ndarray, np.ndarray] | None:
+def normalising_affine(
+    r: TripletRecord, key: str, names: Sequence[str], idx: Sequence[int], normalize: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
     """``(a, b)`` float32 [C, 1, 1] such that ``stored * a + b`` is the band in physical units
     (raster:bands scale/offset) and, with ``normalize``, then ``(x - mean) / std``
     (:func:`physical_stats`); None when that is the identity."""

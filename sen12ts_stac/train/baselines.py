@@ -53,8 +53,12 @@ class PixelLinearFit:
 
     def state(self) -> dict:
         """What :meth:`from_state` needs (stored in checkpoints)."""
-        return {"n_features": self.f, "mean": self.mean, "coef": None if self.coef is None else self.coef.tolist(),
-                "n": float(self.n)}
+        return {
+            "n_features": self.f,
+            "mean": self.mean,
+            "coef": None if self.coef is None else self.coef.tolist(),
+            "n": float(self.n),
+        }
 
     @classmethod
     def from_state(cls, state: dict) -> "PixelLinearFit":

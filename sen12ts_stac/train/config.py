@@ -24,7 +24,9 @@ EVAL_SPLITS = ("auto", "test", "validate", "train")  # where a recipe's final me
 def opt(default: Any, help: str, **kw) -> Any:
     """A config field with its help text (shown by ``--help``)."""
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=functools.partial(type(default), default), metadata={"help": help, **kw})
+        return dataclasses.field(
+            default_factory=functools.partial(type(default), default), metadata={"help": help, **kw}
+        )
     return dataclasses.field(default=default, metadata={"help": help, **kw})
 
 
@@ -118,8 +120,11 @@ def build(cls, *layers: dict):
     values: dict = {}
     for layer in layers:
         values.update(layer)
-    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
-               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
     if missing:
         raise UserError(f"missing required option(s): {', '.join(_flag(m) for m in missing)}")
     obj = cls(**values)
@@ -146,9 +151,13 @@ class _Parser(argparse.ArgumentParser):
 def build_parser(cls, prog: str, description: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=description, argument_default=argparse.SUPPRESS)
     p.add_argument("--config", help="YAML file of options (command-line flags override it)")
-    p.add_argument("--resume", nargs="?", const="auto",
-                   help="continue from OUT/checkpoints/last.pt (or the checkpoint given): model, optimisers, "
-                        "epoch and loader position")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        help="continue from OUT/checkpoints/last.pt (or the checkpoint given): model, optimisers, "
+        "epoch and loader position",
+    )
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
         help_text = f.metadata.get("help", "")
@@ -161,7 +170,9 @@ def build_parser(cls, prog: str, description: str) -> argparse.ArgumentParser:
         base, _ = _base(hints[f.name])
         meta = "N" if base in (int, float) else ("A,B" if typing.get_origin(base) in (list, tuple) else "X")
         shown = ",".join(map(str, default)) if isinstance(default, list) else default
-        extra: dict[str, Any] = {"nargs": "?", "const": "true", "metavar": "BOOL"} if base is bool else {"metavar": meta}
+        extra: dict[str, Any] = (
+            {"nargs": "?", "const": "true", "metavar": "BOOL"} if base is bool else {"metavar": meta}
+        )
         p.add_argument(_flag(f.name), dest=f.name, help=f"{help_text} (default: {shown})".replace("%", "%%"), **extra)
     return p
 
@@ -233,5 +244,6 @@ class RunConfig:
         for name in ("crop", "eval_crop"):
             v = getattr(self, name)
             if v is not None and (v < size or v % size or v > 256):
-                raise UserError(f"--{name.replace('_', '-')} {v} must be a multiple of {size} up to 256 "
-                                "(the model's downsampling)")
+                raise UserError(
+                    f"--{name.replace('_', '-')} {v} must be a multiple of {size} up to 256 (the model's downsampling)"
+                )

@@ -22,7 +22,6 @@ from sen12ts_stac.stream.transforms import physical_stats
 from sen12ts_stac.train.config import EVAL_SPLITS
 
 
-
 @dataclass
 class SplitPlan:
     """``train`` fits the model; ``monitor`` (validate, only when test exists too) is evaluated
@@ -39,8 +38,13 @@ class SplitPlan:
         def count(rs):
             return {"triplets": len(rs), "tiles": len({r.tile for r in rs})}
 
-        return {"train": count(self.train), "monitor": count(self.monitor), "report": count(self.report),
-                "report_split": self.report_split, "note": self.note}
+        return {
+            "train": count(self.train),
+            "monitor": count(self.monitor),
+            "report": count(self.report),
+            "report_split": self.report_split,
+            "note": self.note,
+        }
 
 
 def plan_splits(records: Sequence[TripletRecord], eval_split: str = "auto") -> SplitPlan:
@@ -59,8 +63,13 @@ def plan_splits(records: Sequence[TripletRecord], eval_split: str = "auto") -> S
         elif by["validate"]:
             report, note = "validate", "the catalog has no test tiles: metrics are on the validate split"
         else:
-            report, note = "train", ("the catalog has no validate or test tiles: metrics are on the TRAINING tiles "
-                                     "and say nothing about generalisation (make a catalog with more tiles)")
+            report, note = (
+                "train",
+                (
+                    "the catalog has no validate or test tiles: metrics are on the TRAINING tiles "
+                    "and say nothing about generalisation (make a catalog with more tiles)"
+                ),
+            )
     else:
         report = eval_split
         if not by[report]:
@@ -76,8 +85,9 @@ def label_table(records: Sequence[TripletRecord]) -> ClassTable | None:
     if they mix AOIs whose labels use different tables."""
     tables = {AOIS[r.aoi.lower()].label_table if r.aoi.lower() in AOIS else None for r in records}
     if len(tables) > 1:
-        raise UserError(f"the triplets mix AOIs with different label tables ({sorted(map(str, tables))}); "
-                        "choose one with --aoi")
+        raise UserError(
+            f"the triplets mix AOIs with different label tables ({sorted(map(str, tables))}); choose one with --aoi"
+        )
     t = tables.pop() if tables else None
     return class_table(t) if t else None
 

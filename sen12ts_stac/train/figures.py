@@ -50,8 +50,16 @@ def add_scale_bar(ax, width_px: int, height_px: int, pixel_m: float, length_px: 
     x0, y0 = 0.05 * width_px, 0.92 * height_px
     h = max(1.0, 0.018 * height_px)
     ax.add_patch(Rectangle((x0, y0), n, h, facecolor="white", edgecolor="black", linewidth=0.8))
-    ax.text(x0 + n / 2, y0 - 0.012 * height_px, label, color="white", ha="center", va="bottom", fontsize=8,
-            bbox={"facecolor": "black", "alpha": 0.45, "pad": 1, "linewidth": 0})
+    ax.text(
+        x0 + n / 2,
+        y0 - 0.012 * height_px,
+        label,
+        color="white",
+        ha="center",
+        va="bottom",
+        fontsize=8,
+        bbox={"facecolor": "black", "alpha": 0.45, "pad": 1, "linewidth": 0},
+    )
     return label
 
 
@@ -65,8 +73,16 @@ def _image(ax, fig, data, title, cmap, vmin=None, vmax=None, cbar=None):
     return im
 
 
-def sar2vi_panel(path: str | Path, vh_db: np.ndarray, true_vi: np.ndarray, pred_vi: np.ndarray, valid: np.ndarray,
-                 title: str, vi_name: str = "EVI", pixel_m: float = 10.0) -> Path:
+def sar2vi_panel(
+    path: str | Path,
+    vh_db: np.ndarray,
+    true_vi: np.ndarray,
+    pred_vi: np.ndarray,
+    valid: np.ndarray,
+    title: str,
+    vi_name: str = "EVI",
+    pixel_m: float = 10.0,
+) -> Path:
     """One sample as four panels: VH input (dB), true VI, predicted VI and the error (pred - true),
     each with the same scale bar; invalid pixels are blank."""
     fig = Figure(figsize=(14.5, 3.6))
@@ -86,14 +102,24 @@ def sar2vi_panel(path: str | Path, vh_db: np.ndarray, true_vi: np.ndarray, pred_
     return _save(fig, path)
 
 
-def class_panel(path: str | Path, rgb: np.ndarray | None, true_idx: np.ndarray, pred_idx: np.ndarray,
-                colors: Sequence[str], names: Sequence[str], title: str, pixel_m: float = 10.0) -> Path:
+def class_panel(
+    path: str | Path,
+    rgb: np.ndarray | None,
+    true_idx: np.ndarray,
+    pred_idx: np.ndarray,
+    colors: Sequence[str],
+    names: Sequence[str],
+    title: str,
+    pixel_m: float = 10.0,
+) -> Path:
     """Sentinel-2 true colour (when given), the true classes and the predicted classes (index maps,
     -1 = not one of the classes, shown grey)."""
     n = len(colors)
     cmap = ListedColormap(["#d9d9d9", *colors])
-    panels = ([("Sentinel-2 true colour", rgb)] if rgb is not None else []) + [("true classes", true_idx),
-                                                                             ("predicted classes", pred_idx)]
+    panels = ([("Sentinel-2 true colour", rgb)] if rgb is not None else []) + [
+        ("true classes", true_idx),
+        ("predicted classes", pred_idx),
+    ]
     fig = Figure(figsize=(4.3 * len(panels) + 1.8, 4.2))
     axes = fig.subplots(1, len(panels))
     h, w = true_idx.shape
@@ -133,14 +159,26 @@ def confusion_matrix(path: str | Path, cm: np.ndarray, names: Sequence[str], tit
     for i in range(k):
         for j in range(k):
             if cm[i, j]:
-                ax.text(j, i, f"{cm[i, j]:,}", ha="center", va="center", fontsize=5.5,
-                        color="white" if rec[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{cm[i, j]:,}",
+                    ha="center",
+                    va="center",
+                    fontsize=5.5,
+                    color="white" if rec[i, j] > 0.5 else "black",
+                )
     ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 
-def vi_timeseries(path: str | Path, series: Mapping[str, Sequence[tuple[str, float, float, int]]], vi_name: str,
-                  title: str, max_classes: int = 9) -> Path:
+def vi_timeseries(
+    path: str | Path,
+    series: Mapping[str, Sequence[tuple[str, float, float, int]]],
+    vi_name: str,
+    title: str,
+    max_classes: int = 9,
+) -> Path:
     """Mean true vs predicted VI by date, one small panel per class (the ``max_classes`` with the
     most pixels). ``series[class name]`` = [(ISO date, mean true, mean predicted, pixels), ...]."""
     ranked = sorted(series.items(), key=lambda kv: -sum(p[3] for p in kv[1]))[:max_classes]
@@ -159,7 +197,7 @@ def vi_timeseries(path: str | Path, series: Mapping[str, Sequence[tuple[str, flo
         for lab in ax.get_xticklabels():
             lab.set_rotation(30)
         ax.grid(alpha=0.3)
-    for ax in axes[len(ranked):]:
+    for ax in axes[len(ranked) :]:
         ax.set_visible(False)
     axes[0].set_ylabel(f"mean {vi_name}", fontsize=8)
     axes[0].legend(fontsize=7)
@@ -168,8 +206,9 @@ def vi_timeseries(path: str | Path, series: Mapping[str, Sequence[tuple[str, flo
     return _save(fig, path)
 
 
-def curves(path: str | Path, steps: Sequence[int], values: Mapping[str, Sequence[float]], title: str,
-           xlabel: str = "step") -> Path:
+def curves(
+    path: str | Path, steps: Sequence[int], values: Mapping[str, Sequence[float]], title: str, xlabel: str = "step"
+) -> Path:
     """Training curves (one line per series) against the step."""
     fig = Figure(figsize=(7, 3.6))
     ax = fig.subplots()

@@ -24,9 +24,22 @@ from sen12ts_stac.storage import set_anonymous
 from sen12ts_stac.stream import load_index
 from sen12ts_stac.train import config as cfgmod
 from sen12ts_stac.train.data import SplitPlan, label_table, plan_splits
-from sen12ts_stac.train.runtime import (CsvLog, Dist, Meter, load_checkpoint, load_model_state, progress,
-                                        resolve_resume, rng_state, save_checkpoint, say, seed_everything,
-                                        set_rng_state, unwrap, warn)
+from sen12ts_stac.train.runtime import (
+    CsvLog,
+    Dist,
+    Meter,
+    load_checkpoint,
+    load_model_state,
+    progress,
+    resolve_resume,
+    rng_state,
+    save_checkpoint,
+    say,
+    seed_everything,
+    set_rng_state,
+    unwrap,
+    warn,
+)
 
 
 @dataclass
@@ -41,8 +54,9 @@ class Checkpointer:
     ``optimizers``, ``scalers`` and the train ``loader`` of every rank; ``extra`` is stored too
     (e.g. fitted baselines, the class list)."""
 
-    def __init__(self, folder: str | Path, d: Dist, recipe: str, cfg, models: dict, optimizers: dict,
-                 scalers: dict, loader):
+    def __init__(
+        self, folder: str | Path, d: Dist, recipe: str, cfg, models: dict, optimizers: dict, scalers: dict, loader
+    ):
         self.folder, self.d, self.recipe, self.cfg = Path(folder), d, recipe, cfg
         self.models, self.optimizers, self.scalers, self.loader = models, optimizers, scalers, loader
         self.extra: dict = {}
@@ -51,14 +65,23 @@ class Checkpointer:
         loaders = self.d.gather(self.loader.state_dict())  # collective: every rank calls save
         rngs = self.d.gather(rng_state())
         if self.d.is_main:
-            save_checkpoint(self.folder / name, {
-                "recipe": self.recipe, "config": dataclasses.asdict(self.cfg), "world_size": self.d.world_size,
-                "epoch": state.epoch, "step": state.step, "best": state.best, "loader": loaders, "rng": rngs,
-                "models": {k: unwrap(m).state_dict() for k, m in self.models.items()},
-                "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-                "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
-                "extra": self.extra,
-            })
+            save_checkpoint(
+                self.folder / name,
+                {
+                    "recipe": self.recipe,
+                    "config": dataclasses.asdict(self.cfg),
+                    "world_size": self.d.world_size,
+                    "epoch": state.epoch,
+                    "step": state.step,
+                    "best": state.best,
+                    "loader": loaders,
+                    "rng": rngs,
+                    "models": {k: unwrap(m).state_dict() for k, m in self.models.items()},
+                    "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+                    "scalers": {k: s.state_dict() for k, s in self.scalers.items()},
+                    "extra": self.extra,
+                },
+            )
 
     def mark_best(self) -> None:
         if self.d.is_main:
@@ -85,14 +108,29 @@ class Checkpointer:
 def check_shard(loader, d: Dist) -> None:
     """Every process needs at least one training unit (shards are even under DDP)."""
     if loader.num_units == 0:
-        raise UserError(f"the train split has {len(loader.units)} unit(s) (triplets, or tiles for time series), fewer "
-                        f"than the {d.world_size} processes; use fewer processes or a catalog with more tiles")
+        raise UserError(
+            f"the train split has {len(loader.units)} unit(s) (triplets, or tiles for time series), fewer "
+            f"than the {d.world_size} processes; use fewer processes or a catalog with more tiles"
+        )
 
 
-def run_epochs(*, cfg, d: Dist, loader, state: LoopState, step_fn: Callable[[dict], dict], ckpt: Checkpointer,
-               tlog: CsvLog | None, monitor: Callable[[object], dict] | None = None, monitor_key: str = "",
-               higher_is_better: bool = False, elog: CsvLog | None = None, sample_key: str = "label",
-               info: Callable[[dict], str] = lambda s: "", label: str = "") -> Meter:
+def run_epochs(
+    *,
+    cfg,
+    d: Dist,
+    loader,
+    state: LoopState,
+    step_fn: Callable[[dict], dict],
+    ckpt: Checkpointer,
+    tlog: CsvLog | None,
+    monitor: Callable[[object], dict] | None = None,
+    monitor_key: str = "",
+    higher_is_better: bool = False,
+    elog: CsvLog | None = None,
+    sample_key: str = "label",
+    info: Callable[[dict], str] = lambda s: "",
+    label: str = "",
+) -> Meter:
     """Train from ``state`` until ``cfg.epochs`` (or ``cfg.max_steps``); returns the time meter.
 
     ``step_fn(batch)`` does one optimisation step and returns its losses (floats). ``monitor``
@@ -113,9 +151,15 @@ def run_epochs(*, cfg, d: Dist, loader, state: LoopState, step_fn: Callable[[dic
                 bar.update(task, advance=1, info=info(smooth))
                 if tlog is not None and (state.step % cfg.log_every == 0 or state.step == 1):
                     rep = meter.report()
-                    tlog.write({"step": state.step, "epoch": state.epoch + 1, **vals,
-                                "samples_per_s": rep["samples_per_s"],
-                                "loader_wait_fraction": rep["loader_wait_fraction"]})
+                    tlog.write(
+                        {
+                            "step": state.step,
+                            "epoch": state.epoch + 1,
+                            **vals,
+                            "samples_per_s": rep["samples_per_s"],
+                            "loader_wait_fraction": rep["loader_wait_fraction"],
+                        }
+                    )
                 if cfg.max_steps is not None and state.step >= cfg.max_steps:
                     stop = True
                     break
@@ -144,11 +188,15 @@ def run_epochs(*, cfg, d: Dist, loader, state: LoopState, step_fn: Callable[[dic
             if d.is_main and not cfg.quiet:
                 rep = meter.report()
                 mon = "" if res is None else f"; validate {monitor_key} {res[monitor_key]:.4f}"
-                bar.console.print(f"{label}epoch {state.epoch}/{cfg.epochs}: step {state.step}, "
-                                  f"{info(smooth) if smooth else 'no batches'}, "
-                                  f"{rep['samples_per_s']:.1f} samples/s, "
-                                  f"{100 * rep['loader_wait_fraction']:.0f}% waiting for data{mon}",
-                                  markup=False, highlight=False, soft_wrap=True)
+                bar.console.print(
+                    f"{label}epoch {state.epoch}/{cfg.epochs}: step {state.step}, "
+                    f"{info(smooth) if smooth else 'no batches'}, "
+                    f"{rep['samples_per_s']:.1f} samples/s, "
+                    f"{100 * rep['loader_wait_fraction']:.0f}% waiting for data{mon}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
     return total
 
 
@@ -203,9 +251,13 @@ def start(prog: str, cfg, extra: dict, d: Dist) -> Run:
     plan = plan_splits(records, cfg.eval_split)
     if plan.note:
         warn(d, plan.note)
-    say(d, cfg.quiet, f"{prog}: {len(plan.train)} training triplets on {len({r.tile for r in plan.train})} tiles; "
-                      f"report on {plan.report_split} ({len(plan.report)} triplets on "
-                      f"{len({r.tile for r in plan.report})} tiles); {d.world_size} process(es) on {d.device}")
+    say(
+        d,
+        cfg.quiet,
+        f"{prog}: {len(plan.train)} training triplets on {len({r.tile for r in plan.train})} tiles; "
+        f"report on {plan.report_split} ({len(plan.report)} triplets on "
+        f"{len({r.tile for r in plan.report})} tiles); {d.world_size} process(es) on {d.device}",
+    )
     if d.is_main:
         cfgmod.save(cfg, out / "config.yaml")
     return Run(out, resume_path, ckpt, records, plan, label_table(records), started)

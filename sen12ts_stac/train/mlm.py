@@ -31,25 +31,47 @@ def catalog_href(catalog: str) -> str:
     return str(p / "catalog.json") if p.is_dir() else str(p)
 
 
-def mlm_input(name: str, bands: Sequence[str], shape: Sequence[int], dim_order: Sequence[str], *,
-              scaling: dict[str, dict] | None = None, description: str | None = None,
-              data_type: str = "float32") -> dict:
+def mlm_input(
+    name: str,
+    bands: Sequence[str],
+    shape: Sequence[int],
+    dim_order: Sequence[str],
+    *,
+    scaling: dict[str, dict] | None = None,
+    description: str | None = None,
+    data_type: str = "float32",
+) -> dict:
     """A Model Input Object; ``scaling`` {band: {"mean", "stddev"}} becomes per-band z-score
     ``value_scaling``."""
-    out: dict[str, Any] = {"name": name, "bands": list(bands),
-                           "input": {"shape": list(shape), "dim_order": list(dim_order), "data_type": data_type}}
+    out: dict[str, Any] = {
+        "name": name,
+        "bands": list(bands),
+        "input": {"shape": list(shape), "dim_order": list(dim_order), "data_type": data_type},
+    }
     if description:
         out["description"] = description
     if scaling:
-        out["value_scaling"] = [{"type": "z-score", "mean": scaling[b]["mean"], "stddev": scaling[b]["stddev"]}
-                                for b in bands]
+        out["value_scaling"] = [
+            {"type": "z-score", "mean": scaling[b]["mean"], "stddev": scaling[b]["stddev"]} for b in bands
+        ]
     return out
 
 
-def mlm_output(name: str, tasks: Sequence[str], shape: Sequence[int], dim_order: Sequence[str], *,
-               data_type: str = "float32", classes: list[dict] | None = None, description: str | None = None) -> dict:
-    out: dict[str, Any] = {"name": name, "tasks": list(tasks),
-                           "result": {"shape": list(shape), "dim_order": list(dim_order), "data_type": data_type}}
+def mlm_output(
+    name: str,
+    tasks: Sequence[str],
+    shape: Sequence[int],
+    dim_order: Sequence[str],
+    *,
+    data_type: str = "float32",
+    classes: list[dict] | None = None,
+    description: str | None = None,
+) -> dict:
+    out: dict[str, Any] = {
+        "name": name,
+        "tasks": list(tasks),
+        "result": {"shape": list(shape), "dim_order": list(dim_order), "data_type": data_type},
+    }
     if description:
         out["description"] = description
     if classes is not None:
@@ -67,11 +89,27 @@ def _file_fields(path: Path) -> dict:
     return {"file:size": path.stat().st_size, "file:checksum": sha256_multihash(path)}
 
 
-def model_item(*, item_id: str, title: str, description: str, catalog: str, records: Sequence[TripletRecord],
-               out_dir: str | Path, weights: str | Path, architecture: str, tasks: Sequence[str],
-               inputs: list[dict], outputs: list[dict], hyperparameters: dict, total_parameters: int,
-               bands: list[dict], device: torch.device, batch_size: int, assets: dict[str, dict] | None = None,
-               properties: dict | None = None) -> dict:
+def model_item(
+    *,
+    item_id: str,
+    title: str,
+    description: str,
+    catalog: str,
+    records: Sequence[TripletRecord],
+    out_dir: str | Path,
+    weights: str | Path,
+    architecture: str,
+    tasks: Sequence[str],
+    inputs: list[dict],
+    outputs: list[dict],
+    hyperparameters: dict,
+    total_parameters: int,
+    bands: list[dict],
+    device: torch.device,
+    batch_size: int,
+    assets: dict[str, dict] | None = None,
+    properties: dict | None = None,
+) -> dict:
     """The item dict. ``weights`` and the ``assets`` hrefs are files inside ``out_dir`` (linked
     relatively); ``records`` are the training triplets (footprint and time range)."""
     out_dir = Path(out_dir)
@@ -113,12 +151,17 @@ def model_item(*, item_id: str, title: str, description: str, catalog: str, reco
     }
     props.update(properties or {})
     item_assets: dict[str, dict] = {
-        "model": {"href": os.path.relpath(weights, out_dir), "type": "application/octet-stream; application=pytorch",
-                  "title": "PyTorch weights and the config to rebuild the model (torch.save of a dict)",
-                  "roles": ["mlm:model", "mlm:weights", "data"], "mlm:artifact_type": "torch.save",
-                  # STAC 1.1 allows item-level bands (which MLM's band check wants) only when an
-                  # asset lists bands too; the model's input bands are the natural ones
-                  "bands": bands, **_file_fields(weights)},
+        "model": {
+            "href": os.path.relpath(weights, out_dir),
+            "type": "application/octet-stream; application=pytorch",
+            "title": "PyTorch weights and the config to rebuild the model (torch.save of a dict)",
+            "roles": ["mlm:model", "mlm:weights", "data"],
+            "mlm:artifact_type": "torch.save",
+            # STAC 1.1 allows item-level bands (which MLM's band check wants) only when an
+            # asset lists bands too; the model's input bands are the natural ones
+            "bands": bands,
+            **_file_fields(weights),
+        },
     }
     for key, a in (assets or {}).items():
         p = Path(a["href"])
@@ -135,8 +178,12 @@ def model_item(*, item_id: str, title: str, description: str, catalog: str, reco
         "bbox": bbox,
         "properties": props,
         "links": [
-            {"rel": "derived_from", "href": href, "type": "application/json",
-             "title": "the SEN12TS catalog this model was trained on"},
+            {
+                "rel": "derived_from",
+                "href": href,
+                "type": "application/json",
+                "title": "the SEN12TS catalog this model was trained on",
+            },
         ],
         "assets": item_assets,
     }

@@ -39,8 +39,12 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -140,8 +144,11 @@ def wrap_ddp(model: torch.nn.Module, d: Dist) -> torch.nn.Module:
     ids = [d.device.index] if d.device.type == "cuda" else None
     ddp = torch.nn.parallel.DistributedDataParallel
     # torch >= 2.13 names it forward_sync_buffers (broadcast_buffers is deprecated there)
-    no_sync: dict[str, Any] = {"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters \
+    no_sync: dict[str, Any] = (
+        {"forward_sync_buffers": False}
+        if "forward_sync_buffers" in inspect.signature(ddp).parameters
         else {"broadcast_buffers": False}
+    )
     return ddp(model, device_ids=ids, **no_sync)
 
 
@@ -191,7 +198,9 @@ def load_model_state(module: torch.nn.Module, state: dict, where: str) -> None:
         module.load_state_dict(state)
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
-        raise UserError(f"{where}: the checkpoint does not fit this model (were model options changed?): {first}") from None
+        raise UserError(
+            f"{where}: the checkpoint does not fit this model (were model options changed?): {first}"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -268,12 +277,28 @@ def progress(enabled: bool):
     """A rich progress bar on stderr (description, bar, count, elapsed, remaining, free text for
     the loss); drawn only on a terminal. ``bar.console.print`` writes lines above it."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
-    return Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), TextColumn("{task.fields[info]}", markup=False), console=console,
-                    disable=not (enabled and console.is_terminal), transient=False, refresh_per_second=4)
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}", markup=False),
+        console=console,
+        disable=not (enabled and console.is_terminal),
+        transient=False,
+        refresh_per_second=4,
+    )
 
 
 def say(d: Dist, quiet: bool, msg: str) -> None:
@@ -328,9 +353,15 @@ class Meter:
     def report(self) -> dict:
         total = self.wait_s + self.compute_s
         rate = lambda s: self.samples / s if s > 0 else float("nan")  # noqa: E731
-        return {"samples": self.samples, "batches": self.batches, "wait_s": self.wait_s, "compute_s": self.compute_s,
-                "samples_per_s": rate(total), "compute_samples_per_s": rate(self.compute_s),
-                "loader_wait_fraction": self.wait_s / total if total > 0 else float("nan")}
+        return {
+            "samples": self.samples,
+            "batches": self.batches,
+            "wait_s": self.wait_s,
+            "compute_s": self.compute_s,
+            "samples_per_s": rate(total),
+            "compute_samples_per_s": rate(self.compute_s),
+            "loader_wait_fraction": self.wait_s / total if total > 0 else float("nan"),
+        }
 
 
 def loader_rate(loader: Iterable[dict], key: str, max_batches: int) -> dict:

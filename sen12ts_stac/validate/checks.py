@@ -26,8 +26,18 @@ from sen12ts_stac.validate.report import ERROR, NOT_CHECKED, WARNING, Finding
 CHECKED_RELS = ("self", "root", "parent", "child", "item", "collection", "source", "derived_from")
 CONTAINERS = ("Catalog", "Collection")
 KEEP_PROPS = (
-    "label:type", "ml-aoi:split", "sen12ts:tile", "sen12ts:aoi", "sen12ts:season", "sen12ts:radar_dates",
-    "sen12ts:s2_date", "sen12ts:triplet", "constellation", "datetime", "start_datetime", "end_datetime",
+    "label:type",
+    "ml-aoi:split",
+    "sen12ts:tile",
+    "sen12ts:aoi",
+    "sen12ts:season",
+    "sen12ts:radar_dates",
+    "sen12ts:s2_date",
+    "sen12ts:triplet",
+    "constellation",
+    "datetime",
+    "start_datetime",
+    "end_datetime",
     "sat:relative_orbit",
 )
 ASSET_KEEP = ("href", "type", "roles", "raster:bands", "bands", "eo:bands", "file:size", "file:checksum")
@@ -45,24 +55,40 @@ def record(obj: dict, where: str, with_assets: bool) -> dict:
         if not isinstance(link, dict):
             continue
         href = link.get("href")
-        links.append((link.get("rel"), resolve(where, href), href if isinstance(href, str) else repr(href), link.get("ml-aoi:role")))
+        links.append(
+            (
+                link.get("rel"),
+                resolve(where, href),
+                href if isinstance(href, str) else repr(href),
+                link.get("ml-aoi:role"),
+            )
+        )
     assets_obj = obj.get("assets")
     assets = assets_obj if isinstance(assets_obj, dict) else {}
     rec = {
-        "where": where, "type": obj.get("type") if isinstance(obj.get("type"), str) else None, "id": obj.get("id"),
+        "where": where,
+        "type": obj.get("type") if isinstance(obj.get("type"), str) else None,
+        "id": obj.get("id"),
         "collection": obj.get("collection") if isinstance(obj.get("collection"), str) else None,
         "props": {k: props[k] for k in KEEP_PROPS if k in props},
-        "bbox": obj.get("bbox"), "links": links,
+        "bbox": obj.get("bbox"),
+        "links": links,
         "asset_targets": {k: resolve(where, a.get("href")) for k, a in assets.items() if isinstance(a, dict)},
     }
     if with_assets and obj.get("type") == "Feature":
-        rec["assets"] = {k: {f: a[f] for f in ASSET_KEEP if f in a} | {f: v for f, v in a.items() if f.startswith("proj:")}
-                         for k, a in assets.items() if isinstance(a, dict)}
+        rec["assets"] = {
+            k: {f: a[f] for f in ASSET_KEEP if f in a} | {f: v for f, v in a.items() if f.startswith("proj:")}
+            for k, a in assets.items()
+            if isinstance(a, dict)
+        }
         rec["proj"] = {k: v for k, v in props.items() if k.startswith("proj:")}
         rec["geometry"] = obj.get("geometry")
     if with_assets and obj.get("type") == "Collection" and isinstance(obj.get("item_assets"), dict):
-        rec["item_assets"] = {k: {f: a[f] for f in ("raster:bands", "bands", "eo:bands") if f in a}
-                              for k, a in obj["item_assets"].items() if isinstance(a, dict)}
+        rec["item_assets"] = {
+            k: {f: a[f] for f in ("raster:bands", "bands", "eo:bands") if f in a}
+            for k, a in obj["item_assets"].items()
+            if isinstance(a, dict)
+        }
     return rec
 
 
@@ -72,7 +98,9 @@ def is_sen12ts(rec_or_props: dict) -> bool:
 
 
 def _kind(v: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(type(v), "a number")
+    return {dict: "an object", list: "a list", str: "a string", bool: "true/false", type(None): "null"}.get(
+        type(v), "a number"
+    )
 
 
 def structure(obj: dict, where: str) -> list[Finding]:
@@ -83,32 +111,63 @@ def structure(obj: dict, where: str) -> list[Finding]:
     out: list[Finding] = []
     t = obj.get("type")
     if t not in ("Feature", "Catalog", "Collection"):
-        out.append(Finding(ERROR, "rules", where, f"type {str(t)[:40]!r} is not Feature, Catalog or Collection: not checked as a STAC object"))
+        out.append(
+            Finding(
+                ERROR,
+                "rules",
+                where,
+                f"type {str(t)[:40]!r} is not Feature, Catalog or Collection: not checked as a STAC object",
+            )
+        )
     if "links" in obj:
         links = obj["links"]
         if not isinstance(links, list):
-            out.append(Finding(ERROR, "links", where, f"links is {_kind(links)}, not a list of links: no link was checked"))
+            out.append(
+                Finding(ERROR, "links", where, f"links is {_kind(links)}, not a list of links: no link was checked")
+            )
         else:
             bad = [(i, x) for i, x in enumerate(links) if not (isinstance(x, dict) and isinstance(x.get("rel"), str))]
             if bad:
                 i, x = bad[0]
-                what = f"has rel {_kind(x.get('rel'))}, not a string" if isinstance(x, dict) else f"is {_kind(x)}, not a link object"
+                what = (
+                    f"has rel {_kind(x.get('rel'))}, not a string"
+                    if isinstance(x, dict)
+                    else f"is {_kind(x)}, not a link object"
+                )
                 more = f" (and {len(bad) - 1} more malformed links)" if len(bad) > 1 else ""
                 out.append(Finding(ERROR, "links", where, f"links[{i}] {what}: not checked{more}"))
     if t == "Feature":
         if "assets" in obj:
             assets = obj["assets"]
             if not isinstance(assets, dict):
-                out.append(Finding(ERROR, "assets", where, f"assets is {_kind(assets)}, not an object of assets: no asset was checked"))
+                out.append(
+                    Finding(
+                        ERROR,
+                        "assets",
+                        where,
+                        f"assets is {_kind(assets)}, not an object of assets: no asset was checked",
+                    )
+                )
             else:
-                bad_a = [k for k, a in assets.items() if not (isinstance(a, dict) and isinstance(a.get("href"), str) and a["href"].strip())]
+                bad_a = [
+                    k
+                    for k, a in assets.items()
+                    if not (isinstance(a, dict) and isinstance(a.get("href"), str) and a["href"].strip())
+                ]
                 if bad_a:
                     a = assets[bad_a[0]]
                     what = "has no string href" if isinstance(a, dict) else f"is {_kind(a)}, not an asset object"
                     more = f" (and {len(bad_a) - 1} more)" if len(bad_a) > 1 else ""
                     out.append(Finding(ERROR, "assets", where, f"asset {bad_a[0]} {what}: not checked{more}"))
         if not isinstance(obj.get("properties"), dict):
-            out.append(Finding(ERROR, "rules", where, f"properties is {_kind(obj.get('properties'))}, not an object: no property was checked"))
+            out.append(
+                Finding(
+                    ERROR,
+                    "rules",
+                    where,
+                    f"properties is {_kind(obj.get('properties'))}, not an object: no property was checked",
+                )
+            )
     return out
 
 
@@ -117,7 +176,9 @@ def _asset_kind(a: dict) -> str:
     href = str(a.get("href", "")).lower().split("?", 1)[0]
     if "tiff" in media or href.endswith(RASTER_EXT) or "jp2" in media or href.endswith(".jp2"):
         return "raster"
-    if any(h in media for h in VECTOR_HINTS) or href.endswith((".geojson", ".json", ".gpkg", ".shp", ".fgb", ".parquet")):
+    if any(h in media for h in VECTOR_HINTS) or href.endswith(
+        (".geojson", ".json", ".gpkg", ".shp", ".fgb", ".parquet")
+    ):
         return "vector"
     return "other"
 
@@ -127,10 +188,14 @@ def roles_of(a: dict) -> list:
     return roles if isinstance(roles, list) else []
 
 
-
 # -- links -----------------------------------------------------------------------------------
-def link_findings(records: dict[str, dict], root: str, root_where: str | None, linked_from: dict[str, str],
-                  exists: Callable[[list[str]], dict[str, tuple[bool | None, str]]]) -> tuple[list[Finding], int]:
+def link_findings(
+    records: dict[str, dict],
+    root: str,
+    root_where: str | None,
+    linked_from: dict[str, str],
+    exists: Callable[[list[str]], dict[str, tuple[bool | None, str]]],
+) -> tuple[list[Finding], int]:
     """Findings for every checked link of every record; ``exists`` answers for targets that were
     not walked (child and item targets the walk could not read were reported by the walk).
     Returns (findings, number of links checked)."""
@@ -148,7 +213,15 @@ def link_findings(records: dict[str, dict], root: str, root_where: str | None, l
                     out.append(Finding(ERROR, "links", where, f"rel={rel} link has no usable href ({href})"))
                 else:
                     scheme = href.split(":", 1)[0]
-                    out.append(Finding(NOT_CHECKED, "links", where, f"{scheme}:// links are not checked (e.g. {href})", key=f"scheme:{scheme}"))
+                    out.append(
+                        Finding(
+                            NOT_CHECKED,
+                            "links",
+                            where,
+                            f"{scheme}:// links are not checked (e.g. {href})",
+                            key=f"scheme:{scheme}",
+                        )
+                    )
                 continue
             if rel == "self":
                 if target != where:
@@ -157,9 +230,19 @@ def link_findings(records: dict[str, dict], root: str, root_where: str | None, l
             if not inside(root, target):
                 if is_url(target) and rel in ("source", "derived_from"):
                     host = target.split("/", 3)[2]
-                    out.append(Finding(NOT_CHECKED, "links", where, f"{rel} links to other hosts ({host}) are not checked", key=f"host:{rel}:{host}"))
+                    out.append(
+                        Finding(
+                            NOT_CHECKED,
+                            "links",
+                            where,
+                            f"{rel} links to other hosts ({host}) are not checked",
+                            key=f"host:{rel}:{host}",
+                        )
+                    )
                 else:
-                    out.append(Finding(ERROR, "links", where, f"rel={rel} href {href} points outside the catalog root {root}"))
+                    out.append(
+                        Finding(ERROR, "links", where, f"rel={rel} href {href} points outside the catalog root {root}")
+                    )
                 continue
             hit = records.get(target)
             if hit is None:
@@ -170,7 +253,14 @@ def link_findings(records: dict[str, dict], root: str, root_where: str | None, l
             if rel == "root" and root_where and target != root_where:
                 out.append(Finding(WARNING, "links", where, f"root link {href} is not the catalog root {root_where}"))
             if rel == "parent" and where in linked_from and target != linked_from[where]:
-                out.append(Finding(WARNING, "links", where, f"parent link {href} is not {linked_from[where]}, which links this object"))
+                out.append(
+                    Finding(
+                        WARNING,
+                        "links",
+                        where,
+                        f"parent link {href} is not {linked_from[where]}, which links this object",
+                    )
+                )
     if pending:
         answers = exists(sorted(pending))
         for target, uses in pending.items():
@@ -179,25 +269,47 @@ def link_findings(records: dict[str, dict], root: str, root_where: str | None, l
                 if ok is None:
                     out.append(Finding(NOT_CHECKED, "links", where, f"rel={rel} href {href}: {detail}"))
                 elif not ok:
-                    out.append(Finding(ERROR, "links", where, f"broken link rel={rel} href {href}: {detail or 'no such file'}"))
+                    out.append(
+                        Finding(ERROR, "links", where, f"broken link rel={rel} href {href}: {detail or 'no such file'}")
+                    )
     return out, n
 
 
 def _link_kind(where: str, rel: str, href: str, hit: dict) -> list[Finding]:
-    want = {"child": CONTAINERS, "item": ("Feature",), "source": ("Feature",), "derived_from": ("Feature",),
-            "parent": CONTAINERS, "root": CONTAINERS, "collection": ("Collection",)}.get(rel)
+    want = {
+        "child": CONTAINERS,
+        "item": ("Feature",),
+        "source": ("Feature",),
+        "derived_from": ("Feature",),
+        "parent": CONTAINERS,
+        "root": CONTAINERS,
+        "collection": ("Collection",),
+    }.get(rel)
     if want and hit["type"] not in want:
-        return [Finding(ERROR, "links", where, f"rel={rel} href {href} is a {hit['type']}, expected {' or '.join(want)}")]
+        return [
+            Finding(ERROR, "links", where, f"rel={rel} href {href} is a {hit['type']}, expected {' or '.join(want)}")
+        ]
     return []
 
 
 # -- assets ----------------------------------------------------------------------------------
 # (open_raster sets GDAL_HTTP_TIMEOUT itself, from its timeout: passing it here too is a TypeError)
 # (a TypedDict: its keys cannot be open_raster's timeout, so mypy accepts it as **options)
-_GdalEnv = TypedDict("_GdalEnv", {"GDAL_DISABLE_READDIR_ON_OPEN": str, "GDAL_HTTP_MAX_RETRY": str,
-                                  "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": str, "GDAL_NUM_THREADS": str})
-GDAL_ENV: _GdalEnv = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "GDAL_HTTP_MAX_RETRY": "1",
-            "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF", "GDAL_NUM_THREADS": "1"}
+_GdalEnv = TypedDict(
+    "_GdalEnv",
+    {
+        "GDAL_DISABLE_READDIR_ON_OPEN": str,
+        "GDAL_HTTP_MAX_RETRY": str,
+        "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": str,
+        "GDAL_NUM_THREADS": str,
+    },
+)
+GDAL_ENV: _GdalEnv = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_HTTP_MAX_RETRY": "1",
+    "CPL_VSIL_CURL_ALLOWED_EXTENSIONS": ".tif,.tiff,.TIF,.TIFF",
+    "GDAL_NUM_THREADS": "1",
+}
 
 
 def is_raster_asset(a: dict) -> bool:
@@ -322,10 +434,19 @@ def _raster_info(target: str, size: int | None) -> dict:
         warnings.simplefilter("ignore")
         try:
             with open_raster(target, **GDAL_ENV) as ds:
-                out.update(driver=ds.driver, count=ds.count, dtypes=list(ds.dtypes), nodata=list(ds.nodatavals),
-                           blocks=[list(b) for b in ds.block_shapes], width=ds.width, height=ds.height,
-                           crs=ds.crs.to_string() if ds.crs else None, transform=list(ds.transform)[:6],
-                           bounds=list(ds.bounds), descriptions=list(ds.descriptions))
+                out.update(
+                    driver=ds.driver,
+                    count=ds.count,
+                    dtypes=list(ds.dtypes),
+                    nodata=list(ds.nodatavals),
+                    blocks=[list(b) for b in ds.block_shapes],
+                    width=ds.width,
+                    height=ds.height,
+                    crs=ds.crs.to_string() if ds.crs else None,
+                    transform=list(ds.transform)[:6],
+                    bounds=list(ds.bounds),
+                    descriptions=list(ds.descriptions),
+                )
                 out["truncated"] = _truncated(ds, size)
                 out.update(scales=list(ds.scales), offsets=list(ds.offsets), units=list(ds.units))
                 if ds.crs:
@@ -358,7 +479,8 @@ def _truncated(ds, size: int | None) -> str | None:
             off = ds.get_tag_item(f"BLOCK_OFFSET_{i}_{j}", "TIFF", bidx=b)
             n = ds.get_tag_item(f"BLOCK_SIZE_{i}_{j}", "TIFF", bidx=b)
             if off and n and int(off) + int(n) > size:
-                return f"band {b} block ({i}, {j}) ends at byte {int(off) + int(n):,} but the file has {size:,} bytes (truncated)"
+                end = int(off) + int(n)
+                return f"band {b} block ({i}, {j}) ends at byte {end:,} but the file has {size:,} bytes (truncated)"
     return None
 
 

@@ -81,7 +81,11 @@ def asset_findings(rec: dict, probes: dict[str, dict], root: str, checksums: boo
     footprint_checked = False
     for key, target, a in asset_targets(rec):
         if not inside(root, target) and not is_url(target):
-            out.append(Finding(ERROR, "assets", where, f"asset {key} href {a.get('href')} points outside the catalog root {root}"))
+            out.append(
+                Finding(
+                    ERROR, "assets", where, f"asset {key} href {a.get('href')} points outside the catalog root {root}"
+                )
+            )
             continue
         p = probes.get(target)
         if p is None:
@@ -100,7 +104,9 @@ def asset_findings(rec: dict, probes: dict[str, dict], root: str, checksums: boo
         if "image" in p:
             want = image_format(a)
             if want and p["image"] != want:
-                out.append(Finding(ERROR, "assets", where, f"{label}: the file is a {p['image']} image, its type says {want}"))
+                out.append(
+                    Finding(ERROR, "assets", where, f"{label}: the file is a {p['image']} image, its type says {want}")
+                )
         if "count" not in p:
             continue  # not a raster
         out += _raster_claims(rec, key, a, p, label)
@@ -118,20 +124,38 @@ def _file_claims(where: str, a: dict, p: dict, label: str, checksums: bool, remo
         if not isinstance(fs, int) or isinstance(fs, bool) or fs < 0:
             out.append(Finding(ERROR, "assets", where, f"{label}: file:size {fs!r} is not a whole number of bytes"))
         elif p.get("size") is not None and fs != p["size"]:
-            out.append(Finding(ERROR, "assets", where, f"{label}: file:size says {fs:,} bytes, the file has {p['size']:,}"))
+            out.append(
+                Finding(ERROR, "assets", where, f"{label}: file:size says {fs:,} bytes, the file has {p['size']:,}")
+            )
     if "file:checksum" not in a or not checksums:
         return out
     cs = a["file:checksum"]
     if not isinstance(cs, str) or not _is_hex(cs):
-        out.append(Finding(ERROR, "assets", where, f"{label}: file:checksum {str(cs)[:80]!r} is not a multihash hex string"))
+        out.append(
+            Finding(ERROR, "assets", where, f"{label}: file:checksum {str(cs)[:80]!r} is not a multihash hex string")
+        )
         return out
     code = checksum_code(cs)
     if remote and code not in (p.get("checksums") or {}):
-        out.append(Finding(NOT_CHECKED, "assets", where, "file:checksum of remote assets is not checked (it would download every "
-                                                         "file; --remote-checksums does)", key="remote-checksum"))
+        out.append(
+            Finding(
+                NOT_CHECKED,
+                "assets",
+                where,
+                "file:checksum of remote assets is not checked (it would download every file; --remote-checksums does)",
+                key="remote-checksum",
+            )
+        )
     elif code is None:
-        out.append(Finding(NOT_CHECKED, "assets", where, f"file:checksum with multihash code {cs[:4]} is not checked "
-                                                         f"(only {', '.join(MULTIHASHES)})", key=f"hash:{cs[:4]}"))
+        out.append(
+            Finding(
+                NOT_CHECKED,
+                "assets",
+                where,
+                f"file:checksum with multihash code {cs[:4]} is not checked (only {', '.join(MULTIHASHES)})",
+                key=f"hash:{cs[:4]}",
+            )
+        )
     elif code in (p.get("checksums") or {}) and cs.lower() != p["checksums"][code]:
         out.append(Finding(ERROR, "assets", where, f"{label}: file:checksum does not match the file's contents"))
     return out
@@ -199,7 +223,12 @@ def _band_values(a: dict, p: dict, sen12ts: bool = False) -> list[str]:
         file_offset = offsets[i] if offsets[i] is not None else 0.0
         if b is None or not isinstance(b, dict):
             if not _close(file_scale, 1.0) or not _close(file_offset, 0.0):
-                bad("scale", i, f"is stored x {file_scale:g} + {file_offset:g} in the file; the item has no raster:bands entry to say so")
+                bad(
+                    "scale",
+                    i,
+                    f"is stored x {file_scale:g} + {file_offset:g} in the file; the item has no raster:bands entry to "
+                    "say so",
+                )
             if b is None and p["nodata"][i] is not None and (isinstance(rb, list) or sen12ts):
                 bad("nodata", i, f"nodata is {p['nodata'][i]} in the file; raster:bands does not list the band")
             continue
@@ -223,7 +252,12 @@ def _band_values(a: dict, p: dict, sen12ts: bool = False) -> list[str]:
         if "spatial_resolution" in b and res is not None:
             r = _number(b["spatial_resolution"])
             if r is None or not any(_close(r, x) for x in res):
-                bad("spatial_resolution", i, f"pixels are {res[0]:g} x {res[1]:g} in the file, raster:bands says spatial_resolution {b['spatial_resolution']!r}")
+                bad(
+                    "spatial_resolution",
+                    i,
+                    f"pixels are {res[0]:g} x {res[1]:g} in the file, raster:bands says spatial_resolution "
+                    f"{b['spatial_resolution']!r}",
+                )
     return [ms[0] + (f" (and {len(ms) - 1} more bands)" if len(ms) > 1 else "") for ms in wrong.values()]
 
 
@@ -239,8 +273,15 @@ def _tile_claims(rec: dict, p: dict, label: str) -> list[Finding]:
     want = list(tile.transform)[:6]
     crs_ok = _same_crs(tile.crs, p.get("crs"))
     if crs_ok is False or not all(_close(x, y) for x, y in zip(want, p["transform"])):
-        return [Finding(ERROR, "assets", rec["where"], f"{label}: the file is not on the grid of sen12ts:tile {tile_id} "
-                                                       f"({p.get('crs')} {p['transform']}, the tile is {tile.crs} {want})")]
+        return [
+            Finding(
+                ERROR,
+                "assets",
+                rec["where"],
+                f"{label}: the file is not on the grid of sen12ts:tile {tile_id} "
+                f"({p.get('crs')} {p['transform']}, the tile is {tile.crs} {want})",
+            )
+        ]
     return []
 
 
@@ -308,7 +349,11 @@ def _footprint_claims(rec: dict, p: dict, label: str) -> list[Finding]:
     iou = inter / union if union > 0 else 0.0
     out = []
     if iou < 0.98:
-        out.append(Finding(ERROR, "assets", where, f"geometry does not match the raster footprint of {label} (overlap {iou:.3f})"))
+        out.append(
+            Finding(
+                ERROR, "assets", where, f"geometry does not match the raster footprint of {label} (overlap {iou:.3f})"
+            )
+        )
     bbox = rec.get("bbox")
     if isinstance(bbox, list) and len(bbox) == 4 and all(_number(v) is not None for v in bbox):
         fb = foot.bounds
@@ -316,7 +361,14 @@ def _footprint_claims(rec: dict, p: dict, label: str) -> list[Finding]:
         px = res if p.get("geographic") else res / 111_320.0  # one pixel in degrees (roughly)
         tol = max(1e-6, px)
         if any(abs(x - y) > tol for x, y in zip(bbox, fb)):
-            out.append(Finding(ERROR, "assets", where, f"bbox {bbox} differs from the raster footprint's {[round(v, 7) for v in fb]} by more than a pixel"))
+            out.append(
+                Finding(
+                    ERROR,
+                    "assets",
+                    where,
+                    f"bbox {bbox} differs from the raster footprint's {[round(v, 7) for v in fb]} by more than a pixel",
+                )
+            )
     return out
 
 
@@ -332,8 +384,14 @@ def item_assets_findings(records: dict[str, dict]) -> list[Finding]:
     for rec in records.values():
         if rec.get("type") != "Feature" or not rec.get("assets"):
             continue
-        coll = next((records[t] for rel, t, _, _ in rec["links"] if rel == "collection" and t in records
-                     and records[t].get("type") == "Collection"), None)
+        coll = next(
+            (
+                records[t]
+                for rel, t, _, _ in rec["links"]
+                if rel == "collection" and t in records and records[t].get("type") == "Collection"
+            ),
+            None,
+        )
         templates = (coll or {}).get("item_assets") or {}
         for key, a in rec["assets"].items():
             t = templates.get(key)
@@ -342,8 +400,15 @@ def item_assets_findings(records: dict[str, dict]) -> list[Finding]:
             assert coll is not None  # templates came from it
             for field, msg in _template_diffs(t, a):
                 wrong.setdefault((coll["where"], key, field), []).append(f"{msg} ({rec['where']})")
-    return [Finding(ERROR, "assets", where, f"item_assets {key}: {ms[0]}" + (f" (and {len(ms) - 1} more items)" if len(ms) > 1 else ""))
-            for (where, key, _), ms in sorted(wrong.items())]
+    return [
+        Finding(
+            ERROR,
+            "assets",
+            where,
+            f"item_assets {key}: {ms[0]}" + (f" (and {len(ms) - 1} more items)" if len(ms) > 1 else ""),
+        )
+        for (where, key, _), ms in sorted(wrong.items())
+    ]
 
 
 def _template_diffs(t: dict, a: dict) -> Iterable[tuple[str, str]]:

@@ -27,8 +27,14 @@ class _Progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                            console=Console(stderr=True), transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
         self.tasks: dict[str, TaskID] = {}
 
     def __enter__(self):
@@ -49,33 +55,85 @@ class _Progress:
 
 @click.command("validate")
 @click.argument("target")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Report format.")
-@click.option("--schemas", "schema_dir", type=click.Path(file_okay=False, path_type=Path), envvar="SEN12TS_SCHEMAS",
-              help="Schema cache folder, laid out by URL (env SEN12TS_SCHEMAS; default ~/.cache/sen12ts-stac/schemas).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Report format."
+)
+@click.option(
+    "--schemas",
+    "schema_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="SEN12TS_SCHEMAS",
+    help="Schema cache folder, laid out by URL (env SEN12TS_SCHEMAS; default ~/.cache/sen12ts-stac/schemas).",
+)
 @click.option("--offline", is_flag=True, help="Never fetch schemas; those not in the cache are reported 'not checked'.")
-@click.option("--no-network", is_flag=True,
-              help="Stay off the network (for untrusted local catalogs): --offline, and asset URLs are reported 'not checked', never requested.")
+@click.option(
+    "--no-network",
+    is_flag=True,
+    help="Stay off the network (for untrusted local catalogs): --offline, and asset URLs are reported 'not checked', "
+    "never requested.",
+)
 @click.option("--no-schemas", is_flag=True, help="Skip JSON-schema validation.")
 @click.option("--no-links", is_flag=True, help="Skip link checks.")
 @click.option("--no-rules", is_flag=True, help="Skip ids, labels, triplets, splits and date rules.")
-@click.option("--no-assets", is_flag=True, help="Skip asset files (existence, COG structure, dtype, bands, proj, footprint).")
+@click.option(
+    "--no-assets", is_flag=True, help="Skip asset files (existence, COG structure, dtype, bands, proj, footprint)."
+)
 @click.option("--no-checksums", is_flag=True, help="Do not hash local asset files against file:checksum.")
-@click.option("--remote-checksums", is_flag=True,
-              help="Also download remote asset files (http(s), s3, az, gs) to hash them against file:checksum.")
-@click.option("--follow-symlinks", is_flag=True,
-              help="Read files that symlinks inside a local catalog point to outside it (by default such links are errors, never read).")
+@click.option(
+    "--remote-checksums",
+    is_flag=True,
+    help="Also download remote asset files (http(s), s3, az, gs) to hash them against file:checksum.",
+)
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Read files that symlinks inside a local catalog point to outside it (by default such links are errors, "
+    "never read).",
+)
 @click.option("--workers", type=int, default=0, show_default=True, help="Parallel workers (0: one per CPU).")
-@click.option("--executor", type=click.Choice(["auto", "process", "thread", "serial"]), default="auto", show_default=True,
-              help="How items of a local catalog are checked in parallel.")
-@click.option("--max-json-mb", type=float, default=64.0, show_default=True, help="Refuse STAC JSON files larger than this.")
-@click.option("--max-findings", type=int, default=20, show_default=True, help="Text report: lines per check and level (0: all).")
+@click.option(
+    "--executor",
+    type=click.Choice(["auto", "process", "thread", "serial"]),
+    default="auto",
+    show_default=True,
+    help="How items of a local catalog are checked in parallel.",
+)
+@click.option(
+    "--max-json-mb", type=float, default=64.0, show_default=True, help="Refuse STAC JSON files larger than this."
+)
+@click.option(
+    "--max-findings", type=int, default=20, show_default=True, help="Text report: lines per check and level (0: all)."
+)
 @click.option("--strict", is_flag=True, help="Also fail (exit 1) when something could not be checked.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report to this file.")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Also write the JSON report to this file."
+)
 @click.option("--anonymous", is_flag=True, help="Read a public bucket without credentials (unsigned requests).")
 @click.option("--quiet", is_flag=True, help="No progress display.")
 @click.pass_context
-def validate_command(ctx, target, fmt, schema_dir, offline, no_network, no_schemas, no_links, no_rules, no_assets, no_checksums, remote_checksums,
-                     follow_symlinks, workers, executor, max_json_mb, max_findings, strict, output, anonymous, quiet) -> None:
+def validate_command(
+    ctx,
+    target,
+    fmt,
+    schema_dir,
+    offline,
+    no_network,
+    no_schemas,
+    no_links,
+    no_rules,
+    no_assets,
+    no_checksums,
+    remote_checksums,
+    follow_symlinks,
+    workers,
+    executor,
+    max_json_mb,
+    max_findings,
+    strict,
+    output,
+    anonymous,
+    quiet,
+) -> None:
     """Check a STAC catalog: schemas (offline cache), links, SEN12TS rules and COG assets.
 
     TARGET is a catalog folder, a catalog.json / collection.json / item file, or an http(s),
@@ -91,13 +149,24 @@ def validate_command(ctx, target, fmt, schema_dir, offline, no_network, no_schem
         raise _UsageError(f"--workers must be 0 (one per CPU) or more, got {workers}")
     if max_json_mb <= 0:
         raise _UsageError(f"--max-json-mb must be positive, got {max_json_mb}")
-    opts = Options(schemas=not no_schemas, links=not no_links, rules=not no_rules, assets=not no_assets,
-                   schema_dir=str(schema_dir) if schema_dir else None, fetch_schemas=not (offline or no_network), workers=workers,
-                   executor=executor, max_json_bytes=int(max_json_mb * (1 << 20)), checksums=not no_checksums, remote_checksums=remote_checksums,
-                   follow_symlinks=follow_symlinks, network=not no_network)
+    opts = Options(
+        schemas=not no_schemas,
+        links=not no_links,
+        rules=not no_rules,
+        assets=not no_assets,
+        schema_dir=str(schema_dir) if schema_dir else None,
+        fetch_schemas=not (offline or no_network),
+        workers=workers,
+        executor=executor,
+        max_json_bytes=int(max_json_mb * (1 << 20)),
+        checksums=not no_checksums,
+        remote_checksums=remote_checksums,
+        follow_symlinks=follow_symlinks,
+        network=not no_network,
+    )
     show = not quiet and sys.stderr.isatty()
     try:
-        with (_Progress() if show else nullcontext(None)) as progress:
+        with _Progress() if show else nullcontext(None) as progress:
             report = validate(target, opts, progress=progress)
     except UserError as e:
         raise _UsageError(str(e)) from None

@@ -22,6 +22,8 @@ _CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
 
 def printable(s: str) -> str:
     return s.translate(_CONTROL)
+
+
 LEVELS = (ERROR, WARNING, NOT_CHECKED)
 CHECKS = ("read", "schema", "links", "rules", "assets")
 
@@ -66,7 +68,9 @@ class Report:
         for f in self.findings:
             (keyed[(f.level, f.check, f.key)] if f.key else plain).append(f)
         out = plain + [
-            Finding(fs[0].level, fs[0].check, min(f.where for f in fs), fs[0].message, fs[0].key, sum(f.count for f in fs))
+            Finding(
+                fs[0].level, fs[0].check, min(f.where for f in fs), fs[0].message, fs[0].key, sum(f.count for f in fs)
+            )
             for fs in keyed.values()
         ]
         rank = {lvl: i for i, lvl in enumerate(LEVELS)}
@@ -115,7 +119,10 @@ class Report:
             shown = fs if max_per_check <= 0 else fs[:max_per_check]
             lines += [f.line() for f in shown]
             if len(shown) < len(fs):
-                lines.append(f"{'':<11} {check:<7} ... and {len(fs) - len(shown):,} more {level} findings (--max-findings 0 or --format json shows all)")
+                lines.append(
+                    f"{'':<11} {check:<7} ... and {len(fs) - len(shown):,} more {level} findings (--max-findings 0 or "
+                    "--format json shows all)"
+                )
         s = self.summary()
         c = self.counts
         objects = ", ".join(f"{c[k]:,} {k}" for k in ("catalogs", "collections", "items") if c.get(k))
@@ -126,7 +133,8 @@ class Report:
             f"{verdict} {self.target}: {objects or 'no STAC objects'}"
             + (f", {c['asset files']:,} asset files" if c.get("asset files") else "")
             + f"; {s['errors']:,} errors, {s['warnings']:,} warnings, {s['not_checked']:,} not checked"
-            + f"; checks: {ran}" + (f" (off: {off})" if off else "")
+            + f"; checks: {ran}"
+            + (f" (off: {off})" if off else "")
             + f"; {sum(self.seconds.values()):.1f} s"
         )
         return "\n".join(lines)

@@ -20,6 +20,7 @@ from typing import Any
 from sen12ts_stac.validate.checks import _asset_kind, _kind, is_sen12ts, roles_of
 from sen12ts_stac.validate.report import ERROR, WARNING, Finding
 
+
 # -- per-object rules ------------------------------------------------------------------------
 def object_rules(obj: dict, where: str) -> list[Finding]:
     if obj.get("type") != "Feature":
@@ -27,8 +28,12 @@ def object_rules(obj: dict, where: str) -> list[Finding]:
     props = obj.get("properties")
     if not isinstance(props, dict):
         return []  # structure()'s finding
-    return (_bbox_rules(obj, where) + _label_rules(obj, props, where) + _date_rules(props, where)
-            + _sen12ts_fields(obj, props, where))
+    return (
+        _bbox_rules(obj, where)
+        + _label_rules(obj, props, where)
+        + _date_rules(props, where)
+        + _sen12ts_fields(obj, props, where)
+    )
 
 
 def _bbox_rules(obj: dict, where: str) -> list[Finding]:
@@ -50,9 +55,23 @@ def _bbox_rules(obj: dict, where: str) -> list[Finding]:
     x1, y1 = (bbox[3], bbox[4]) if len(bbox) == 6 else (bbox[2], bbox[3])
     tol = 1e-6
     if gx0 < x0 - tol or gy0 < y0 - tol or gx1 > x1 + tol or gy1 > y1 + tol:
-        return [Finding(ERROR, "rules", where, f"bbox {bbox} does not contain the geometry (bounds {[round(v, 7) for v in (gx0, gy0, gx1, gy1)]})")]
+        return [
+            Finding(
+                ERROR,
+                "rules",
+                where,
+                f"bbox {bbox} does not contain the geometry (bounds {[round(v, 7) for v in (gx0, gy0, gx1, gy1)]})",
+            )
+        ]
     if max(abs(gx0 - x0), abs(gy0 - y0), abs(gx1 - x1), abs(gy1 - y1)) > 0.01 * max(x1 - x0, y1 - y0, 1e-9) + tol:
-        return [Finding(WARNING, "rules", where, f"bbox {bbox} is larger than the geometry's bounds {[round(v, 7) for v in (gx0, gy0, gx1, gy1)]}")]
+        return [
+            Finding(
+                WARNING,
+                "rules",
+                where,
+                f"bbox {bbox} is larger than the geometry's bounds {[round(v, 7) for v in (gx0, gy0, gx1, gy1)]}",
+            )
+        ]
     return []
 
 
@@ -64,7 +83,14 @@ SEN12TS_REQUIRED = {
     "s1": ("constellation", "sen12ts:season", "sen12ts:radar_dates", "sen12ts:s2_date", "sat:relative_orbit"),
     "s2": ("constellation", "sen12ts:season"),
     "labels": ("label:type", "sen12ts:class_table"),
-    "triplets": ("ml-aoi:split", "sen12ts:season", "sen12ts:radar_dates", "sen12ts:s2_date", "sen12ts:triplet", "sat:relative_orbit"),
+    "triplets": (
+        "ml-aoi:split",
+        "sen12ts:season",
+        "sen12ts:radar_dates",
+        "sen12ts:s2_date",
+        "sen12ts:triplet",
+        "sat:relative_orbit",
+    ),
 }
 _KIND_SUFFIX = (("s1", "_s1_source"), ("s2", "_s2_source"), ("labels", "_labels"), ("triplets", "_triplets"))
 
@@ -93,30 +119,77 @@ def _sen12ts_fields(obj: dict, props: dict, where: str) -> list[Finding]:
     out: list[Finding] = []
     missing = [k for k in SEN12TS_COMMON + SEN12TS_REQUIRED.get(kind or "", ()) if k not in props]
     if missing:
-        what = {"s1": "Sentinel-1 item", "s2": "Sentinel-2 item", "labels": "label item", "triplets": "triplet record"}.get(kind or "", "item")
+        what = {
+            "s1": "Sentinel-1 item",
+            "s2": "Sentinel-2 item",
+            "labels": "label item",
+            "triplets": "triplet record",
+        }.get(kind or "", "item")
         out.append(Finding(ERROR, "rules", where, f"SEN12TS {what} has no {', '.join(missing)}"))
-    for k in ("sen12ts:aoi", "sen12ts:tile", "sen12ts:season", "sen12ts:s2_date", "sen12ts:triplet", "sen12ts:class_table"):
+    for k in (
+        "sen12ts:aoi",
+        "sen12ts:tile",
+        "sen12ts:season",
+        "sen12ts:s2_date",
+        "sen12ts:triplet",
+        "sen12ts:class_table",
+    ):
         if k in props and not (isinstance(props[k], str) and props[k]):
             out.append(Finding(ERROR, "rules", where, f"{k} {str(props[k])[:60]!r} is not a non-empty string"))
     if "sen12ts:radar_dates" in props and not isinstance(props["sen12ts:radar_dates"], list):
-        out.append(Finding(ERROR, "rules", where, f"sen12ts:radar_dates is {_kind(props['sen12ts:radar_dates'])}, not a list of dates"))
+        out.append(
+            Finding(
+                ERROR,
+                "rules",
+                where,
+                f"sen12ts:radar_dates is {_kind(props['sen12ts:radar_dates'])}, not a list of dates",
+            )
+        )
     if isinstance(props.get("sen12ts:tile"), str):
         from sen12ts_stac.spec.grid import Tile
 
         try:
             tile = Tile.from_id(props["sen12ts:tile"])
         except Exception:
-            out.append(Finding(ERROR, "rules", where, f"sen12ts:tile {props['sen12ts:tile'][:40]!r} is not a tile id (<zone>_<path>_<row>)"))
+            out.append(
+                Finding(
+                    ERROR,
+                    "rules",
+                    where,
+                    f"sen12ts:tile {props['sen12ts:tile'][:40]!r} is not a tile id (<zone>_<path>_<row>)",
+                )
+            )
         else:
             dl = props.get("sen12ts:dltile")
             if dl is not None and dl != tile.dltile_key:
-                out.append(Finding(ERROR, "rules", where, f"sen12ts:dltile {str(dl)[:60]!r} is not the key of sen12ts:tile {tile.id} ({tile.dltile_key})"))
+                out.append(
+                    Finding(
+                        ERROR,
+                        "rules",
+                        where,
+                        f"sen12ts:dltile {str(dl)[:60]!r} is not the key of sen12ts:tile {tile.id} ({tile.dltile_key})",
+                    )
+                )
     aoi, coll = props.get("sen12ts:aoi"), obj.get("collection")
-    if isinstance(aoi, str) and isinstance(coll, str) and coll.startswith("sen12ts_") and not coll.startswith(f"sen12ts_{aoi}_"):
-        out.append(Finding(ERROR, "rules", where, f"sen12ts:aoi {aoi[:40]!r} is not the AOI of its collection {coll[:80]!r}"))
+    if (
+        isinstance(aoi, str)
+        and isinstance(coll, str)
+        and coll.startswith("sen12ts_")
+        and not coll.startswith(f"sen12ts_{aoi}_")
+    ):
+        out.append(
+            Finding(ERROR, "rules", where, f"sen12ts:aoi {aoi[:40]!r} is not the AOI of its collection {coll[:80]!r}")
+        )
     want = {"s1": "sentinel-1", "s2": "sentinel-2"}.get(kind or "")
     if want and "constellation" in props and props["constellation"] != want:
-        out.append(Finding(ERROR, "rules", where, f"constellation {str(props['constellation'])[:40]!r} in the {kind} collection; it must be {want!r}"))
+        out.append(
+            Finding(
+                ERROR,
+                "rules",
+                where,
+                f"constellation {str(props['constellation'])[:40]!r} in the {kind} collection; it must be {want!r}",
+            )
+        )
     return out
 
 
@@ -129,13 +202,15 @@ def _label_rules(obj: dict, props: dict, where: str) -> list[Finding]:
     raw = obj.get("assets")
     assets = {k: a for k, a in raw.items() if isinstance(a, dict)} if isinstance(raw, dict) else {}
     labelled = {k: a for k, a in assets.items() if any(str(r).startswith("labels") for r in roles_of(a))}
-    kinds = {_asset_kind(a) for a in (labelled or {k: a for k, a in assets.items() if "thumbnail" not in roles_of(a)}).values()}
+    kinds = {
+        _asset_kind(a)
+        for a in (labelled or {k: a for k, a in assets.items() if "thumbnail" not in roles_of(a)}).values()
+    }
     if t == "raster" and "raster" not in kinds and "vector" in kinds:
         return [Finding(ERROR, "rules", where, "label:type is 'raster' but the label assets are vector files")]
     if t == "vector" and "vector" not in kinds and "raster" in kinds:
         return [Finding(ERROR, "rules", where, "label:type is 'vector' but the label assets are rasters (GeoTIFF)")]
     return []
-
 
 
 def _day(v: Any) -> dt.date:
@@ -168,7 +243,10 @@ def _date_rules(props: dict, where: str) -> list[Finding]:
         elif any((a - b).days != gap for a, b in zip(radar, radar[1:])):
             err(f"sen12ts:radar_dates {[d.isoformat() for d in radar]} are not {gap} days apart, newest first")
     if radar and s2 and abs((s2 - radar[0]).days) > rules.s2_max_offset_days:
-        err(f"Sentinel-2 date {s2} is {abs((s2 - radar[0]).days)} days from the newest radar date {radar[0]} (at most {rules.s2_max_offset_days})")
+        err(
+            f"Sentinel-2 date {s2} is {abs((s2 - radar[0]).days)} days from the newest radar date {radar[0]} (at most "
+            f"{rules.s2_max_offset_days})"
+        )
     season_name = props.get("sen12ts:season")
     if season_name is not None:
         season = SEASONS.get(season_name) if isinstance(season_name, str) else None
@@ -178,7 +256,11 @@ def _date_rules(props: dict, where: str) -> list[Finding]:
             s2_day = s2 or (when if props.get("constellation") == "sentinel-2" else None)
             if s2_day and not season.contains(s2_day):
                 err(f"Sentinel-2 date {s2_day} is outside {season_name}")
-            if radar and len(radar) == rules.radar_steps and not any(a <= radar[-1] and radar[0] <= b for a, b in season.radar_windows(rules)):
+            if (
+                radar
+                and len(radar) == rules.radar_steps
+                and not any(a <= radar[-1] and radar[0] <= b for a, b in season.radar_windows(rules))
+            ):
                 err(f"radar dates {radar[-1]}..{radar[0]} are outside the {season_name} radar window")
     if when and "ml-aoi:split" in props and s2 and when != s2:
         err(f"datetime {props['datetime']} is not the Sentinel-2 date {s2}")
@@ -233,7 +315,11 @@ def _unique_ids(records: dict[str, dict]) -> list[Finding]:
             continue
         key = ("item", rec.get("collection"), rid) if rec["type"] == "Feature" else ("node", rid)
         if key in seen:
-            what = f"item id {rid!r} in collection {rec.get('collection')!r}" if rec["type"] == "Feature" else f"{rec['type']} id {rid!r}"
+            what = (
+                f"item id {rid!r} in collection {rec.get('collection')!r}"
+                if rec["type"] == "Feature"
+                else f"{rec['type']} id {rid!r}"
+            )
             out.append(Finding(ERROR, "rules", where, f"{what} is not unique: also {seen[key]}"))
         else:
             seen[key] = where
@@ -245,7 +331,14 @@ def _collection_field(rec: dict, records: dict[str, dict]) -> list[Finding]:
         if rel == "collection" and target in records and records[target]["type"] == "Collection":
             cid = records[target]["id"]
             if rec.get("collection") != cid:
-                return [Finding(ERROR, "rules", rec["where"], f"collection is {rec.get('collection')!r} but its collection link {href} is {cid!r}")]
+                return [
+                    Finding(
+                        ERROR,
+                        "rules",
+                        rec["where"],
+                        f"collection is {rec.get('collection')!r} but its collection link {href} is {cid!r}",
+                    )
+                ]
     return []
 
 
@@ -265,11 +358,15 @@ def _label_sources(rec: dict, records: dict[str, dict]) -> list[Finding]:
             continue
         stile = src["props"].get("sen12ts:tile")
         if tile and stile and stile != tile:
-            out.append(Finding(ERROR, "rules", where, f"source {href} is on tile {stile}, this label is on tile {tile}"))
+            out.append(
+                Finding(ERROR, "rules", where, f"source {href} is on tile {stile}, this label is on tile {tile}")
+            )
             continue
         iou = _bbox_iou(rec.get("bbox"), src.get("bbox"))
         if iou is not None and iou < 0.9:
-            out.append(Finding(ERROR, "rules", where, f"source {href} does not cover the same area (bbox overlap {iou:.2f})"))
+            out.append(
+                Finding(ERROR, "rules", where, f"source {href} does not cover the same area (bbox overlap {iou:.2f})")
+            )
     return out
 
 
@@ -286,7 +383,10 @@ def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
     if not labels:
         err("triplet record has no derived_from link with ml-aoi:role 'label'")
     if sen and (len(labels) != 1 or len(features) != 2):
-        err(f"triplet record links {len(labels)} label(s) and {len(features)} feature(s); it needs 1 label, an S1 and an S2 feature")
+        err(
+            f"triplet record links {len(labels)} label(s) and {len(features)} feature(s); it needs 1 label, an S1 and "
+            "an S2 feature"
+        )
     label_rec = None
     for target, href in labels:
         lab = records.get(target)
@@ -297,7 +397,10 @@ def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
         else:
             label_rec = lab
         if props.get("sen12ts:tile") and lab["props"].get("sen12ts:tile") not in (None, props.get("sen12ts:tile")):
-            err(f"label {href} is on tile {lab['props'].get('sen12ts:tile')}, the triplet on {props.get('sen12ts:tile')}")
+            err(
+                f"label {href} is on tile {lab['props'].get('sen12ts:tile')}, the triplet on "
+                f"{props.get('sen12ts:tile')}"
+            )
     found: dict[str, dict] = {}
     for target, href in features:
         f = records.get(target)
@@ -312,16 +415,33 @@ def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
                 err(f"triplet record links two {const} features")
             found[const] = f
             if f["props"].get("sen12ts:tile") not in (None, props.get("sen12ts:tile")):
-                err(f"feature {href} is on tile {f['props'].get('sen12ts:tile')}, the triplet on {props.get('sen12ts:tile')}")
+                err(
+                    f"feature {href} is on tile {f['props'].get('sen12ts:tile')}, the triplet on "
+                    f"{props.get('sen12ts:tile')}"
+                )
     if sen and features and all(records.get(t) is not None for t, _ in features):
         for const in ("sentinel-1", "sentinel-2"):
             if const not in found:
                 err(f"triplet record links no {const} feature")
     s1, s2 = found.get("sentinel-1"), found.get("sentinel-2")
-    if s1 is not None and "sen12ts:radar_dates" in props and s1["props"].get("sen12ts:radar_dates") != props["sen12ts:radar_dates"]:
-        err(f"radar dates {props['sen12ts:radar_dates']} differ from its S1 item's {s1['props'].get('sen12ts:radar_dates')} ({s1['where']})")
-    if s2 is not None and props.get("sen12ts:s2_date") and str(s2["props"].get("datetime", ""))[:10] != props["sen12ts:s2_date"]:
-        err(f"Sentinel-2 date {props['sen12ts:s2_date']} differs from its S2 item's datetime {s2['props'].get('datetime')} ({s2['where']})")
+    if (
+        s1 is not None
+        and "sen12ts:radar_dates" in props
+        and s1["props"].get("sen12ts:radar_dates") != props["sen12ts:radar_dates"]
+    ):
+        err(
+            f"radar dates {props['sen12ts:radar_dates']} differ from its S1 item's "
+            f"{s1['props'].get('sen12ts:radar_dates')} ({s1['where']})"
+        )
+    if (
+        s2 is not None
+        and props.get("sen12ts:s2_date")
+        and str(s2["props"].get("datetime", ""))[:10] != props["sen12ts:s2_date"]
+    ):
+        err(
+            f"Sentinel-2 date {props['sen12ts:s2_date']} differs from its S2 item's datetime "
+            f"{s2['props'].get('datetime')} ({s2['where']})"
+        )
     # The triplet's assets are the very files of the items it links.
     for key, linked in (("s1", s1), ("s2", s2), ("labels", label_rec)):
         mine = rec["asset_targets"].get(key)
@@ -355,11 +475,26 @@ def _splits(records: dict[str, dict]) -> list[Finding]:
     for tile, splits in sorted(by_tile.items()):
         if len(splits) > 1:
             first, *rest = sorted(splits.items(), key=lambda kv: kv[1])
-            out.append(Finding(ERROR, "rules", first[1], f"tile {tile} is in more than one split: " + ", ".join(f"{s} ({w})" for s, w in [first, *rest])))
+            out.append(
+                Finding(
+                    ERROR,
+                    "rules",
+                    first[1],
+                    f"tile {tile} is in more than one split: " + ", ".join(f"{s} ({w})" for s, w in [first, *rest]),
+                )
+            )
     for group, splits in sorted(by_group.items()):
         if len(splits) > 1 and not any(len(by_tile[t]) > 1 for t in by_tile if _group(t) == group):
             first_where = min(splits.values())
-            out.append(Finding(WARNING, "rules", first_where, f"split group {group} (4 x 4 tiles) spans splits {sorted(splits)}: neighbouring tiles leak across splits"))
+            out.append(
+                Finding(
+                    WARNING,
+                    "rules",
+                    first_where,
+                    f"split group {group} (4 x 4 tiles) spans splits {sorted(splits)}: neighbouring tiles leak across "
+                    "splits",
+                )
+            )
     return out
 
 

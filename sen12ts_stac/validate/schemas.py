@@ -119,7 +119,9 @@ def _bundled() -> dict[str, Any]:
 class SchemaStore:
     """Schemas by URL: memory -> bundled -> cache folder -> network (then stored). Thread-safe."""
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, fetch: bool = True, timeout: float = FETCH_TIMEOUT_S):
+    def __init__(
+        self, cache_dir: str | os.PathLike | None = None, fetch: bool = True, timeout: float = FETCH_TIMEOUT_S
+    ):
         self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.fetch = fetch
         self.timeout = timeout
@@ -183,16 +185,23 @@ class SchemaStore:
 
         with self._lock:
             if self.fetched_bytes >= MAX_FETCH_BYTES:
-                raise SchemaUnavailable(key, f"schema unavailable: not in the cache {self.cache_dir}, and this run has "
-                                             f"already downloaded {MAX_FETCH_BYTES >> 20} MiB of schemas")
+                raise SchemaUnavailable(
+                    key,
+                    f"schema unavailable: not in the cache {self.cache_dir}, and this run has "
+                    f"already downloaded {MAX_FETCH_BYTES >> 20} MiB of schemas",
+                )
         try:
             got = capped_get(key, MAX_SCHEMA_BYTES, timeout=self.timeout, deadline=FETCH_DEADLINE_S)
         except BodyTooLarge:
             raise SchemaUnavailable(key, f"schema larger than {MAX_SCHEMA_BYTES >> 20} MiB") from None
         except (DeadlineExceeded, requests.RequestException) as e:
-            raise SchemaUnavailable(key, f"schema unavailable: not in the cache {self.cache_dir}, and unreachable ({type(e).__name__})") from None
+            raise SchemaUnavailable(
+                key, f"schema unavailable: not in the cache {self.cache_dir}, and unreachable ({type(e).__name__})"
+            ) from None
         if got.status != 200:
-            raise SchemaUnavailable(key, f"schema unavailable: not in the cache {self.cache_dir}, and HTTP {got.status} fetching it")
+            raise SchemaUnavailable(
+                key, f"schema unavailable: not in the cache {self.cache_dir}, and HTTP {got.status} fetching it"
+            )
         body = got.body
         with self._lock:
             self.fetched_bytes += len(body)
@@ -275,8 +284,11 @@ class SchemaChecker:
             except SchemaUnavailable as e:
                 raise LookupError(e.reason) from None
 
-        resources = [(u, Resource.from_contents(s, default_specification=DRAFT7)) for u, s in self._closure(url).items()]
-        # referencing's own stub (_attrs.pyi) hides its attrs fields from mypy: retrieve= is the documented alias of _retrieve
+        resources = [
+            (u, Resource.from_contents(s, default_specification=DRAFT7)) for u, s in self._closure(url).items()
+        ]
+        # referencing's own stub (_attrs.pyi) hides its attrs fields from mypy:
+        # retrieve= is the documented alias of _retrieve
         registry = Registry(retrieve=retrieve).with_resources(resources).crawl()  # type: ignore[call-arg]
         cls = validator_for(schema, default=validator_for({"$schema": "http://json-schema.org/draft-07/schema#"}))
         return cls(schema, registry=registry)
@@ -294,8 +306,12 @@ class SchemaChecker:
                             import fastjsonschema
 
                             handler = self.store.get_or_placeholder
-                            fast = fastjsonschema.compile(schema, handlers={"http": handler, "https": handler},
-                                                          use_default=False, use_formats=False)
+                            fast = fastjsonschema.compile(
+                                schema,
+                                handlers={"http": handler, "https": handler},
+                                use_default=False,
+                                use_formats=False,
+                            )
                         except Exception:  # fastjsonschema cannot compile it (e.g. mlm v1.0-1.2)
                             fast = None
                     c = Compiled(key, schema, fast, None if fast else self._slow_validator(key, schema))
@@ -317,17 +333,35 @@ class SchemaChecker:
         if not isinstance(obj, dict):
             return [Finding(ERROR, "schema", where, "not a JSON object")]
         if depth_over(obj):
-            return [Finding(ERROR, "schema", where, f"nested more than {MAX_DEPTH} levels deep: no STAC object is; not checked against the schemas")]
+            return [
+                Finding(
+                    ERROR,
+                    "schema",
+                    where,
+                    f"nested more than {MAX_DEPTH} levels deep: no STAC object is; not checked against the schemas",
+                )
+            ]
         core, exts = self.schema_urls(obj)
         out: list[Finding] = []
         if core is None:
-            out.append(Finding(ERROR, "schema", where, f"not a STAC object: type {obj.get('type')!r}, stac_version {obj.get('stac_version')!r} "
-                                                       "(need type Feature, Catalog or Collection and a stac_version)"))
+            out.append(
+                Finding(
+                    ERROR,
+                    "schema",
+                    where,
+                    f"not a STAC object: type {obj.get('type')!r}, stac_version {obj.get('stac_version')!r} "
+                    "(need type Feature, Catalog or Collection and a stac_version)",
+                )
+            )
         if not isinstance(obj.get("stac_extensions", []), list):
             out.append(Finding(ERROR, "schema", where, "stac_extensions is not a list"))
         for url in ([core] if core else []) + exts:
             if not isinstance(url, str) or not url.startswith(("https://", "http://")):  # STAC 1.x: a schema URL
-                out.append(Finding(ERROR, "schema", where, f"extension {str(url)[:80]!r} is not an http(s) schema URL: not checked"))
+                out.append(
+                    Finding(
+                        ERROR, "schema", where, f"extension {str(url)[:80]!r} is not an http(s) schema URL: not checked"
+                    )
+                )
                 continue
             out.extend(self._one(url, obj, where))
         return out
@@ -358,7 +392,11 @@ class SchemaChecker:
             return [Finding(ERROR, "schema", where, f"too deeply nested to check against {short_schema_name(c.url)}")]
         except Exception as e:  # referencing.exceptions.Unresolvable and friends
             ref = getattr(e, "ref", None) or getattr(getattr(e, "__cause__", None), "ref", None) or str(e)[:200]
-            return [Finding(NOT_CHECKED, "schema", where, f"{c.url}: references {ref}, which is unavailable", key=f"ref:{ref}")]
+            return [
+                Finding(
+                    NOT_CHECKED, "schema", where, f"{c.url}: references {ref}, which is unavailable", key=f"ref:{ref}"
+                )
+            ]
         if err is None:
             return []
         path = "/".join(str(p) for p in err.absolute_path) or "(top level)"

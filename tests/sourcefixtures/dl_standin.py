@@ -26,21 +26,32 @@ from shapely.geometry import mapping, shape
 
 from sen12ts_stac.spec.grid import Tile
 
-PixelFn = Callable[[str, str, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # (image, band, x, y) -> (values, valid)
+PixelFn = Callable[
+    [str, str, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]
+]  # (image, band, x, y) -> (values, valid)
 
 
 def fake_token() -> str:
     """An unsigned JWT the client accepts (it only decodes the expiry)."""
+
     def b64(d: dict) -> str:
         return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
 
-    claims = {"sub": "standin|1", "email": "standin@example.org", "exp": int(time.time()) + 3600, "aud": "standin", "groups": []}
+    claims = {
+        "sub": "standin|1",
+        "email": "standin@example.org",
+        "exp": int(time.time()) + 3600,
+        "aud": "standin",
+        "groups": [],
+    }
     return f"{b64({'alg': 'none', 'typ': 'JWT'})}.{b64(claims)}.standin"
 
 
 @dataclass
 class Platform:
-    images: dict[str, dict] = field(default_factory=dict)  # id -> attributes (product_id, acquired, geometry, cloud_fraction)
+    images: dict[str, dict] = field(
+        default_factory=dict
+    )  # id -> attributes (product_id, acquired, geometry, cloud_fraction)
     pixels: PixelFn | None = None
     token: str = field(default_factory=fake_token)
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -48,8 +59,13 @@ class Platform:
     def add(self, product: str, name: str, acquired: dt.datetime, tile: Tile, cloud_fraction: float = 0.0) -> str:
         image_id = f"{product}:{name}"
         geom = tile.polygon_lonlat.buffer(0.05)
-        self.images[image_id] = {"product_id": product, "name": name, "acquired": acquired.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
-                                 "geometry": mapping(geom), "cloud_fraction": cloud_fraction}
+        self.images[image_id] = {
+            "product_id": product,
+            "name": name,
+            "acquired": acquired.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
+            "geometry": mapping(geom),
+            "cloud_fraction": cloud_fraction,
+        }
         return image_id
 
     # ---------------------------------------------------------------- endpoints
@@ -78,10 +94,16 @@ class Platform:
                 values, ok = self.pixels(image_id, band, x, y)
                 data[b][ok], valid[b][ok] = values[ok], True
         mask = ~valid
-        lines = [json.dumps({"bands": params["bands"], "ids": params["ids"]}), json.dumps({"shape": list(data.shape), "dtype": "float64", "chunks": 1}),
-                 json.dumps({"shape": list(data.shape), "offset": [0, 0, 0]})]
-        return ("\n".join(lines) + "\n").encode() + blosc.compress(np.where(mask, 0, data).tobytes(), typesize=8) + \
-            blosc.compress(mask.tobytes(), typesize=1)
+        lines = [
+            json.dumps({"bands": params["bands"], "ids": params["ids"]}),
+            json.dumps({"shape": list(data.shape), "dtype": "float64", "chunks": 1}),
+            json.dumps({"shape": list(data.shape), "offset": [0, 0, 0]}),
+        ]
+        return (
+            ("\n".join(lines) + "\n").encode()
+            + blosc.compress(np.where(mask, 0, data).tobytes(), typesize=8)
+            + blosc.compress(mask.tobytes(), typesize=1)
+        )
 
 
 def _match(attrs: dict, f: dict) -> bool:
@@ -117,7 +139,9 @@ def start(platform: Platform) -> tuple[str, http.server.ThreadingHTTPServer]:
                 return self._reply(200, json.dumps(platform.search(params)).encode())
             if self.command == "POST" and self.path.endswith("/raster/v2/npz"):
                 return self._reply(200, platform.raster(params), "application/octet-stream")
-            self._reply(404, json.dumps({"errors": [{"detail": f"no {self.command} {self.path} in the stand-in"}]}).encode())
+            self._reply(
+                404, json.dumps({"errors": [{"detail": f"no {self.command} {self.path} in the stand-in"}]}).encode()
+            )
 
         do_GET = do_PUT = do_POST = _handle
 

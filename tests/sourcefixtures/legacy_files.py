@@ -48,13 +48,26 @@ class Original:
 
 def name_for(tile: Tile, s1: dt.date, s2: dt.date, track: int, look: str) -> str:
     lon, lat = tile.centroid_lonlat
-    return f"lat_{lat:.4f}_lon_{lon:.4f}_s1date_{s1.isoformat()}_s2date_{s2.isoformat()}_s1track_{track}_s1lookpass_{look}.tif"
+    return (
+        f"lat_{lat:.4f}_lon_{lon:.4f}_s1date_{s1.isoformat()}_s2date_{s2.isoformat()}"
+        f"_s1track_{track}_s1lookpass_{look}.tif"
+    )
 
 
 def _write(path: Path, arr: np.ndarray, tile: Tile) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=arr.shape[0], dtype=arr.dtype,
-                       crs=tile.crs, transform=tile.transform, nodata=NODATA) as ds:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=256,
+        height=256,
+        count=arr.shape[0],
+        dtype=arr.dtype,
+        crs=tile.crs,
+        transform=tile.transform,
+        nodata=NODATA,
+    ) as ds:
         ds.write(arr)
 
 

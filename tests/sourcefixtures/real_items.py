@@ -44,8 +44,13 @@ WC_V200 = "esa-worldcover/ESA_WorldCover_10m_2021_v200_S60W030.json"
 COLLECTIONS = {  # served collection documents
     "earth-search": ("sentinel-2-l2a/collection.earth-search.json", "sentinel-2-c1-l2a/collection.json"),
     "planetary-computer": ("sentinel-2-l2a/collection.planetary-computer.json",),
-    "common": ("sentinel-1-rtc/collection.json", "cop-dem-glo-30/collection.json", "sentinel-1-global-coherence/collection.json",
-               "usda-cdl/collection.json", "esa-worldcover/collection.json"),
+    "common": (
+        "sentinel-1-rtc/collection.json",
+        "cop-dem-glo-30/collection.json",
+        "sentinel-1-global-coherence/collection.json",
+        "usda-cdl/collection.json",
+        "esa-worldcover/collection.json",
+    ),
 }
 
 
@@ -83,8 +88,16 @@ def collections(api: str) -> list[dict]:
     return [servable_collection(document(rel)) for rel in COLLECTIONS[api] + COLLECTIONS["common"]]
 
 
-def relocate(doc: dict, *, id: str, hrefs: dict[str, str], geometry: dict | None = None, shift: tuple[float, float] | None = None,
-             times: dict[str, dt.datetime | None] | None = None, properties: dict | None = None) -> dict:
+def relocate(
+    doc: dict,
+    *,
+    id: str,
+    hrefs: dict[str, str],
+    geometry: dict | None = None,
+    shift: tuple[float, float] | None = None,
+    times: dict[str, dt.datetime | None] | None = None,
+    properties: dict | None = None,
+) -> dict:
     """A copy of the real item ``doc`` at the fixture's place and time (see the module docstring).
     ``hrefs``: asset key -> href (relative to the asset server) of the assets the source reads."""
     d = copy.deepcopy(doc)
@@ -106,7 +119,9 @@ def relocate(doc: dict, *, id: str, hrefs: dict[str, str], geometry: dict | None
     return d
 
 
-def slice_boundary_shift(doc: dict, next_doc: dict, fraction: float, target: tuple[float, float]) -> tuple[float, float]:
+def slice_boundary_shift(
+    doc: dict, next_doc: dict, fraction: float, target: tuple[float, float]
+) -> tuple[float, float]:
     """The (dlon, dlat) that puts ``target`` (lon, lat) on the boundary between two real slices of
     one radar datatake, ``fraction`` of the way along it, so the tile there intersects both."""
     from shapely.ops import linemerge

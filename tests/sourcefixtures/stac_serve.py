@@ -83,7 +83,6 @@ def _proxy_handler(upstream: int, faults: bool, counters: dict):
     lock = threading.Lock()
 
     class Proxy(http.server.BaseHTTPRequestHandler):
-
         def log_message(self, *args) -> None:
             pass
 
@@ -164,10 +163,22 @@ def serve_world(world: World, faults: bool = False, start_assets: bool = True, a
     for c in real.collections(api):
         (folder / f"{c['id']}.json").write_text(json.dumps(c))
         hrefs.append(str(folder / f"{c['id']}.json"))
-    for attempt in range(3):
+    for _attempt in range(3):
         upstream = _free_port()
-        proc = subprocess.Popen([_rustac(), "serve", "--addr", served.api, "--bind", f"127.0.0.1:{upstream}", *hrefs,
-                                 str(folder / "items.ndjson")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [
+                _rustac(),
+                "serve",
+                "--addr",
+                served.api,
+                "--bind",
+                f"127.0.0.1:{upstream}",
+                *hrefs,
+                str(folder / "items.ndjson"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         if _wait(f"http://127.0.0.1:{upstream}/", proc):
             served._procs.append(proc)
             break

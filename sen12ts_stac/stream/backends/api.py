@@ -13,7 +13,14 @@ from sen12ts_stac.spec.vocabulary import aoi_of_collection, sibling_collection_i
 from sen12ts_stac.stream.backends import IndexOptions
 from sen12ts_stac.stream.fetch import _short
 from sen12ts_stac.stream.filters import Filter
-from sen12ts_stac.stream.record import TripletRecord, _Interner, _merge_stats, _self_href, is_triplet_collection, record_from_item
+from sen12ts_stac.stream.record import (
+    TripletRecord,
+    _Interner,
+    _merge_stats,
+    _self_href,
+    is_triplet_collection,
+    record_from_item,
+)
 
 
 def _api_collections(all_collections: list[dict], filt: Filter) -> list[str]:
@@ -31,8 +38,9 @@ def _api_collections(all_collections: list[dict], filt: Filter) -> list[str]:
     return sorted(out)
 
 
-def _records_from_item_stream(pages: Iterable[dict], cid: str, stats: dict, filt: Filter, intern: _Interner,
-                              base: str) -> list[TripletRecord]:
+def _records_from_item_stream(
+    pages: Iterable[dict], cid: str, stats: dict, filt: Filter, intern: _Interner, base: str
+) -> list[TripletRecord]:
     out = []
     for item in pages:
         item.setdefault("collection", cid)
@@ -52,7 +60,9 @@ def records(url: str, filt: Filter, opts: IndexOptions) -> list[TripletRecord]:
         client = pystac_client.Client.open(url, timeout=opts.timeout)
         if not client.conforms_to(pystac_client.ConformanceClasses.ITEM_SEARCH):
             raise UserError(f"{url}: this STAC API does not implement item search")
-        all_colls = [c.to_dict(transform_hrefs=False) for c in client.get_collections()] if filt.collections is None else []
+        all_colls = (
+            [c.to_dict(transform_hrefs=False) for c in client.get_collections()] if filt.collections is None else []
+        )
     except APIError as e:
         raise SourceError(f"{url}: STAC API error ({_short(e)})") from None
     except (requests.RequestException, OSError) as e:

@@ -32,7 +32,9 @@ def records(root: str, filt: Filter, opts: IndexOptions) -> list[TripletRecord]:
         from radiant_mlhub.exceptions import APIKeyNotFound, MLHubException
         from radiant_mlhub.session import Session, get_session
     except ImportError:
-        raise UserError("mlhub+ catalogs need the radiant-mlhub client: pip install 'sen12ts-stac[collect-mlhub]'") from None
+        raise UserError(
+            "mlhub+ catalogs need the radiant-mlhub client: pip install 'sen12ts-stac[collect-mlhub]'"
+        ) from None
     try:
         session = get_session(api_key=opts.api_key)
     except APIKeyNotFound:

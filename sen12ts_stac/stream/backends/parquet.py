@@ -10,14 +10,21 @@ import os
 from typing import Sequence
 
 from sen12ts_stac.errors import SourceError, UserError
+from sen12ts_stac.spec import vocabulary as V
 from sen12ts_stac.spec.vocabulary import ASSET_KEYS, sibling_collection_ids
 from sen12ts_stac.storage import ReadError, is_url, open_seekable
 from sen12ts_stac.stream.backends import IndexOptions
 from sen12ts_stac.stream.backends.static import collection_stats
 from sen12ts_stac.stream.fetch import Fetcher, _short
 from sen12ts_stac.stream.filters import Filter
-from sen12ts_stac.stream.record import TripletRecord, _Interner, _merge_stats, is_triplet_collection, make_record, resolve_href
-from sen12ts_stac.spec import vocabulary as V
+from sen12ts_stac.stream.record import (
+    TripletRecord,
+    _Interner,
+    _merge_stats,
+    is_triplet_collection,
+    make_record,
+    resolve_href,
+)
 
 
 def _in_folder(folder: str) -> str:
@@ -84,9 +91,8 @@ def records(loc: str, filt: Filter, opts: IndexOptions, fetcher: Fetcher) -> lis
 
 def _list_field(lists, name: str) -> list[list | None]:
     """``list<struct>`` column -> per row, the list of one struct field (None for null rows)."""
-    import pyarrow.compute as pc
-
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     vt = lists.type.value_type
     if not pa.types.is_struct(vt) or name not in [f.name for f in vt]:
@@ -98,7 +104,7 @@ def _list_field(lists, name: str) -> list[list | None]:
         if n is None:
             out.append(None)
         else:
-            out.append(values[i:i + n])
+            out.append(values[i : i + n])
             i += n
     return out
 
@@ -114,7 +120,9 @@ def _records_from_table(table, base: str, stats: dict, filt: Filter) -> list[Tri
     out: list[TripletRecord] = []
     if table.num_rows == 0 or "assets" not in table.column_names or V.SPLIT not in table.column_names:
         return out
-    props_cols = [c for c in table.column_names if c in ("datetime", "proj:shape") or c.startswith(("ml-aoi:", V.PREFIX + ":"))]
+    props_cols = [
+        c for c in table.column_names if c in ("datetime", "proj:shape") or c.startswith(("ml-aoi:", V.PREFIX + ":"))
+    ]
     for batch in table.to_batches(max_chunksize=16384):
         n = batch.num_rows
         col = {name: batch.column(name) for name in batch.schema.names}
@@ -139,7 +147,9 @@ def _records_from_table(table, base: str, stats: dict, filt: Filter) -> list[Tri
         lhrefs: list[list | None] = _list_field(links, "href") if links is not None else [None] * n
         bbox = col.get("bbox")
         if bbox is not None and pa.types.is_struct(bbox.type):
-            bbox_rows: list[Sequence[float] | None] = list(zip(*[pa.compute.struct_field(bbox, f).to_pylist() for f in ("xmin", "ymin", "xmax", "ymax")]))
+            bbox_rows: list[Sequence[float] | None] = list(
+                zip(*[pa.compute.struct_field(bbox, f).to_pylist() for f in ("xmin", "ymin", "xmax", "ymax")])
+            )
         else:
             bbox_rows = bbox.to_pylist() if bbox is not None else [None] * n
         props_rows = {c: col[c].to_pylist() for c in props_cols if c in col}

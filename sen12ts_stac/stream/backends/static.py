@@ -17,7 +17,14 @@ from sen12ts_stac.storage.walk import walk
 from sen12ts_stac.stream.backends import IndexOptions
 from sen12ts_stac.stream.fetch import Fetcher
 from sen12ts_stac.stream.filters import Filter
-from sen12ts_stac.stream.record import TripletRecord, _Interner, _merge_stats, is_triplet_collection, record_from_item, resolve_href
+from sen12ts_stac.stream.record import (
+    TripletRecord,
+    _Interner,
+    _merge_stats,
+    is_triplet_collection,
+    record_from_item,
+    resolve_href,
+)
 
 
 class _Progress:
@@ -28,8 +35,13 @@ class _Progress:
             from rich.console import Console
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                               console=Console(stderr=True), transient=True)
+            self._p = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
             self._task = self._p.add_task(what)
             self._p.start()
         self.what = what
@@ -115,8 +127,14 @@ def _local_root(entry: str, fetcher: Fetcher) -> str:
     file above the entry), else the entry's own folder."""
     folder = os.path.dirname(entry)
     try:
-        link = next((l.get("href") for l in fetcher.get_json(entry).get("links") or []
-                     if isinstance(l, dict) and l.get("rel") == "root"), None)
+        link = next(
+            (
+                l.get("href")
+                for l in fetcher.get_json(entry).get("links") or []
+                if isinstance(l, dict) and l.get("rel") == "root"
+            ),
+            None,
+        )
         target = resolve(entry, link) if link else None
     except UserError:
         target = None
@@ -136,8 +154,10 @@ class _Fence:
         if is_url(target):
             return
         if not inside(self.root, os.path.realpath(target)):
-            raise UserError(f"{where}: refused href {target}: it lies outside the catalog root {self.root} "
-                            "(allow_outside_root=True allows it)")
+            raise UserError(
+                f"{where}: refused href {target}: it lies outside the catalog root {self.root} "
+                "(allow_outside_root=True allows it)"
+            )
 
 
 def collection_stats(coll: dict, loc: str, fetcher: Fetcher) -> dict:
