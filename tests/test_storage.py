@@ -12,6 +12,7 @@ from functools import partial
 
 import pytest
 import torch
+from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.storage import BodyTooLarge, DeadlineExceeded, capped_get, folder_of, inside, resolve
@@ -19,7 +20,6 @@ from sen12ts_stac.storage.checksums import hasher_for, multihash_of, sha256_mult
 from sen12ts_stac.stream import load_index, triplet_loader
 from sen12ts_stac.stream.record import resolve_href
 from sen12ts_stac.validate.locations import read_bytes
-from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 
 
 def _serve(handler_cls, directory=None):
@@ -112,8 +112,11 @@ def test_a_local_catalog_may_not_read_outside_its_root(small_catalog, tmp_path, 
     shutil.copytree(small_catalog, root)
     secret = tmp_path / "secret.tif"
     shutil.copy(next(root.rglob("s2.tif")), secret)  # a readable GeoTIFF that is not the catalog's
-    item_path = next(p for p in sorted((root / "california" / "triplets").rglob("*.json"))
-                     if json.loads(p.read_text()).get("type") == "Feature")
+    item_path = next(
+        p
+        for p in sorted((root / "california" / "triplets").rglob("*.json"))
+        if json.loads(p.read_text()).get("type") == "Feature"
+    )
     item = json.loads(item_path.read_text())
     if how == "absolute":
         item["assets"]["s2"]["href"] = str(secret)
@@ -126,7 +129,9 @@ def test_a_local_catalog_may_not_read_outside_its_root(small_catalog, tmp_path, 
     else:  # a child link to a catalog outside the root
         outside = tmp_path / "elsewhere" / "catalog.json"
         outside.parent.mkdir()
-        outside.write_text(json.dumps({"type": "Catalog", "id": "x", "stac_version": "1.1.0", "description": "d", "links": []}))
+        outside.write_text(
+            json.dumps({"type": "Catalog", "id": "x", "stac_version": "1.1.0", "description": "d", "links": []})
+        )
         top = json.loads((root / "catalog.json").read_text())
         top["links"].append({"rel": "child", "href": "../elsewhere/catalog.json"})
         (root / "catalog.json").write_text(json.dumps(top))
@@ -156,6 +161,7 @@ def test_a_fifo_is_a_finding_not_a_read(tmp_path):
 
 # ---- plain http hosts --------------------------------------------------------------------------
 
+
 class _Chunked(_Quiet):
     """Answers every GET with a chunked body and no Content-Length (and ignores Range)."""
 
@@ -170,7 +176,7 @@ class _Chunked(_Quiet):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         for i in range(0, len(body), 65536):
-            part = body[i:i + 65536]
+            part = body[i : i + 65536]
             self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
         self.wfile.write(b"0\r\n\r\n")
 
@@ -194,14 +200,24 @@ class _Moved(_Quiet):
 
 
 def _batches(catalog, **kw):
-    return list(triplet_loader(catalog, batch_size=4, shuffle=False, num_workers=2,
-                               assets={"s1": ["vh_t0", "coh_t0"], "s2": True, "label": True}, **kw))
+    return list(
+        triplet_loader(
+            catalog,
+            batch_size=4,
+            shuffle=False,
+            num_workers=2,
+            assets={"s1": ["vh_t0", "coh_t0"], "s2": True, "label": True},
+            **kw,
+        )
+    )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("handler, entry", [(_Quiet, "/catalog.json"), (_Chunked, "/catalog.json"),
-                                            (_Moved, "/old/place/catalog.json")],
-                         ids=["no-ranges", "chunked", "redirected-entry"])
+@pytest.mark.parametrize(
+    "handler, entry",
+    [(_Quiet, "/catalog.json"), (_Chunked, "/catalog.json"), (_Moved, "/old/place/catalog.json")],
+    ids=["no-ranges", "chunked", "redirected-entry"],
+)
 def test_plain_http_hosts_stream_the_local_batches(small_catalog, handler, entry):
     httpd, url = _serve(handler, small_catalog)
     try:
@@ -215,3 +231,21 @@ def test_plain_http_hosts_stream_the_local_batches(small_catalog, handler, entry
                 assert torch.equal(a[k], b[k]), k
     finally:
         httpd.shutdown()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "handler, entry",
+    [(_Quiet, "/catalog.json"), (_Chunked, "/catalog.json"), (_Moved, "/old/place/catalog.json")],
+    ids=["no-ranges", "chunked", "redirected-entry"],
+)
+def test_plain_http_hosts_validate_with_no_errors(small_catalog, handler, entry):
+    from sen12ts_stac.validate.engine import Options, validate
+
+    httpd, url = _serve(handler, small_catalog)
+    try:
+        report = validate(url + entry, Options(workers=2))
+    finally:
+        httpd.shutdown()
+    errors = [f.line() for f in report.findings if f.level == "error"]
+    assert errors == [] and report.counts["asset files"] > 0 and report.counts["items"] > 0, errors[:5]

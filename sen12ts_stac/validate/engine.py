@@ -18,7 +18,16 @@ from typing import Any, Callable, Iterator
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.storage.walk import walk
 from sen12ts_stac.validate import checks, claims, rules
-from sen12ts_stac.validate.locations import MAX_JSON_BYTES, exists, folder_of, inside, is_url, read_json, resolve
+from sen12ts_stac.validate.locations import (
+    MAX_JSON_BYTES,
+    exists,
+    folder_of,
+    inside,
+    is_url,
+    read_json,
+    read_json_at,
+    resolve,
+)
 from sen12ts_stac.validate.report import ERROR, WARNING, Finding, Report
 from sen12ts_stac.validate.schemas import SchemaChecker, SchemaStore
 
@@ -40,7 +49,9 @@ class Options:
     remote_checksums: bool = False  # also download remote asset files to hash them
     process_threshold: int = 400  # auto: worker processes from this many items on
     follow_symlinks: bool = False  # read local files that symlinks inside the root point to outside it
-    network: bool = True  # False: a local catalog's remote asset URLs are not probed (nor schemas fetched: fetch_schemas)
+    network: bool = (
+        True  # False: a local catalog's remote asset URLs are not probed (nor schemas fetched: fetch_schemas)
+    )
 
     def n_workers(self) -> int:
         return self.workers if self.workers > 0 else (os.cpu_count() or 1)
@@ -76,7 +87,11 @@ class _Walk:
         symlinks are followed). Two lstat calls per file: folders are remembered."""
         if self.follow_symlinks or is_url(target) or is_url(self.root):
             return None
-        real = os.path.realpath(target) if os.path.islink(target) else os.path.join(self._real_dir(os.path.dirname(target)), os.path.basename(target))
+        real = (
+            os.path.realpath(target)
+            if os.path.islink(target)
+            else os.path.join(self._real_dir(os.path.dirname(target)), os.path.basename(target))
+        )
         return None if inside(self._real_dir(self.root), real) else real
 
     def read_problem(self, f: Finding) -> Finding:
@@ -104,7 +119,13 @@ def check_object(obj: Any, where: str, opts: Options) -> tuple[list[Finding], di
     try:
         if not isinstance(obj, dict):
             return [Finding(ERROR, "read", where, f"not a JSON object but a {type(obj).__name__}")], None
-        enabled = {"read": True, "schema": opts.schemas, "links": opts.links, "rules": opts.rules, "assets": opts.assets}
+        enabled = {
+            "read": True,
+            "schema": opts.schemas,
+            "links": opts.links,
+            "rules": opts.rules,
+            "assets": opts.assets,
+        }
         findings = [f for f in checks.structure(obj, where) if enabled.get(f.check, True)]
         if opts.schemas:
             findings += _checker(opts).check(obj, where)
@@ -154,7 +175,9 @@ def _find_root(entry: str, obj: Any, opts: Options) -> tuple[str, str | None]:
     root_where = None
     if isinstance(obj, dict):
         links = obj.get("links")
-        for link in links if isinstance(links, list) else []:  # malformed links: the schema's and links check's findings
+        for link in (
+            links if isinstance(links, list) else []
+        ):  # malformed links: the schema's and links check's findings
             if isinstance(link, dict) and link.get("rel") == "root":
                 target = resolve(entry, link.get("href"))
                 if target == entry:
@@ -187,10 +210,13 @@ def validate(target: str | os.PathLike, opts: Options | None = None, progress: P
     entry = resolve_target(target)
     if not opts.network and is_url(entry):
         raise UserError(f"{entry}: a remote catalog cannot be validated without the network (--no-network)")
-    report = Report(target=entry, checks={"schemas": opts.schemas, "links": opts.links, "rules": opts.rules, "assets": opts.assets})
+    report = Report(
+        target=entry, checks={"schemas": opts.schemas, "links": opts.links, "rules": opts.rules, "assets": opts.assets}
+    )
     t0 = time.perf_counter()
     remote = is_url(entry)
-    entry_obj, problem = read_json(entry, opts.max_json_bytes)
+    entry_obj, final, problem = read_json_at(entry, opts.max_json_bytes)
+    entry = final  # an entry that redirects: its links are relative to where it really is
     if problem is not None:
         report.add(problem)
         report.seconds["walk"] = time.perf_counter() - t0
@@ -208,7 +234,9 @@ def validate(target: str | os.PathLike, opts: Options | None = None, progress: P
         _check_items(w, report, opts, None, tick)
     report.seconds["items"] = time.perf_counter() - t
     for rec in w.records.values():
-        kind = {"Catalog": "catalogs", "Collection": "collections", "Feature": "items"}.get(rec["type"], "other objects")
+        kind = {"Catalog": "catalogs", "Collection": "collections", "Feature": "items"}.get(
+            rec["type"], "other objects"
+        )
         report.counts[kind] += 1
     if opts.rules:
         t = time.perf_counter()
@@ -220,7 +248,9 @@ def validate(target: str | os.PathLike, opts: Options | None = None, progress: P
         report.seconds["links"] = time.perf_counter() - t
     if opts.assets:
         t = time.perf_counter()
-        report.extend(_guard("assets", entry, lambda: _assets(w, report, opts, io_workers if remote else opts.n_workers(), tick)))
+        report.extend(
+            _guard("assets", entry, lambda: _assets(w, report, opts, io_workers if remote else opts.n_workers(), tick))
+        )
         report.seconds["assets"] = time.perf_counter() - t
     return report
 
@@ -245,10 +275,10 @@ def _walk(entry: str, entry_obj: Any, w: _Walk, report: Report, opts: Options, w
     def read(where: str) -> tuple[Any, str]:
         if where == entry:
             return entry_obj, entry
-        obj, problem = read_json(where, opts.max_json_bytes)
+        obj, final, problem = read_json_at(where, opts.max_json_bytes)
         if problem is not None:
             raise _Unreadable(problem)
-        return obj, where
+        return obj, final
 
     def visit(where: str, obj: Any) -> tuple[dict, list[str]]:
         findings, rec = check_object(obj, where, opts)
@@ -277,15 +307,36 @@ def _walk(entry: str, entry_obj: Any, w: _Walk, report: Report, opts: Options, w
                 continue  # unusable and outside links are the links check's findings
             real = w.escape(target)
             if real is not None:
-                report.add(Finding(ERROR, "links", where, f"rel={rel} {href} is a symlink to {real}, outside the catalog root "
-                                                          "(not read; --follow-symlinks reads it)"))
+                report.add(
+                    Finding(
+                        ERROR,
+                        "links",
+                        where,
+                        f"rel={rel} {href} is a symlink to {real}, outside the catalog root "
+                        "(not read; --follow-symlinks reads it)",
+                    )
+                )
                 w.linked_from.setdefault(target, where)  # reported here: not again as a broken link
                 continue
             if target in parent_of:
                 if target in _ancestors(where, parent_of):
-                    report.add(Finding(ERROR, "links", where, f"link loop: rel={rel} {href} leads back to {target}, which contains this object"))
+                    report.add(
+                        Finding(
+                            ERROR,
+                            "links",
+                            where,
+                            f"link loop: rel={rel} {href} leads back to {target}, which contains this object",
+                        )
+                    )
                 else:
-                    report.add(Finding(WARNING, "links", where, f"rel={rel} {href} is also linked from {w.linked_from.get(target, parent_of.get(target))}"))
+                    report.add(
+                        Finding(
+                            WARNING,
+                            "links",
+                            where,
+                            f"rel={rel} {href} is also linked from {w.linked_from.get(target, parent_of.get(target))}",
+                        )
+                    )
                 continue
             parent_of[target] = where
             w.linked_from[target] = where
@@ -318,7 +369,7 @@ def _check_items(w: _Walk, report: Report, opts: Options, io_pool: cf.Executor |
     if mode == "auto":
         mode = "process" if n > 1 and len(items) >= opts.process_threshold else "serial"
     chunk = max(20, min(500, len(items) // (n * 8) or 1))
-    chunks = [items[i:i + chunk] for i in range(0, len(items), chunk)]
+    chunks = [items[i : i + chunk] for i in range(0, len(items), chunk)]
     if mode == "serial" or n == 1:
         for c in chunks:
             take(_check_files(c, opts))
@@ -346,7 +397,11 @@ def _check_items(w: _Walk, report: Report, opts: Options, io_pool: cf.Executor |
 
 def _links(w: _Walk, report: Report, io_workers: int) -> list[Finding]:
     def exists_many(targets: list[str]) -> dict[str, tuple[bool | None, str]]:
-        local: dict[str, tuple[bool | None, str]] = {t: (os.path.isfile(t), "not a regular file" if os.path.exists(t) else "no such file") for t in targets if not is_url(t)}
+        local: dict[str, tuple[bool | None, str]] = {
+            t: (os.path.isfile(t), "not a regular file" if os.path.exists(t) else "no such file")
+            for t in targets
+            if not is_url(t)
+        }
         remote = [t for t in targets if is_url(t)]
         if remote:
             with cf.ThreadPoolExecutor(io_workers) as pool:
@@ -362,24 +417,34 @@ def _assets(w: _Walk, report: Report, opts: Options, workers: int, tick: Progres
     wanted: dict[str, tuple[bool, set[str], bool]] = {}  # target -> (raster?, checksum codes, image?)
     probes: dict[str, dict] = {}
     for rec in w.records.values():
-        for key, target, a in claims.asset_targets(rec):
+        for _key, target, a in claims.asset_targets(rec):
             if not is_url(target) and not inside(w.root, target):
                 continue  # outside the root: a finding, never read
             if is_url(target) and not opts.network:
-                probes[target] = {"target": target, "exists": True, "not_checked": "remote assets are not checked (--no-network)"}
+                probes[target] = {
+                    "target": target,
+                    "exists": True,
+                    "not_checked": "remote assets are not checked (--no-network)",
+                }
                 continue
             raster, codes, image = wanted.get(target, (False, set(), False))
             hashed = opts.checksums and (opts.remote_checksums or not is_url(target))
             code = claims.checksum_code(a.get("file:checksum")) if hashed else None
-            wanted[target] = (raster or checks.is_raster_asset(a), codes | ({code} if code else set()),
-                              image or (claims.image_format(a) is not None and not is_url(target)))
+            wanted[target] = (
+                raster or checks.is_raster_asset(a),
+                codes | ({code} if code else set()),
+                image or (claims.image_format(a) is not None and not is_url(target)),
+            )
     tick("assets", 0, len(wanted))
     for t in list(wanted):
         real = w.escape(t)
         if real is not None:
             del wanted[t]
-            probes[t] = {"target": t, "exists": False,
-                         "problem": f"is a symlink to {real}, outside the catalog root (not read; --follow-symlinks reads it)"}
+            probes[t] = {
+                "target": t,
+                "exists": False,
+                "problem": f"is a symlink to {real}, outside the catalog root (not read; --follow-symlinks reads it)",
+            }
     with cf.ThreadPoolExecutor(max(1, workers)) as pool:
         futures = {pool.submit(checks.probe_asset, t, r, c, i): t for t, (r, c, i) in wanted.items()}
         for fut in cf.as_completed(futures):
@@ -392,5 +457,7 @@ def _assets(w: _Walk, report: Report, opts: Options, workers: int, tick: Progres
             try:
                 out += claims.asset_findings(rec, probes, w.root, opts.checksums)
             except Exception as e:
-                out.append(Finding(ERROR, "assets", rec["where"], f"could not be checked ({type(e).__name__}: {str(e)[:160]})"))
+                out.append(
+                    Finding(ERROR, "assets", rec["where"], f"could not be checked ({type(e).__name__}: {str(e)[:160]})")
+                )
     return out + claims.item_assets_findings(w.records)

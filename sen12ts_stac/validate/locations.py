@@ -1,5 +1,6 @@
-"""Where things are: local paths, http(s) and object-store URLs (through :mod:`sen12ts_stac.storage`), hrefs resolved against them, the catalog-root
-boundary, and JSON reads that refuse oversized files and never raise (a read problem is a finding).
+"""Where things are: local paths, http(s) and object-store URLs (through
+:mod:`sen12ts_stac.storage`), hrefs resolved against them, the catalog-root boundary, and JSON
+reads that refuse oversized files and never raise (a read problem is a finding).
 """
 
 from __future__ import annotations
@@ -12,7 +13,18 @@ from sen12ts_stac.storage.http import MAX_JSON_BYTES
 from sen12ts_stac.storage.locations import folder_of, inside, is_url, resolve
 from sen12ts_stac.validate.report import ERROR, Finding
 
-__all__ = ["MAX_JSON_BYTES", "exists", "folder_of", "inside", "is_url", "loads", "read_bytes", "read_json", "remote_size", "resolve"]
+__all__ = [
+    "MAX_JSON_BYTES",
+    "exists",
+    "folder_of",
+    "inside",
+    "is_url",
+    "loads",
+    "read_bytes",
+    "read_json",
+    "remote_size",
+    "resolve",
+]
 
 HTTP_TIMEOUT_S = 30.0
 
@@ -38,14 +50,21 @@ def read_bytes(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[bytes | Non
 
 def read_json(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any, Finding | None]:
     """(object, None) or (None, a ``read`` error naming the file and the problem)."""
-    body, problem = read_bytes(where, max_bytes)
-    if problem is not None:
-        return None, Finding(ERROR, "read", where, problem)
-    assert body is not None  # read_bytes gives a body or a problem
+    obj, _, problem = read_json_at(where, max_bytes)
+    return obj, problem
+
+
+def read_json_at(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any, str, Finding | None]:
+    """(object, where it really is, None) or (None, ``where``, a ``read`` error): over http the
+    final URL after redirects, which the document's relative hrefs resolve against."""
     try:
-        return loads(body), None
+        got = storage_read.read_bytes(where, max_bytes, timeout=HTTP_TIMEOUT_S)
+    except storage_read.ReadError as e:
+        return None, where, Finding(ERROR, "read", where, str(e))
+    try:
+        return loads(got.body), got.url, None
     except Exception as e:  # orjson.JSONDecodeError / ValueError / UnicodeDecodeError
-        return None, Finding(ERROR, "read", where, f"malformed JSON ({str(e)[:160]})")
+        return None, where, Finding(ERROR, "read", where, f"malformed JSON ({str(e)[:160]})")
 
 
 def exists(where: str) -> tuple[bool | None, str]:
