@@ -2,7 +2,8 @@
 http(s), ``s3://``, ``az://`` or ``gs://`` URL) into a local folder that is itself a valid,
 smaller catalog.
 
-Filters are MLHub-style: collections, asset keys, bbox, datetime interval, AOI, split. DEST
+Filters are MLHub-style (the one :class:`~sen12ts_stac.spec.filters.Filter`, which the stream index
+shares): collections, asset keys, bbox, datetime interval, AOI, split. DEST
 mirrors SRC's layout (paths relative to the root catalog's folder), so the relative hrefs in the
 copied items keep working, and the catalogs and collections above the chosen items are written
 with only the links that lead to them.
@@ -24,7 +25,6 @@ whose size and checksum match.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import datetime as dt
 import os
 import posixpath
 import re
@@ -50,8 +50,7 @@ from rich.progress import (
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import catalog_entry, write_json
-from sen12ts_stac.spec import vocabulary as V
-from sen12ts_stac.spec.vocabulary import SPLITS, aoi_of_collection, normalise_split
+from sen12ts_stac.spec.filters import Filter
 from sen12ts_stac.storage import (
     MAX_JSON_BYTES,
     DeadlineExceeded,
@@ -74,117 +73,6 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:+=,@-]{0,254}$")
 
 class Refused(Exception):
     """One file or document refused (hostile or broken); becomes a finding, the rest goes on."""
-
-
-# --------------------------------------------------------------------------------------------
-# Filters
-# --------------------------------------------------------------------------------------------
-
-
-def _csv(value) -> frozenset[str] | None:
-    if value is None:
-        return None
-    items = value.split(",") if isinstance(value, str) else [x for v in value for x in str(v).split(",")]
-    items = [v.strip() for v in items if v.strip()]
-    return frozenset(items) or None
-
-
-def _instant(text: str, end: bool) -> dt.datetime | None:
-    text = text.strip()
-    if text in ("", ".."):
-        return None
-    try:
-        if len(text) == 10:
-            d = dt.date.fromisoformat(text)
-            return dt.datetime.combine(d, dt.time.max if end else dt.time.min, tzinfo=dt.timezone.utc)
-        t = dt.datetime.fromisoformat(text.replace("z", "Z"))
-        return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
-    except ValueError:
-        raise UserError(
-            f"bad datetime {text!r}: expected an RFC 3339 date or time, or an interval START/END ('..' open)"
-        ) from None
-
-
-@dataclass(frozen=True)
-class Filters:
-    """Which items (and which of their assets) to download; ``None`` means no restriction."""
-
-    collections: frozenset[str] | None = None
-    assets: frozenset[str] | None = None
-    bbox: tuple[float, float, float, float] | None = None
-    start: dt.datetime | None = None
-    end: dt.datetime | None = None
-    aois: frozenset[str] | None = None
-    splits: frozenset[str] | None = None
-
-    @classmethod
-    def make(cls, collections=None, assets=None, bbox=None, datetime=None, aoi=None, split=None) -> "Filters":
-        box = None
-        if bbox is not None:
-            from sen12ts_stac.spec.aois import parse_bbox
-
-            if isinstance(bbox, str):
-                box = parse_bbox(bbox)
-            else:
-                vals = [float(v) for v in bbox]
-                if len(vals) != 4:
-                    raise UserError(f"bad bbox {bbox!r}: expected minlon,minlat,maxlon,maxlat")
-                box = (vals[0], vals[1], vals[2], vals[3])
-        start = end = None
-        if datetime:
-            a, sep, b = datetime.partition("/")
-            start, end = _instant(a, False), _instant(b if sep else a, True)
-            if start and end and start > end:
-                raise UserError(f"bad datetime interval {datetime!r}: start is after end")
-        splits = _csv(split)
-        if splits:
-            splits = frozenset(normalise_split(s) for s in splits)
-            bad = sorted(splits - set(SPLITS))
-            if bad:
-                raise UserError(f"unknown split {', '.join(bad)}; known: train, validate, test")
-        aois = _csv(aoi)
-        return cls(
-            _csv(collections),
-            _csv(assets),
-            box,
-            start,
-            end,
-            frozenset(a.lower() for a in aois) if aois else None,
-            splits,
-        )
-
-    def wants_collection(self, cid: str) -> bool:
-        if self.collections is not None and cid not in self.collections:
-            return False
-        aoi = aoi_of_collection(cid)
-        return self.aois is None or aoi is None or aoi in self.aois
-
-    def wants_item(self, item: dict) -> bool:
-        props = item.get("properties") or {}
-        if self.collections is not None and item.get("collection") not in self.collections:
-            return False
-        if self.aois is not None:
-            aoi = props.get(V.AOI) or aoi_of_collection(item.get("collection") or "")
-            if aoi is None or aoi.lower() not in self.aois:
-                return False
-        if self.splits is not None and props.get(V.SPLIT) not in self.splits:
-            return False
-        if self.bbox is not None:
-            b = item.get("bbox") or []
-            if len(b) not in (4, 6):
-                return False
-            b = (b[0], b[1], b[3], b[4]) if len(b) == 6 else b
-            a = self.bbox
-            if b[0] > a[2] or b[2] < a[0] or b[1] > a[3] or b[3] < a[1]:
-                return False
-        if self.start is not None or self.end is not None:
-            lo = _instant(props.get("start_datetime") or props.get("datetime") or "", False)
-            hi = _instant(props.get("end_datetime") or props.get("datetime") or "", True)
-            if lo is None or hi is None:
-                return False
-            if (self.end is not None and lo > self.end) or (self.start is not None and hi < self.start):
-                return False
-        return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,7 +224,7 @@ class DownloadReport:
 
 def _plan(
     loc: Location,
-    filters: Filters,
+    filters: Filter,
     max_size: int,
     workers: int,
     report: DownloadReport,
@@ -603,7 +491,7 @@ def download(
         raise UserError(f"--workers must be at least 1, got {workers}")
     if max_size < 1:
         raise UserError(f"--max-size must be at least 1 byte, got {max_size}")
-    filters = Filters.make(collections, assets, bbox, datetime, aoi, split)
+    filters = Filter.make(collections=collections, assets=assets, bbox=bbox, datetime=datetime, aoi=aoi, split=split)
     loc = Location(os.fspath(src))
     _refuse_overlap(loc, dest)
     out = Dest(os.fspath(dest))

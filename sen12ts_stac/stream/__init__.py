@@ -5,8 +5,8 @@ index of records from any catalog form (:mod:`.index`, one backend per form in
 (:mod:`.read`) and a resumable, sharded ``torchdata.nodes`` loader (:mod:`.pipeline`). See
 docs/streaming.md."""
 
+from sen12ts_stac.spec.filters import Filter
 from sen12ts_stac.stream.fetch import FetchStats
-from sen12ts_stac.stream.filters import Filter
 from sen12ts_stac.stream.index import load_index, summarize
 from sen12ts_stac.stream.pipeline import LoaderStats, TripletLoader, triplet_loader
 from sen12ts_stac.stream.read import AssetReadError, ReadOptions, read_bands

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from sen12ts_stac.errors import UserError
+from sen12ts_stac.spec.filters import Filter
 from sen12ts_stac.storage import is_http, is_url
 from sen12ts_stac.stream.backends import IndexOptions, api, mlhub, parquet, static
 from sen12ts_stac.stream.fetch import (
@@ -26,7 +27,6 @@ from sen12ts_stac.stream.fetch import (
     HttpCache,
     default_cache_dir,
 )
-from sen12ts_stac.stream.filters import Filter
 from sen12ts_stac.stream.record import TripletRecord
 
 __all__ = [

@@ -370,7 +370,7 @@ def triplet_loader(
         records = load_index(catalog_or_records, **filters, **dict(index_options or {}))
         where = os.fspath(catalog_or_records)
     else:
-        from sen12ts_stac.stream.filters import Filter
+        from sen12ts_stac.spec.filters import Filter
 
         flt = Filter.make(**filters)
         records = sorted((r for r in catalog_or_records if flt.match(r)), key=lambda r: r.id)

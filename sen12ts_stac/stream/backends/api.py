@@ -9,10 +9,10 @@ from typing import Iterable
 import requests
 
 from sen12ts_stac.errors import SourceError, UserError
+from sen12ts_stac.spec.filters import Filter
 from sen12ts_stac.spec.vocabulary import aoi_of_collection, sibling_collection_ids
 from sen12ts_stac.stream.backends import IndexOptions
 from sen12ts_stac.stream.fetch import _short
-from sen12ts_stac.stream.filters import Filter
 from sen12ts_stac.stream.record import (
     TripletRecord,
     _Interner,

@@ -10,11 +10,11 @@ from typing import Any
 import requests
 
 from sen12ts_stac.errors import SourceError, UserError
+from sen12ts_stac.spec.filters import Filter
 from sen12ts_stac.spec.vocabulary import sibling_collection_ids
 from sen12ts_stac.stream.backends import IndexOptions
 from sen12ts_stac.stream.backends.api import _api_collections, _records_from_item_stream
 from sen12ts_stac.stream.fetch import _short
-from sen12ts_stac.stream.filters import Filter
 from sen12ts_stac.stream.record import TripletRecord, _Interner, _merge_stats
 
 

@@ -11,12 +11,12 @@ from typing import Sequence
 
 from sen12ts_stac.errors import SourceError, UserError
 from sen12ts_stac.spec import vocabulary as V
+from sen12ts_stac.spec.filters import Filter
 from sen12ts_stac.spec.vocabulary import ASSET_KEYS, sibling_collection_ids
 from sen12ts_stac.storage import ReadError, is_url, open_seekable
 from sen12ts_stac.stream.backends import IndexOptions
 from sen12ts_stac.stream.backends.static import collection_stats
 from sen12ts_stac.stream.fetch import Fetcher, _short
-from sen12ts_stac.stream.filters import Filter
 from sen12ts_stac.stream.record import (
     TripletRecord,
     _Interner,

@@ -11,12 +11,12 @@ import re
 import sys
 
 from sen12ts_stac.errors import UserError
+from sen12ts_stac.spec.filters import Filter
 from sen12ts_stac.spec.vocabulary import aoi_of_catalog, aoi_of_collection
 from sen12ts_stac.storage import inside, is_url, resolve
 from sen12ts_stac.storage.walk import walk
 from sen12ts_stac.stream.backends import IndexOptions
 from sen12ts_stac.stream.fetch import Fetcher
-from sen12ts_stac.stream.filters import Filter
 from sen12ts_stac.stream.record import (
     TripletRecord,
     _Interner,
