@@ -268,6 +268,108 @@ def _item_assets(kind: str, stats: dict[str, BandStats], aoi: AOI) -> dict:
     }
 
 
+COLLECTION_EXTENSIONS = {
+    "s1": ["sar", "sat", "raster", "eo"],
+    "s2": ["eo", "raster"],
+    "labels": ["label", "raster", "eo", "classification"],
+    "triplets": ["ml-aoi", "raster", "eo"],
+}
+
+
+def create_block_catalog(kind: str, aoi: AOI, block: str, items: list[ItemRecord]) -> dict:
+    """The catalog of one 8 x 8-tile block of a collection: links its items (pure)."""
+    title, description = block_text(kind, block, items)
+    return {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": f"{collection_id(aoi.name, kind)}_{block}",
+        "title": title,
+        "description": description,
+        "links": [
+            {"rel": "root", "href": "../../../catalog.json", "type": STAC_JSON},
+            {"rel": "parent", "href": "../collection.json", "type": STAC_JSON},
+            *({"rel": "item", "href": "./" + r.href.split("/", 2)[2], "type": "application/geo+json"} for r in items),
+        ],
+    }
+
+
+def create_collection(
+    kind: str,
+    aoi: AOI,
+    blocks: dict[str, list[ItemRecord]],
+    stats: dict[str, BandStats],
+    source_license: str,
+    providers: list[dict],
+) -> dict:
+    """A collection (S1, S2, labels or triplets of one AOI) over its block catalogs, in the
+    stactools manner: a pure function of what was collected; :func:`write_tree` writes it."""
+    recs = [r for b in sorted(blocks) for r in blocks[b]]
+    return {
+        "type": "Collection",
+        "stac_version": STAC_VERSION,
+        "stac_extensions": [EXT[e] for e in COLLECTION_EXTENSIONS[kind]],
+        "id": collection_id(aoi.name, kind),
+        "title": f"SEN12TS {aoi.title}: {KIND_INFO[kind][0]}",
+        "description": KIND_INFO[kind][1]
+        + (f" Labels: {aoi.label_source}." if kind == "labels" else "")
+        + " The items are listed in catalogs of 8 x 8 tiles (about 20 km square) each,"
+        " named by where they are.",
+        "keywords": ["SEN12TS", "Sentinel-1", "Sentinel-2", "land cover", "machine learning", aoi.name],
+        "license": source_license,
+        "providers": providers,
+        "extent": _extent(recs),
+        "summaries": _summaries(kind, recs, aoi),
+        "item_assets": _item_assets(kind, stats, aoi),
+        "links": [
+            {"rel": "root", "href": "../../catalog.json", "type": STAC_JSON},
+            {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
+            *(
+                {
+                    "rel": "child",
+                    "href": f"./{b}/catalog.json",
+                    "type": STAC_JSON,
+                    "title": block_text(kind, b, blocks[b])[0],
+                }
+                for b in sorted(blocks)
+            ),
+        ],
+    }
+
+
+def create_aoi_catalog(aoi: AOI) -> dict:
+    """An AOI's catalog: one child per collection (pure)."""
+    return {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": aoi_catalog_id(aoi.name),
+        "title": f"SEN12TS: {aoi.title}",
+        "description": f"SEN12TS-style Sentinel-1, Sentinel-2 and land-cover triplets over {aoi.title}, 2020.",
+        "links": [
+            {"rel": "root", "href": "../catalog.json", "type": STAC_JSON},
+            {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
+            *(
+                {"rel": "child", "href": f"./{k}/collection.json", "type": STAC_JSON, "title": KIND_INFO[k][0]}
+                for k in KINDS
+            ),
+        ],
+    }
+
+
+def create_root_catalog(aois: list[str]) -> dict:
+    """The root catalog: one child per AOI folder that holds a catalog (pure)."""
+    return {
+        "type": "Catalog",
+        "stac_version": STAC_VERSION,
+        "id": ROOT_ID,
+        "title": "SEN12TS (sen12ts-stac)",
+        "description": "Sentinel-1 / Sentinel-2 / land-cover triplets, 256 x 256 px at 10 m, 2020, as COGs and STAC.",
+        "links": [
+            {"rel": "root", "href": "./catalog.json", "type": STAC_JSON},
+            *({"rel": "child", "href": f"./{a}/catalog.json", "type": STAC_JSON, "title": AOIS[a].title} for a in aois),
+        ],
+    }
+
+
 def write_tree(
     layout: Layout,
     aoi: AOI,
@@ -276,97 +378,24 @@ def write_tree(
     source_license: str,
     providers: list[dict],
 ) -> int:
-    """Write block catalogs, collections, the AOI catalog and the root catalog. Returns the number
-    of JSON files written."""
+    """Write block catalogs, collections, the AOI catalog and the root catalog (made by the
+    ``create_*`` functions above; this only groups and writes). Returns the number of JSON
+    files written."""
     by_kind: dict[str, list[ItemRecord]] = defaultdict(list)
     for r in records:
         by_kind[r.kind].append(r)
     written = 0
     for kind in KINDS:
-        recs = sorted(by_kind.get(kind, []), key=lambda r: (r.block, r.id))
-        cid = collection_id(aoi.name, kind)
         blocks: dict[str, list[ItemRecord]] = defaultdict(list)
-        for r in recs:
+        for r in sorted(by_kind.get(kind, []), key=lambda r: (r.block, r.id)):
             blocks[r.block].append(r)
         for block, items in blocks.items():
-            title, description = block_text(kind, block, items)
-            write_json(
-                layout.block_dir(kind, block) / "catalog.json",
-                {
-                    "type": "Catalog",
-                    "stac_version": STAC_VERSION,
-                    "id": f"{cid}_{block}",
-                    "title": title,
-                    "description": description,
-                    "links": [
-                        {"rel": "root", "href": "../../../catalog.json", "type": STAC_JSON},
-                        {"rel": "parent", "href": "../collection.json", "type": STAC_JSON},
-                        *(
-                            {"rel": "item", "href": "./" + r.href.split("/", 2)[2], "type": "application/geo+json"}
-                            for r in items
-                        ),
-                    ],
-                },
-            )
+            write_json(layout.block_dir(kind, block) / "catalog.json", create_block_catalog(kind, aoi, block, items))
             written += 1
-        exts = {
-            "s1": ["sar", "sat", "raster", "eo"],
-            "s2": ["eo", "raster"],
-            "labels": ["label", "raster", "eo", "classification"],
-            "triplets": ["ml-aoi", "raster", "eo"],
-        }[kind]
-        write_json(
-            layout.collection_dir(kind) / "collection.json",
-            {
-                "type": "Collection",
-                "stac_version": STAC_VERSION,
-                "stac_extensions": [EXT[e] for e in exts],
-                "id": cid,
-                "title": f"SEN12TS {aoi.title}: {KIND_INFO[kind][0]}",
-                "description": KIND_INFO[kind][1]
-                + (f" Labels: {aoi.label_source}." if kind == "labels" else "")
-                + " The items are listed in catalogs of 8 x 8 tiles (about 20 km square) each,"
-                " named by where they are.",
-                "keywords": ["SEN12TS", "Sentinel-1", "Sentinel-2", "land cover", "machine learning", aoi.name],
-                "license": source_license,
-                "providers": providers,
-                "extent": _extent(recs),
-                "summaries": _summaries(kind, recs, aoi),
-                "item_assets": _item_assets(kind, stats, aoi),
-                "links": [
-                    {"rel": "root", "href": "../../catalog.json", "type": STAC_JSON},
-                    {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
-                    *(
-                        {
-                            "rel": "child",
-                            "href": f"./{b}/catalog.json",
-                            "type": STAC_JSON,
-                            "title": block_text(kind, b, blocks[b])[0],
-                        }
-                        for b in sorted(blocks)
-                    ),
-                ],
-            },
-        )
+        collection = create_collection(kind, aoi, blocks, stats, source_license, providers)
+        write_json(layout.collection_dir(kind) / "collection.json", collection)
         written += 1
-    write_json(
-        layout.aoi_dir / "catalog.json",
-        {
-            "type": "Catalog",
-            "stac_version": STAC_VERSION,
-            "id": aoi_catalog_id(aoi.name),
-            "title": f"SEN12TS: {aoi.title}",
-            "description": f"SEN12TS-style Sentinel-1, Sentinel-2 and land-cover triplets over {aoi.title}, 2020.",
-            "links": [
-                {"rel": "root", "href": "../catalog.json", "type": STAC_JSON},
-                {"rel": "parent", "href": "../catalog.json", "type": STAC_JSON},
-                *(
-                    {"rel": "child", "href": f"./{k}/collection.json", "type": STAC_JSON, "title": KIND_INFO[k][0]}
-                    for k in KINDS
-                ),
-            ],
-        },
-    )
+    write_json(layout.aoi_dir / "catalog.json", create_aoi_catalog(aoi))
     write_root(layout.root)
     return written + 2
 
@@ -374,22 +403,4 @@ def write_tree(
 def write_root(root: Path) -> None:
     """The root catalog links every AOI folder that holds a catalog, so AOIs can be added one by one."""
     aois = sorted(p.parent.name for p in root.glob("*/catalog.json") if p.parent.name in AOIS)
-    write_json(
-        root / "catalog.json",
-        {
-            "type": "Catalog",
-            "stac_version": STAC_VERSION,
-            "id": ROOT_ID,
-            "title": "SEN12TS (sen12ts-stac)",
-            "description": (
-                "Sentinel-1 / Sentinel-2 / land-cover triplets, 256 x 256 px at 10 m, 2020, as COGs and STAC."
-            ),
-            "links": [
-                {"rel": "root", "href": "./catalog.json", "type": STAC_JSON},
-                *(
-                    {"rel": "child", "href": f"./{a}/catalog.json", "type": STAC_JSON, "title": AOIS[a].title}
-                    for a in aois
-                ),
-            ],
-        },
-    )
+    write_json(root / "catalog.json", create_root_catalog(aois))
