@@ -168,7 +168,7 @@ def _key_values(pairs: tuple[str, ...], flag: str) -> dict:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def import_legacy(folder, aoi, out, max_invalid, seed, workers, overwrite, quiet) -> None:
     """Convert a folder of original SEN12TS GeoTIFFs (s1/, s2/, labels/) into COGs and the same catalog as create."""
-    from sen12ts_stac.legacy_import import import_legacy as run_import
+    from sen12ts_stac.collect.legacy import import_legacy as run_import
 
     try:
         summary, report = run_import(

@@ -15,8 +15,8 @@ import rasterio
 from sourcefixtures.legacy_files import NODATA, write_originals
 
 from sen12ts_stac.cli import main
+from sen12ts_stac.collect.legacy import import_legacy
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.legacy_import import import_legacy
 from sen12ts_stac.sources.legacy import LABEL_NAME, LegacySource, parse_triplet_name, s2_layout, scan
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import get_aoi
