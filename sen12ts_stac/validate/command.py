@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -147,7 +148,7 @@ def validate_command(
 
     if workers < 0:
         raise _UsageError(f"--workers must be 0 (one per CPU) or more, got {workers}")
-    if max_json_mb <= 0:
+    if not math.isfinite(max_json_mb) or max_json_mb <= 0:
         raise _UsageError(f"--max-json-mb must be positive, got {max_json_mb}")
     opts = Options(
         schemas=not no_schemas,
