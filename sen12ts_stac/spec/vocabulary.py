@@ -29,6 +29,21 @@ KINDS = ("s1", "s2", "labels", "triplets")
 _SOURCE_KINDS = ("s1", "s2")
 _COLLECTION = re.compile(rf"^{PREFIX}_(?P<aoi>[a-z0-9-]+?)_(?P<kind>s1_source|s2_source|labels|triplets)$")
 
+# The JSON schema of the sen12ts: fields (shipped in spec/data/stac-schemas under this URL):
+# validate applies it to every object that carries a sen12ts: field, as it does an extension's.
+SCHEMA_URL = "https://sen12ts-stac.github.io/schemas/v1.0.0/schema.json"
+
+
+def has_fields(obj: object) -> bool:
+    """True when a STAC object carries a ``sen12ts:`` field (in properties or summaries)."""
+    if not isinstance(obj, dict):
+        return False
+    for part in (obj.get("properties"), obj.get("summaries")):
+        if isinstance(part, dict) and any(isinstance(k, str) and k.startswith(PREFIX + ":") for k in part):
+            return True
+    return False
+
+
 SPLIT_ALIASES = {
     "val": "validate",
     "valid": "validate",
@@ -99,6 +114,7 @@ __all__ = [
     "RADAR_DATES",
     "ROOT_ID",
     "S2_DATE",
+    "SCHEMA_URL",
     "SEASON",
     "SPLIT",
     "SPLITS",
@@ -108,6 +124,7 @@ __all__ = [
     "aoi_of_catalog",
     "aoi_of_collection",
     "collection_id",
+    "has_fields",
     "normalise_split",
     "parse_collection_id",
     "sibling_collection_ids",

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from sen12ts_stac.spec import vocabulary
 from sen12ts_stac.validate.report import ERROR, NOT_CHECKED, Finding
 
 ENV_VAR = "SEN12TS_SCHEMAS"
@@ -364,6 +365,8 @@ class SchemaChecker:
                 )
                 continue
             out.extend(self._one(url, obj, where))
+        if vocabulary.has_fields(obj):  # the sen12ts: fields, by their own schema (bundled)
+            out.extend(self._one(vocabulary.SCHEMA_URL, obj, where))
         return out
 
     def _one(self, url: str, obj: dict, where: str) -> list[Finding]:
