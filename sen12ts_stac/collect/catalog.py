@@ -27,6 +27,7 @@ from sen12ts_stac.collect.items import (
 from sen12ts_stac.collect.layout import KINDS, ROOT_ID, Layout, collection_id
 from sen12ts_stac.fsio import write_json
 from sen12ts_stac.spec import bands
+from sen12ts_stac.spec import vocabulary as V
 from sen12ts_stac.spec.aois import AOI, AOIS
 from sen12ts_stac.spec.classes import class_table
 from sen12ts_stac.spec.grid import Tile
@@ -163,7 +164,7 @@ def write_tile_items(
         paths.append(path)
         write_json(path, item)
         p = item["properties"]
-        keep = ("ml-aoi:split", "sat:orbit_state", "eo:cloud_cover", "sen12ts:season")
+        keep = (V.SPLIT, "sat:orbit_state", "eo:cloud_cover", V.SEASON)
         records.append(
             ItemRecord(
                 kind,
@@ -234,10 +235,10 @@ def _summaries(kind: str, records: list[ItemRecord], aoi: AOI) -> dict:
             "label:classes": [{"name": None, "classes": list(class_table(aoi.label_table).values)}],
         }
     elif kind == "triplets":
-        s = {"ml-aoi:split": sorted({r.props["ml-aoi:split"] for r in records})}
-    s["sen12ts:season"] = sorted({r.props["sen12ts:season"] for r in records if "sen12ts:season" in r.props})
-    if not s["sen12ts:season"]:
-        del s["sen12ts:season"]
+        s = {V.SPLIT: sorted({r.props[V.SPLIT] for r in records})}
+    s[V.SEASON] = sorted({r.props[V.SEASON] for r in records if V.SEASON in r.props})
+    if not s[V.SEASON]:
+        del s[V.SEASON]
     return s
 
 

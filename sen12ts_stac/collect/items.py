@@ -19,23 +19,15 @@ from dataclasses import dataclass, field
 
 from sen12ts_stac.collect.layout import Layout, collection_id, item_id, rel
 from sen12ts_stac.spec import bands
+from sen12ts_stac.spec import vocabulary as V
 from sen12ts_stac.spec.aois import AOI
 from sen12ts_stac.spec.classes import class_table
 from sen12ts_stac.spec.grid import Tile
 from sen12ts_stac.spec.seasons import Candidate
+from sen12ts_stac.spec.vocabulary import EXTENSIONS
 
 STAC_VERSION = "1.1.0"
-EXT = {
-    "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
-    "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
-    "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
-    "sar": "https://stac-extensions.github.io/sar/v1.0.0/schema.json",
-    "sat": "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
-    "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
-    "label": "https://stac-extensions.github.io/label/v1.0.1/schema.json",
-    "ml-aoi": "https://stac-extensions.github.io/ml-aoi/v0.2.0/schema.json",
-    "classification": "https://stac-extensions.github.io/classification/v2.0.0/schema.json",
-}
+EXT = EXTENSIONS  # short name -> schema URL (spec.vocabulary)
 COG = "image/tiff; application=geotiff; profile=cloud-optimized"
 PNG = "image/png"
 STAC_JSON = "application/json"
@@ -166,8 +158,8 @@ def s2_title(t: TripletMeta) -> str:
 
 def _common(aoi: AOI, tile: Tile, source: str) -> dict:
     return {
-        "sen12ts:aoi": aoi.name,
-        "sen12ts:tile": tile.id,
+        V.AOI: aoi.name,
+        V.TILE: tile.id,
         "sen12ts:dltile": tile.dltile_key,
         "sen12ts:source": source,
     }
@@ -202,9 +194,9 @@ class ItemBuilder:
             "sat:orbit_state": c.series.orbit_state,
             **_proj(tile),
             **_common(self.aoi, tile, self.source),
-            "sen12ts:season": t.season,
-            "sen12ts:radar_dates": [d.isoformat() for d in dates],
-            "sen12ts:s2_date": c.optical.date.isoformat(),
+            V.SEASON: t.season,
+            V.RADAR_DATES: [d.isoformat() for d in dates],
+            V.S2_DATE: c.optical.date.isoformat(),
             "sen12ts:radar_scenes": [s.id for s in c.series.scenes],
             **t.s1_properties,
         }
@@ -244,7 +236,7 @@ class ItemBuilder:
             "eo:cloud_cover": round(100 * c.optical.cloud_fraction, 2),
             **_proj(tile),
             **_common(self.aoi, tile, self.source),
-            "sen12ts:season": t.season,
+            V.SEASON: t.season,
             "sen12ts:s2_scene": c.optical.id,
             **t.s2_properties,
         }
@@ -326,12 +318,12 @@ class ItemBuilder:
         s1, s2, lab = self.path("s1", tile, t.key), self.path("s2", tile, t.key), self.path("labels", tile)
         props = {
             "datetime": _iso(c.optical.date),
-            "ml-aoi:split": t.split,
+            V.SPLIT: t.split,
             **_proj(tile),
             **_common(self.aoi, tile, self.source),
-            "sen12ts:season": t.season,
-            "sen12ts:radar_dates": [d.isoformat() for d in c.series.dates],
-            "sen12ts:s2_date": c.optical.date.isoformat(),
+            V.SEASON: t.season,
+            V.RADAR_DATES: [d.isoformat() for d in c.series.dates],
+            V.S2_DATE: c.optical.date.isoformat(),
             "sen12ts:triplet": t.key,
             "sat:relative_orbit": c.series.track,
             "sat:orbit_state": c.series.orbit_state,

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import click
 import orjson
 from rich.progress import MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sen12ts_stac.errors import UserError
 from sen12ts_stac.fsio import atomic_path, catalog_entry, read_json, walk_local, write_json
+from sen12ts_stac.spec.vocabulary import EXTENSIONS
 from sen12ts_stac.storage.checksums import sha256_multihash
 
 PARQUET_KEY = "geoparquet-items"
@@ -43,7 +43,7 @@ PARQUET_TYPE = "application/vnd.apache.parquet"
 NDJSON_TYPE = "application/x-ndjson"
 PARQUET_NAME = "items.parquet"
 NDJSON_NAME = "items.ndjson"
-FILE_EXT = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+FILE_EXT = EXTENSIONS["file"]
 FORMATS = ("ndjson", "parquet")
 
 
@@ -275,20 +275,3 @@ def export_catalog(
                 done += results[futures[fut]].items
                 bar.update(task, advance=1, items=done)
         return [results[i] for i in range(len(collections))]
-
-
-@click.command("export")
-@click.argument("catalog", type=click.Path(path_type=Path))
-@click.option(
-    "--format", "formats", default="ndjson,parquet", show_default=True, help="Comma-separated: ndjson, parquet."
-)
-@click.option("--workers", type=int, default=1, show_default=True, help="Collections exported at once (processes).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def export_command(catalog: Path, formats: str, workers: int, quiet: bool) -> None:
-    """Write every collection's items as items.ndjson and items.parquet (stac-geoparquet) beside its
-    collection.json, linked from it as collection assets."""
-    results = export_catalog(
-        catalog, [f.strip() for f in formats.split(",") if f.strip()], progress=not quiet, workers=workers
-    )
-    for r in results:
-        click.echo(r.line())

@@ -35,7 +35,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 import orjson
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -380,20 +379,3 @@ def _save_manifest(
     except objects.ObjectStoreError:
         if not quiet:
             raise
-
-
-@click.command("publish")
-@click.argument("src")
-@click.argument("dest_url")
-@click.option("--workers", type=int, default=8, show_default=True, help="Concurrent uploads.")
-@click.option("--dry-run", is_flag=True, help="List what would be uploaded and deleted; write nothing.")
-@click.option(
-    "--delete", is_flag=True, help="After the uploads, delete the objects under DEST_URL that SRC does not have."
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
-def publish_command(src: str, dest_url: str, workers: int, dry_run: bool, delete: bool, quiet: bool) -> None:
-    """Upload a local catalog folder to an object store (s3://, az://, gs://): leaves first, the root
-    catalog last, only what is missing or changed (see docs/distribute.md)."""
-    report = publish(src, dest_url, workers=workers, dry_run=dry_run, delete=delete, progress=not quiet)
-    for line in report.lines():
-        click.echo(line)

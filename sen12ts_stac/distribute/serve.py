@@ -28,11 +28,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 import orjson
 import requests
 
@@ -177,9 +176,9 @@ def api_inputs(root: Path, base_url: str, out: Path) -> list[Path]:
         if n:
             files.append(ifile)
     if skipped:
-        click.echo(
+        print(
             f"warning: {len(skipped)} collection/item file(s) outside {root} not served in the API, e.g. {skipped[0]}",
-            err=True,
+            file=sys.stderr,
         )
     return files
 
@@ -303,9 +302,6 @@ def start(
     return served
 
 
-PORT = click.IntRange(0, 65535)
-
-
 class _Stop(Exception):
     """SIGTERM or SIGHUP: stop the way Ctrl-C does (systemd, Docker and CI send SIGTERM)."""
 
@@ -314,33 +310,22 @@ def _on_signal(signum, frame):
     raise _Stop(signal.Signals(signum).name)
 
 
-@click.command("serve")
-@click.argument("root", type=click.Path(path_type=Path))
-@click.option(
-    "--host", default="127.0.0.1", show_default=True, help="Address to bind; loopback unless you say otherwise."
-)
-@click.option(
-    "--port", type=PORT, default=8000, show_default=True, help="Port of the static server (0: any free port)."
-)
-@click.option(
-    "--api", is_flag=True, help="Also run a STAC API (rustac serve, memory backend) over the catalog's items."
-)
-@click.option("--api-port", type=PORT, default=7822, show_default=True, help="Port of the STAC API.")
-@click.option(
-    "--browser",
-    is_flag=True,
-    help="Build STAC Browser for this URL (npm; about 1.5 min the first time, "
-    "cached after) and serve it under /browser/.",
-)
-@click.option(
-    "--idle-timeout",
-    type=click.FloatRange(0, min_open=True),
-    default=30.0,
-    show_default=True,
-    help="Seconds before the static server closes a connection that sends nothing.",
-)
-def serve_command(root, host, port, api, api_port, browser, idle_timeout) -> None:
-    """Serve a catalog folder over HTTP (Range + CORS) for STAC Browser, GDAL and the loaders."""
+def run(
+    root: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api: bool = False,
+    api_port: int = 7822,
+    browser: bool = False,
+    idle_timeout: float = 30.0,
+    say: Callable[[str], object] = print,
+    warn: Callable[[str], object] = lambda m: print(m, file=sys.stderr),
+) -> None:
+    """Serve ``root`` until Ctrl-C, SIGTERM or SIGHUP (or until the STAC API child stops): the
+    static server, and with ``api`` the filtering STAC API front over ``rustac serve``, with
+    ``browser`` a STAC Browser build; everything started is stopped and cleaned up on the way out.
+    ``say``/``warn`` print progress lines and warnings."""
     if browser and port == 0:
         raise UserError("--browser needs a fixed --port: STAC Browser is built for one catalog URL")
     _root_catalog(root)
@@ -352,24 +337,24 @@ def serve_command(root, host, port, api, api_port, browser, idle_timeout) -> Non
         dist = None
         if browser:
             target = f"http://{host}:{api_port}" if api else f"http://{host}:{port}/catalog.json"
-            click.echo(f"building STAC Browser for {target} (cached after the first time) ...")
+            say(f"building STAC Browser for {target} (cached after the first time) ...")
             dist = build_browser(target)
         served = start(
             root, host=host, port=port, api=api, api_port=api_port, browser_dist=dist, idle_timeout=idle_timeout
         )
         if host not in ("127.0.0.1", "localhost", "::1"):
-            click.echo(f"warning: listening on {host}, reachable from other machines", err=True)
-        click.echo(f"catalog:      {served.url}")
+            warn(f"warning: listening on {host}, reachable from other machines")
+        say(f"catalog:      {served.url}")
         if served.api_url:
-            click.echo(f"STAC API:     {served.api_url}")
+            say(f"STAC API:     {served.api_url}")
         if served.browser_url:
-            click.echo(f"STAC Browser: {served.browser_url}")
-        click.echo("Ctrl-C to stop")
+            say(f"STAC Browser: {served.browser_url}")
+        say("Ctrl-C to stop")
         while served.api_proc is None or served.api_proc.poll() is None:
             time.sleep(0.5)
         raise UserError(f"rustac serve stopped (exit {served.api_proc.returncode})")
     except (KeyboardInterrupt, _Stop) as e:
-        click.echo(f"stopped ({e})" if isinstance(e, _Stop) else "stopped")
+        say(f"stopped ({e})" if isinstance(e, _Stop) else "stopped")
     finally:
         if main_thread:  # a second signal must not cut the clean-up short
             for s in (*stops, signal.SIGINT):

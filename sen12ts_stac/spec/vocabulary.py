@@ -29,6 +29,20 @@ KINDS = ("s1", "s2", "labels", "triplets")
 _SOURCE_KINDS = ("s1", "s2")
 _COLLECTION = re.compile(rf"^{PREFIX}_(?P<aoi>[a-z0-9-]+?)_(?P<kind>s1_source|s2_source|labels|triplets)$")
 
+# The STAC extensions the catalog uses, by short name (schema URLs, pinned versions)
+EXTENSIONS = {
+    "proj": "https://stac-extensions.github.io/projection/v2.0.0/schema.json",
+    "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
+    "eo": "https://stac-extensions.github.io/eo/v1.1.0/schema.json",
+    "sar": "https://stac-extensions.github.io/sar/v1.0.0/schema.json",
+    "sat": "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
+    "file": "https://stac-extensions.github.io/file/v2.1.0/schema.json",
+    "label": "https://stac-extensions.github.io/label/v1.0.1/schema.json",
+    "ml-aoi": "https://stac-extensions.github.io/ml-aoi/v0.2.0/schema.json",
+    "classification": "https://stac-extensions.github.io/classification/v2.0.0/schema.json",
+    "mlm": "https://stac-extensions.github.io/mlm/v1.4.0/schema.json",
+}
+
 # The JSON schema of the sen12ts: fields (shipped in spec/data/stac-schemas under this URL):
 # validate applies it to every object that carries a sen12ts: field, as it does an extension's.
 SCHEMA_URL = "https://sen12ts-stac.github.io/schemas/v1.0.0/schema.json"
@@ -109,6 +123,7 @@ def normalise_split(name: str) -> str:
 __all__ = [
     "AOI",
     "ASSET_KEYS",
+    "EXTENSIONS",
     "KINDS",
     "PREFIX",
     "RADAR_DATES",

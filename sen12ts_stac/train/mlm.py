@@ -14,11 +14,12 @@ from typing import Any, Sequence
 import torch
 
 from sen12ts_stac.fsio import write_json
+from sen12ts_stac.spec.vocabulary import EXTENSIONS
 from sen12ts_stac.storage.checksums import sha256_multihash
 from sen12ts_stac.stream import TripletRecord
 
-MLM_SCHEMA = "https://stac-extensions.github.io/mlm/v1.4.0/schema.json"
-FILE_SCHEMA = "https://stac-extensions.github.io/file/v2.1.0/schema.json"
+MLM_SCHEMA = EXTENSIONS["mlm"]
+FILE_SCHEMA = EXTENSIONS["file"]
 
 
 def catalog_href(catalog: str) -> str:

@@ -20,6 +20,7 @@ import stat
 from collections import defaultdict
 from typing import Any, Callable, Iterable, TypedDict
 
+from sen12ts_stac.spec import vocabulary as V
 from sen12ts_stac.validate.locations import inside, is_url, remote_size, resolve
 from sen12ts_stac.validate.report import ERROR, NOT_CHECKED, WARNING, Finding
 
@@ -27,12 +28,12 @@ CHECKED_RELS = ("self", "root", "parent", "child", "item", "collection", "source
 CONTAINERS = ("Catalog", "Collection")
 KEEP_PROPS = (
     "label:type",
-    "ml-aoi:split",
-    "sen12ts:tile",
-    "sen12ts:aoi",
-    "sen12ts:season",
-    "sen12ts:radar_dates",
-    "sen12ts:s2_date",
+    V.SPLIT,
+    V.TILE,
+    V.AOI,
+    V.SEASON,
+    V.RADAR_DATES,
+    V.S2_DATE,
     "sen12ts:triplet",
     "constellation",
     "datetime",
@@ -94,7 +95,7 @@ def record(obj: dict, where: str, with_assets: bool) -> dict:
 
 def is_sen12ts(rec_or_props: dict) -> bool:
     props = rec_or_props.get("props", rec_or_props)
-    return "sen12ts:tile" in props
+    return V.TILE in props
 
 
 def _kind(v: Any) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from sen12ts_stac.spec import vocabulary as V
 from sen12ts_stac.storage.checksums import MULTIHASHES
 from sen12ts_stac.validate.checks import is_sen12ts, roles_of
 from sen12ts_stac.validate.locations import inside, is_url
@@ -265,7 +266,7 @@ def _tile_claims(rec: dict, p: dict, label: str) -> list[Finding]:
     """A SEN12TS file lies on the grid cell its sen12ts:tile names."""
     from sen12ts_stac.spec.grid import Tile
 
-    tile_id = rec["props"].get("sen12ts:tile")
+    tile_id = rec["props"].get(V.TILE)
     try:
         tile = Tile.from_id(tile_id)
     except Exception:

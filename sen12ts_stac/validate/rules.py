@@ -17,6 +17,7 @@ import datetime as dt
 from collections import defaultdict
 from typing import Any
 
+from sen12ts_stac.spec import vocabulary as V
 from sen12ts_stac.validate.checks import _asset_kind, _kind, is_sen12ts, roles_of
 from sen12ts_stac.validate.report import ERROR, WARNING, Finding
 
@@ -78,16 +79,16 @@ def _bbox_rules(obj: dict, where: str) -> list[Finding]:
 # The fields every SEN12TS item of a kind carries (collect.items writes them; the loader and
 # these rules read them). The kind comes from the collection id (collect.layout.collection_id),
 # else from the properties.
-SEN12TS_COMMON = ("sen12ts:aoi", "sen12ts:tile")
+SEN12TS_COMMON = (V.AOI, V.TILE)
 SEN12TS_REQUIRED = {
-    "s1": ("constellation", "sen12ts:season", "sen12ts:radar_dates", "sen12ts:s2_date", "sat:relative_orbit"),
-    "s2": ("constellation", "sen12ts:season"),
+    "s1": ("constellation", V.SEASON, V.RADAR_DATES, V.S2_DATE, "sat:relative_orbit"),
+    "s2": ("constellation", V.SEASON),
     "labels": ("label:type", "sen12ts:class_table"),
     "triplets": (
-        "ml-aoi:split",
-        "sen12ts:season",
-        "sen12ts:radar_dates",
-        "sen12ts:s2_date",
+        V.SPLIT,
+        V.SEASON,
+        V.RADAR_DATES,
+        V.S2_DATE,
         "sen12ts:triplet",
         "sat:relative_orbit",
     ),
@@ -101,11 +102,11 @@ def sen12ts_kind(collection: Any, props: dict) -> str | None:
         for kind, suffix in _KIND_SUFFIX:
             if collection.endswith(suffix):
                 return kind
-    if "sen12ts:tile" not in props:
+    if V.TILE not in props:
         return None
     if "label:type" in props:
         return "labels"
-    if "ml-aoi:split" in props or "sen12ts:triplet" in props:
+    if V.SPLIT in props or "sen12ts:triplet" in props:
         return "triplets"
     constellation = props.get("constellation")
     return {"sentinel-1": "s1", "sentinel-2": "s2"}.get(constellation) if isinstance(constellation, str) else None
@@ -114,7 +115,7 @@ def sen12ts_kind(collection: Any, props: dict) -> str | None:
 def _sen12ts_fields(obj: dict, props: dict, where: str) -> list[Finding]:
     """A SEN12TS item carries the fields of its kind, as strings / a list of dates, on a real tile."""
     kind = sen12ts_kind(obj.get("collection"), props)
-    if kind is None and "sen12ts:tile" not in props:
+    if kind is None and V.TILE not in props:
         return []
     out: list[Finding] = []
     missing = [k for k in SEN12TS_COMMON + SEN12TS_REQUIRED.get(kind or "", ()) if k not in props]
@@ -127,16 +128,16 @@ def _sen12ts_fields(obj: dict, props: dict, where: str) -> list[Finding]:
         }.get(kind or "", "item")
         out.append(Finding(ERROR, "rules", where, f"SEN12TS {what} has no {', '.join(missing)}"))
     for k in (
-        "sen12ts:aoi",
-        "sen12ts:tile",
-        "sen12ts:season",
-        "sen12ts:s2_date",
+        V.AOI,
+        V.TILE,
+        V.SEASON,
+        V.S2_DATE,
         "sen12ts:triplet",
         "sen12ts:class_table",
     ):
         if k in props and not (isinstance(props[k], str) and props[k]):
             out.append(Finding(ERROR, "rules", where, f"{k} {str(props[k])[:60]!r} is not a non-empty string"))
-    if "sen12ts:radar_dates" in props and not isinstance(props["sen12ts:radar_dates"], list):
+    if V.RADAR_DATES in props and not isinstance(props[V.RADAR_DATES], list):
         out.append(
             Finding(
                 ERROR,
@@ -145,11 +146,11 @@ def _sen12ts_fields(obj: dict, props: dict, where: str) -> list[Finding]:
                 f"sen12ts:radar_dates is {_kind(props['sen12ts:radar_dates'])}, not a list of dates",
             )
         )
-    if isinstance(props.get("sen12ts:tile"), str):
+    if isinstance(props.get(V.TILE), str):
         from sen12ts_stac.spec.grid import Tile
 
         try:
-            tile = Tile.from_id(props["sen12ts:tile"])
+            tile = Tile.from_id(props[V.TILE])
         except Exception:
             out.append(
                 Finding(
@@ -170,7 +171,7 @@ def _sen12ts_fields(obj: dict, props: dict, where: str) -> list[Finding]:
                         f"sen12ts:dltile {str(dl)[:60]!r} is not the key of sen12ts:tile {tile.id} ({tile.dltile_key})",
                     )
                 )
-    aoi, coll = props.get("sen12ts:aoi"), obj.get("collection")
+    aoi, coll = props.get(V.AOI), obj.get("collection")
     if (
         isinstance(aoi, str)
         and isinstance(coll, str)
@@ -220,7 +221,7 @@ def _day(v: Any) -> dt.date:
 
 
 def _date_rules(props: dict, where: str) -> list[Finding]:
-    if not any(k in props for k in ("sen12ts:radar_dates", "sen12ts:s2_date", "sen12ts:season")):
+    if not any(k in props for k in (V.RADAR_DATES, V.S2_DATE, V.SEASON)):
         return []
     from sen12ts_stac.spec.seasons import SEASONS, PairingRules
 
@@ -231,8 +232,8 @@ def _date_rules(props: dict, where: str) -> list[Finding]:
         out.append(Finding(ERROR, "rules", where, msg))
 
     try:
-        radar = [_day(d) for d in props["sen12ts:radar_dates"]] if "sen12ts:radar_dates" in props else None
-        s2 = _day(props["sen12ts:s2_date"]) if "sen12ts:s2_date" in props else None
+        radar = [_day(d) for d in props[V.RADAR_DATES]] if V.RADAR_DATES in props else None
+        s2 = _day(props[V.S2_DATE]) if V.S2_DATE in props else None
         when = _day(props["datetime"]) if props.get("datetime") else None
     except (TypeError, ValueError) as e:
         return [Finding(ERROR, "rules", where, f"bad date in sen12ts:radar_dates / sen12ts:s2_date / datetime: {e}")]
@@ -247,7 +248,7 @@ def _date_rules(props: dict, where: str) -> list[Finding]:
             f"Sentinel-2 date {s2} is {abs((s2 - radar[0]).days)} days from the newest radar date {radar[0]} (at most "
             f"{rules.s2_max_offset_days})"
         )
-    season_name = props.get("sen12ts:season")
+    season_name = props.get(V.SEASON)
     if season_name is not None:
         season = SEASONS.get(season_name) if isinstance(season_name, str) else None
         if season is None:
@@ -262,7 +263,7 @@ def _date_rules(props: dict, where: str) -> list[Finding]:
                 and not any(a <= radar[-1] and radar[0] <= b for a, b in season.radar_windows(rules))
             ):
                 err(f"radar dates {radar[-1]}..{radar[0]} are outside the {season_name} radar window")
-    if when and "ml-aoi:split" in props and s2 and when != s2:
+    if when and V.SPLIT in props and s2 and when != s2:
         err(f"datetime {props['datetime']} is not the Sentinel-2 date {s2}")
     if when and props.get("constellation") == "sentinel-1" and radar and when != radar[0]:
         err(f"datetime {props['datetime']} is not the newest radar date {radar[0]}")
@@ -343,7 +344,7 @@ def _collection_field(rec: dict, records: dict[str, dict]) -> list[Finding]:
 
 
 def _label_sources(rec: dict, records: dict[str, dict]) -> list[Finding]:
-    where, tile = rec["where"], rec["props"].get("sen12ts:tile")
+    where, tile = rec["where"], rec["props"].get(V.TILE)
     sources = [(target, href) for rel, target, href, _ in rec["links"] if rel == "source"]
     if not sources:
         level = ERROR if tile else WARNING
@@ -356,7 +357,7 @@ def _label_sources(rec: dict, records: dict[str, dict]) -> list[Finding]:
         if src["type"] != "Feature":
             out.append(Finding(ERROR, "rules", where, f"source {href} is a {src['type']}, not an item"))
             continue
-        stile = src["props"].get("sen12ts:tile")
+        stile = src["props"].get(V.TILE)
         if tile and stile and stile != tile:
             out.append(
                 Finding(ERROR, "rules", where, f"source {href} is on tile {stile}, this label is on tile {tile}")
@@ -396,7 +397,7 @@ def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
             err(f"derived_from {href} has ml-aoi:role 'label' but is not a label item (no label:type)")
         else:
             label_rec = lab
-        if props.get("sen12ts:tile") and lab["props"].get("sen12ts:tile") not in (None, props.get("sen12ts:tile")):
+        if props.get(V.TILE) and lab["props"].get(V.TILE) not in (None, props.get(V.TILE)):
             err(
                 f"label {href} is on tile {lab['props'].get('sen12ts:tile')}, the triplet on "
                 f"{props.get('sen12ts:tile')}"
@@ -414,7 +415,7 @@ def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
             if const in found:
                 err(f"triplet record links two {const} features")
             found[const] = f
-            if f["props"].get("sen12ts:tile") not in (None, props.get("sen12ts:tile")):
+            if f["props"].get(V.TILE) not in (None, props.get(V.TILE)):
                 err(
                     f"feature {href} is on tile {f['props'].get('sen12ts:tile')}, the triplet on "
                     f"{props.get('sen12ts:tile')}"
@@ -424,20 +425,12 @@ def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
             if const not in found:
                 err(f"triplet record links no {const} feature")
     s1, s2 = found.get("sentinel-1"), found.get("sentinel-2")
-    if (
-        s1 is not None
-        and "sen12ts:radar_dates" in props
-        and s1["props"].get("sen12ts:radar_dates") != props["sen12ts:radar_dates"]
-    ):
+    if s1 is not None and V.RADAR_DATES in props and s1["props"].get(V.RADAR_DATES) != props[V.RADAR_DATES]:
         err(
             f"radar dates {props['sen12ts:radar_dates']} differ from its S1 item's "
             f"{s1['props'].get('sen12ts:radar_dates')} ({s1['where']})"
         )
-    if (
-        s2 is not None
-        and props.get("sen12ts:s2_date")
-        and str(s2["props"].get("datetime", ""))[:10] != props["sen12ts:s2_date"]
-    ):
+    if s2 is not None and props.get(V.S2_DATE) and str(s2["props"].get("datetime", ""))[:10] != props[V.S2_DATE]:
         err(
             f"Sentinel-2 date {props['sen12ts:s2_date']} differs from its S2 item's datetime "
             f"{s2['props'].get('datetime')} ({s2['where']})"
@@ -463,7 +456,7 @@ def _splits(records: dict[str, dict]) -> list[Finding]:
     by_tile: dict[str, dict[str, str]] = defaultdict(dict)
     by_group: dict[str, dict[str, str]] = defaultdict(dict)
     for where, rec in sorted(records.items()):
-        split, tile = rec["props"].get("ml-aoi:split"), rec["props"].get("sen12ts:tile")
+        split, tile = rec["props"].get(V.SPLIT), rec["props"].get(V.TILE)
         if not isinstance(split, str) or not isinstance(tile, str):
             continue  # a malformed split or tile is the schema's and the SEN12TS fields' finding
         by_tile[tile].setdefault(split, where)
