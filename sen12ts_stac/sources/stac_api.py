@@ -71,7 +71,15 @@ from sen12ts_stac.sources.provider_items import (
 from sen12ts_stac.spec import bands
 from sen12ts_stac.spec.aois import AOI
 from sen12ts_stac.spec.grid import RESOLUTION_M, TILE_PX, Tile
-from sen12ts_stac.spec.seasons import Inventory, OpticalScene, PairingRules, RadarScene, RadarSeries, Season
+from sen12ts_stac.spec.seasons import (
+    Inventory,
+    OpticalScene,
+    PairingRules,
+    RadarScene,
+    RadarSeries,
+    Season,
+    season_of_month,
+)
 from sen12ts_stac.storage.http import retry_policy
 from sen12ts_stac.storage.raster import gdal_options as storage_gdal_options
 
@@ -330,22 +338,6 @@ def _item_date(item) -> dt.date:
 
 def _href(item) -> str:
     return item.get_self_href() or item.id
-
-
-ASF_SEASONS = {
-    12: "winter",
-    1: "winter",
-    2: "winter",
-    3: "spring",
-    4: "spring",
-    5: "spring",
-    6: "summer",
-    7: "summer",
-    8: "summer",
-    9: "fall",
-    10: "fall",
-    11: "fall",
-}
 
 
 class StacApiSource:
@@ -620,7 +612,7 @@ class StacApiSource:
                 if str(i.properties.get("sar:product_type", "")).upper() == "COH12"
                 and "VV" in {p.upper() for p in i.properties.get("sar:polarizations", [])}
             ]
-        season = ASF_SEASONS[day.month]
+        season = season_of_month(day.month)
         key = f"coherence_{season}"
         if key not in cache:
             arr = np.full((N, N), np.nan, np.float32)

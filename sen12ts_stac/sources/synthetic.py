@@ -41,6 +41,7 @@ from sen12ts_stac.spec.seasons import (
     RadarScene,
     RadarSeries,
     Season,
+    season_of_month,
     seeded_rng,
 )
 
@@ -462,17 +463,7 @@ def _parcels(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def _season_name(day: dt.date) -> str:
-    return {
-        12: "winter",
-        1: "winter",
-        2: "winter",
-        3: "spring",
-        4: "spring",
-        5: "spring",
-        6: "summer",
-        7: "summer",
-        8: "summer",
-    }.get(day.month, "fall")
+    return season_of_month(day.month)
 
 
 def _soil_moisture_series(rng: np.random.Generator, base: float, rain: float, climate: str) -> dict[dt.date, float]:

@@ -64,6 +64,11 @@ def season_of(day: dt.date) -> str:
     raise ValueError(f"{day} is outside the {YEAR} seasons")
 
 
+def season_of_month(month: int) -> str:
+    """The season a calendar month falls in, in any year (the seasons' windows are whole months)."""
+    return season_of(dt.date(YEAR, month, 15))
+
+
 @dataclass(frozen=True)
 class PairingRules:
     radar_steps: int = 4  # radar dates per triplet
