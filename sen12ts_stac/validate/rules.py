@@ -143,7 +143,7 @@ def _sen12ts_fields(obj: dict, props: dict, where: str) -> list[Finding]:
                 ERROR,
                 "rules",
                 where,
-                f"sen12ts:radar_dates is {_kind(props['sen12ts:radar_dates'])}, not a list of dates",
+                f"sen12ts:radar_dates is {_kind(props[V.RADAR_DATES])}, not a list of dates",
             )
         )
     if isinstance(props.get(V.TILE), str):
@@ -157,7 +157,7 @@ def _sen12ts_fields(obj: dict, props: dict, where: str) -> list[Finding]:
                     ERROR,
                     "rules",
                     where,
-                    f"sen12ts:tile {props['sen12ts:tile'][:40]!r} is not a tile id (<zone>_<path>_<row>)",
+                    f"sen12ts:tile {props[V.TILE][:40]!r} is not a tile id (<zone>_<path>_<row>)",
                 )
             )
         else:
@@ -398,10 +398,7 @@ def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
         else:
             label_rec = lab
         if props.get(V.TILE) and lab["props"].get(V.TILE) not in (None, props.get(V.TILE)):
-            err(
-                f"label {href} is on tile {lab['props'].get('sen12ts:tile')}, the triplet on "
-                f"{props.get('sen12ts:tile')}"
-            )
+            err(f"label {href} is on tile {lab['props'].get(V.TILE)}, the triplet on {props.get(V.TILE)}")
     found: dict[str, dict] = {}
     for target, href in features:
         f = records.get(target)
@@ -416,10 +413,7 @@ def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
                 err(f"triplet record links two {const} features")
             found[const] = f
             if f["props"].get(V.TILE) not in (None, props.get(V.TILE)):
-                err(
-                    f"feature {href} is on tile {f['props'].get('sen12ts:tile')}, the triplet on "
-                    f"{props.get('sen12ts:tile')}"
-                )
+                err(f"feature {href} is on tile {f['props'].get(V.TILE)}, the triplet on {props.get(V.TILE)}")
     if sen and features and all(records.get(t) is not None for t, _ in features):
         for const in ("sentinel-1", "sentinel-2"):
             if const not in found:
@@ -427,12 +421,12 @@ def _triplet_links(rec: dict, records: dict[str, dict]) -> list[Finding]:
     s1, s2 = found.get("sentinel-1"), found.get("sentinel-2")
     if s1 is not None and V.RADAR_DATES in props and s1["props"].get(V.RADAR_DATES) != props[V.RADAR_DATES]:
         err(
-            f"radar dates {props['sen12ts:radar_dates']} differ from its S1 item's "
-            f"{s1['props'].get('sen12ts:radar_dates')} ({s1['where']})"
+            f"radar dates {props[V.RADAR_DATES]} differ from its S1 item's "
+            f"{s1['props'].get(V.RADAR_DATES)} ({s1['where']})"
         )
     if s2 is not None and props.get(V.S2_DATE) and str(s2["props"].get("datetime", ""))[:10] != props[V.S2_DATE]:
         err(
-            f"Sentinel-2 date {props['sen12ts:s2_date']} differs from its S2 item's datetime "
+            f"Sentinel-2 date {props[V.S2_DATE]} differs from its S2 item's datetime "
             f"{s2['props'].get('datetime')} ({s2['where']})"
         )
     # The triplet's assets are the very files of the items it links.
