@@ -15,7 +15,7 @@ import torch
 from streamfixtures import private_stream_cache  # noqa: F401 (autouse)
 
 from sen12ts_stac.errors import UserError
-from sen12ts_stac.storage import BodyTooLarge, DeadlineExceeded, capped_get, folder_of, inside, resolve
+from sen12ts_stac.storage import BodyTooLarge, DeadlineExceeded, capped_get, folder_of, inside, origin, resolve
 from sen12ts_stac.storage.checksums import hasher_for, multihash_of, sha256_multihash
 from sen12ts_stac.stream import load_index, triplet_loader
 from sen12ts_stac.stream.record import resolve_href
@@ -87,6 +87,7 @@ def test_locations_resolve_and_contain():
     assert resolve("az://ctr/a/catalog.json", "b/c.json") == "az://ctr/a/b/c.json"
     assert folder_of("gs://bkt/a/catalog.json") == "gs://bkt/a/"
     assert inside("s3://bkt/a/", "s3://bkt/a/b.json") and not inside("s3://bkt/a/", "s3://other/a/b.json")
+    assert origin("s3://bkt/a/b.json") == "s3://bkt/" and origin("http://h:8/a/b?q") == "http://h:8/"
     assert resolve("/data/cat/catalog.json", 7) is None
     assert folder_of("http://h/a/catalog.json") == "http://h/a/"
     assert inside("/data/cat", "/data/cat/x.json") and not inside("/data/cat", "/data/catalogue/x.json")

@@ -56,6 +56,7 @@ from sen12ts_stac.storage import (
     ReadError,
     folder_of,
     is_url,
+    origin,
     read_bytes,
     resolve,
 )
@@ -124,7 +125,7 @@ class Location:
         """``loc`` relative to the root folder, checked safe; Refused if it lies outside."""
         if self.remote:
             u, b = urllib.parse.urlsplit(loc), urllib.parse.urlsplit(self.base)
-            if (u.scheme, u.netloc) != (b.scheme, b.netloc) or u.query or u.fragment:
+            if origin(loc) != origin(self.base) or u.query or u.fragment:
                 raise Refused(f"{loc} is not below the catalog root {self.base}")
             path, base_path = urllib.parse.unquote(u.path), urllib.parse.unquote(b.path)
             norm = posixpath.normpath(path)
@@ -165,10 +166,9 @@ class Location:
             stream = open_chunks(loc, timeout=self.timeout, deadline=deadline)
         except ReadError as e:
             raise Refused(f"{loc}: {e}") from None
-        asked, final = urllib.parse.urlsplit(loc), urllib.parse.urlsplit(stream.url)
-        if (asked.scheme, asked.netloc) != (final.scheme, final.netloc):
+        if origin(stream.url) != origin(loc):
             stream.close()
-            raise Refused(f"{loc} redirects to another origin ({final.scheme}://{final.netloc}); not followed")
+            raise Refused(f"{loc} redirects to another origin ({origin(stream.url).rstrip('/')}); not followed")
         return stream
 
 

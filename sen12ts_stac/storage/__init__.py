@@ -9,7 +9,7 @@ This is the ground floor of the read side: it imports nothing else of sen12ts_st
 
 from sen12ts_stac.storage.checksums import MULTIHASHES, multihash_of, sha256_multihash
 from sen12ts_stac.storage.http import MAX_JSON_BYTES, BodyTooLarge, DeadlineExceeded, capped_get, http_session
-from sen12ts_stac.storage.locations import folder_of, inside, is_http, is_url, norm_url, resolve
+from sen12ts_stac.storage.locations import folder_of, inside, is_http, is_url, norm_url, origin, resolve
 from sen12ts_stac.storage.objects import ObjectStoreError, is_object_url, set_anonymous
 from sen12ts_stac.storage.raster import gdal_options, gdal_path, open_raster
 from sen12ts_stac.storage.read import ReadError, open_chunks, open_seekable, read_bytes, size_of
@@ -32,6 +32,7 @@ __all__ = [
     "is_url",
     "multihash_of",
     "norm_url",
+    "origin",
     "open_chunks",
     "open_raster",
     "open_seekable",

@@ -56,6 +56,13 @@ def norm_url(url: str) -> str:
     return urllib.parse.urlunsplit((p.scheme, p.netloc, path, p.query, ""))
 
 
+def origin(url: str) -> str:
+    """``scheme://host/`` (or ``scheme://bucket/``) of a URL: the boundary a remote catalog's
+    links are held to, and what a redirect may not leave."""
+    u = urllib.parse.urlsplit(url)
+    return f"{u.scheme}://{u.netloc}/"
+
+
 def folder_of(where: str) -> str:
     """The folder (local) or URL prefix (ending in /) a file lives in."""
     if is_url(where):

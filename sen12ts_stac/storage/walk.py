@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
-import urllib.parse
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import orjson
 
 from sen12ts_stac.storage.http import MAX_JSON_BYTES
-from sen12ts_stac.storage.locations import is_url, resolve
+from sen12ts_stac.storage.locations import is_url, origin, resolve
 from sen12ts_stac.storage.read import ReadError, read_bytes
 
 R = TypeVar("R")
@@ -146,19 +145,11 @@ def walk_documents(
     only, a remote one links of the same origin or bucket); ``descend(document)`` False: yield
     it but do not follow its links. A document that cannot be read raises
     :class:`DocumentError`."""
-    home = _origin(entry)
+    home = origin(entry) if is_url(entry) else ""
 
     def visit(where: str, obj: dict) -> tuple[tuple[str, dict], list[str]]:
         follow = descend is None or descend(obj)
         targets = link_targets(obj, where, rels) if follow else []
-        return (where, obj), [t for t in targets if _origin(t) == home]
+        return (where, obj), [t for t in targets if (origin(t) if is_url(t) else "") == home]
 
     yield from walk(entry, visit, workers=workers)
-
-
-def _origin(where: str) -> str:
-    """``scheme://host`` (or bucket) of a URL; "" for a local path."""
-    if not is_url(where):
-        return ""
-    u = urllib.parse.urlsplit(where)
-    return f"{u.scheme}://{u.netloc}"

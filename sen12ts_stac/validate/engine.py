@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from sen12ts_stac.errors import UserError
+from sen12ts_stac.storage.locations import origin
 from sen12ts_stac.storage.walk import walk
 from sen12ts_stac.validate import checks, claims, rules
 from sen12ts_stac.validate.locations import (
@@ -164,11 +165,6 @@ def resolve_target(target: str | os.PathLike) -> str:
     return os.path.abspath(p)
 
 
-def _origin(url: str) -> str:
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://{rest.split('/', 1)[0]}/"
-
-
 def _find_root(entry: str, obj: Any, opts: Options) -> tuple[str, str | None]:
     """(boundary, root catalog). The root link of the entry, if it leads to a readable catalog
     above the entry; else the entry itself. Local boundary: the root's folder; http: the origin."""
@@ -182,7 +178,7 @@ def _find_root(entry: str, obj: Any, opts: Options) -> tuple[str, str | None]:
                 target = resolve(entry, link.get("href"))
                 if target == entry:
                     root_where = entry
-                elif target and inside(_origin(target) if is_url(target) else folder_of(target), entry):
+                elif target and inside(origin(target) if is_url(target) else folder_of(target), entry):
                     # read only a root above the entry: never a local file for a remote catalog, never /dev/zero
                     robj, problem = read_json(target, opts.max_json_bytes)
                     if problem is None and isinstance(robj, dict) and robj.get("type") in checks.CONTAINERS:
@@ -191,9 +187,9 @@ def _find_root(entry: str, obj: Any, opts: Options) -> tuple[str, str | None]:
         if root_where is None and obj.get("type") in checks.CONTAINERS:
             root_where = entry
     where = root_where or entry
-    boundary = _origin(where) if is_url(where) else folder_of(where)
+    boundary = origin(where) if is_url(where) else folder_of(where)
     if not inside(boundary, entry):
-        boundary, root_where = (_origin(entry) if is_url(entry) else folder_of(entry)), None
+        boundary, root_where = (origin(entry) if is_url(entry) else folder_of(entry)), None
     return boundary, root_where
 
 
