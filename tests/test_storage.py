@@ -19,7 +19,7 @@ from sen12ts_stac.storage import BodyTooLarge, DeadlineExceeded, capped_get, fol
 from sen12ts_stac.storage.checksums import hasher_for, multihash_of, sha256_multihash
 from sen12ts_stac.stream import load_index, triplet_loader
 from sen12ts_stac.stream.record import resolve_href
-from sen12ts_stac.validate.locations import read_bytes
+from sen12ts_stac.validate.locations import read_json
 
 
 def _serve(handler_cls, directory=None):
@@ -156,8 +156,8 @@ def test_multihash(tmp_path):
 def test_a_fifo_is_a_finding_not_a_read(tmp_path):
     fifo = tmp_path / "catalog.json"
     os.mkfifo(fifo)
-    body, problem = read_bytes(str(fifo))  # would block forever on open()
-    assert body is None and "not a regular file" in problem
+    obj, problem = read_json(str(fifo))  # would block forever on open()
+    assert obj is None and problem is not None and "not a regular file" in problem.message
 
 
 # ---- plain http hosts --------------------------------------------------------------------------

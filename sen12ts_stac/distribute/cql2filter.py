@@ -13,38 +13,6 @@ from typing import Any
 import cql2
 
 CRS84 = ("http://www.opengis.net/def/crs/OGC/1.3/CRS84", "https://www.opengis.net/def/crs/OGC/1.3/CRS84", "EPSG:4326")
-OPS = {
-    "and",
-    "or",
-    "not",
-    "=",
-    "<>",
-    "<",
-    "<=",
-    ">",
-    ">=",
-    "like",
-    "between",
-    "in",
-    "isNull",
-    "casei",
-    "accenti",
-    "s_intersects",
-    "s_equals",
-    "s_disjoint",
-    "s_touches",
-    "s_within",
-    "s_overlaps",
-    "s_crosses",
-    "s_contains",
-    "+",
-    "-",
-    "*",
-    "/",
-    "%",
-    "^",
-    "div",
-}
 ARITY = {
     "not": 1,
     "isNull": 1,
@@ -80,6 +48,7 @@ ARITY = {
         )
     },
 }
+OPS = {"and", "or", *ARITY}  # every operator the front evaluates (and/or take any number)
 MAX_DEPTH = 40  # nesting levels of a filter
 MAX_FILTER = 1 << 20  # characters of a filter
 QUERY_OPS = {"eq": "=", "neq": "<>", "lt": "<", "lte": "<=", "gt": ">", "gte": ">=", "in": "in"}

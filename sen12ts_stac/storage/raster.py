@@ -55,10 +55,6 @@ def gdal_path(href: str) -> str:
     return href
 
 
-def is_remote(href: str) -> bool:
-    return gdal_path(href).startswith("/vsi")
-
-
 def gdal_options(**extra: str) -> dict[str, str]:
     """The GDAL config options for reading rasters: :data:`REMOTE_OPTIONS`, the object-store
     settings derived from the environment (endpoint, https, path-style, anonymous), then

@@ -20,7 +20,6 @@ __all__ = [
     "inside",
     "is_url",
     "loads",
-    "read_bytes",
     "read_json",
     "remote_size",
     "resolve",
@@ -38,14 +37,6 @@ except ImportError:  # pragma: no cover
 
     def loads(b: bytes) -> Any:
         return _json.loads(b)
-
-
-def read_bytes(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[bytes | None, str | None]:
-    """(content, None) or (None, problem). Files over ``max_bytes`` are refused unread."""
-    try:
-        return storage_read.read_bytes(where, max_bytes, timeout=HTTP_TIMEOUT_S).body, None
-    except storage_read.ReadError as e:
-        return None, str(e)
 
 
 def read_json(where: str, max_bytes: int = MAX_JSON_BYTES) -> tuple[Any, Finding | None]:
