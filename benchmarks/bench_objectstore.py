@@ -42,7 +42,6 @@ import concurrent.futures as cf
 import dataclasses
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -55,7 +54,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]  # bench_stream's helpers
 import obstore  # noqa: E402
 import rasterio  # noqa: E402
 import torch  # noqa: E402
-from bench_stream import PlainDataset, _bands, _cpu, ensure_catalog  # noqa: E402
+from bench_stream import PlainDataset, _bands, _cpu, ensure_catalog, machine  # noqa: E402
 
 from sen12ts_stac.distribute.publish import local_files, publish  # noqa: E402
 from sen12ts_stac.fsio import write_json  # noqa: E402
@@ -394,15 +393,7 @@ def main(argv=None) -> int:
     )
 
     out = {
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "rasterio": rasterio.__version__,
-            "gdal": rasterio.__gdal_version__,
-            "obstore": obstore.__version__,
-        },
+        "machine": {**machine(), "obstore": obstore.__version__},
         "params": {
             "catalog": str(catalog),
             "triplets": len(local),

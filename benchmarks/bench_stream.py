@@ -265,6 +265,18 @@ time.sleep(1e9)
     return proc, f"http://127.0.0.1:{port}"
 
 
+def machine() -> dict:
+    """What the figures were measured on (stored beside them in the results)."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "rasterio": rasterio.__version__,
+        "gdal": rasterio.__gdal_version__,
+    }
+
+
 def ensure_catalog(path: Path, tiles: int) -> Path:
     if (path / "catalog.json").exists():
         return path
@@ -418,14 +430,7 @@ def main(argv=None) -> int:
     )
 
     out = {
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "torch": torch.__version__,
-            "rasterio": rasterio.__version__,
-            "gdal": rasterio.__gdal_version__,
-        },
+        "machine": machine(),
         "params": {
             "catalog": str(catalog),
             "triplets": len(records),
